@@ -1,0 +1,79 @@
+# kpipe — Kubernetes operator that runs Kafka consumer pipelines and scales them on lag.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+BIN ?= $(CURDIR)/bin
+IMG ?= ghcr.io/kpipe-io/kpipe:dev
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+GINKGO_FLAGS ?=
+TEST_TIMEOUT ?= 25m
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
+	$(CONTROLLER_GEN) object paths="./api/..."
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC under config/.
+	$(CONTROLLER_GEN) rbac:roleName=kpipe-manager crd paths="./..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: fmt
+fmt: ## gofmt the code.
+	gofmt -w $$(git ls-files -co --exclude-standard -- '*.go')
+
+.PHONY: vet
+vet: ## go vet.
+	go vet ./...
+
+.PHONY: verify
+verify: ## Fail when gofmt, go vet or the generated files are not clean.
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard -- '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	hack/verify-generated.sh
+
+.PHONY: test
+test: verify envtest ## Verify, then run every test (unit, envtest, end-to-end).
+	KUBEBUILDER_ASSETS="$$(cat $(BIN)/.envtest-assets)" go test ./... -timeout $(TEST_TIMEOUT) $(GINKGO_FLAGS)
+
+.PHONY: envtest
+envtest: ## Build (once) or find kube-apiserver, etcd and kubectl for envtest.
+	@mkdir -p $(BIN)
+	@hack/envtest-assets.sh > $(BIN)/.envtest-assets.tmp && mv $(BIN)/.envtest-assets.tmp $(BIN)/.envtest-assets
+	@echo "envtest binaries: $$(cat $(BIN)/.envtest-assets)"
+
+##@ Build
+
+.PHONY: build
+build: ## Build bin/kpipe.
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/kpipe .
+
+.PHONY: run
+run: build ## Run the operator against the cluster of the current kubeconfig.
+	$(BIN)/kpipe manager --leader-elect=false
+
+.PHONY: install
+install: manifests ## Install the CRD into the cluster of the current kubeconfig.
+	kubectl apply --server-side -k config/crd
+
+.PHONY: docker-build
+docker-build: ## Build the container image (needs a Docker engine).
+	docker build -t $(IMG) .
+
+$(CONTROLLER_GEN):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	mv $(BIN)/controller-gen $(CONTROLLER_GEN)

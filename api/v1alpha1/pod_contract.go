@@ -1,0 +1,30 @@
+package v1alpha1
+
+// The contract between the operator, which renders a pipeline's pods, and `kpipe run`, which
+// runs inside them. Both sides use these names; nothing else couples them.
+const (
+	// EnvPipelineSpec holds the KafkaPipelineSpec as JSON (defaults applied, template left out).
+	// This is the runtime's whole configuration: the same schema as the custom resource.
+	EnvPipelineSpec = "KPIPE_PIPELINE_SPEC"
+	// EnvPipelineName and EnvPipelineNamespace name the KafkaPipeline, for logs and metrics.
+	EnvPipelineName      = "KPIPE_PIPELINE_NAME"
+	EnvPipelineNamespace = "KPIPE_PIPELINE_NAMESPACE"
+	// EnvTLSDir is the directory holding ca.crt, tls.crt and tls.key from spec.kafka.tls.secretRef.
+	EnvTLSDir = "KPIPE_TLS_DIR"
+	// EnvSASLDir is the directory holding username and password from spec.kafka.sasl.secretRef.
+	EnvSASLDir = "KPIPE_SASL_DIR"
+	// EnvHTTPAddr is the address of the runtime's /metrics, /healthz and /readyz.
+	EnvHTTPAddr = "KPIPE_HTTP_ADDR"
+
+	// TLSMountPath and SASLMountPath are where the pods mount the referenced Secrets.
+	TLSMountPath  = "/etc/kpipe/tls"
+	SASLMountPath = "/etc/kpipe/sasl"
+	// HTTPPort is the runtime's port for /metrics, /healthz and /readyz.
+	HTTPPort = 9090
+
+	// PipelineLabel on a pod names the KafkaPipeline it runs; the Deployment selects on it.
+	PipelineLabel = "kpipe.io/pipeline"
+	// ConfigHashAnnotation on the pod template changes whenever the rendered configuration
+	// or a referenced Secret changes, so the pods roll.
+	ConfigHashAnnotation = "kpipe.io/config-hash"
+)
