@@ -85,7 +85,6 @@ type scramClient struct {
 	conv *scram.ClientConversation
 }
 
-
 func (c *scramClient) Begin(user, password, authzID string) error {
 	client, err := c.hash.NewClient(user, password, authzID)
 	if err != nil {
