@@ -1,0 +1,99 @@
+package runtime
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// produceInBackground writes the input in chunks while a test runs, so pipelines stop
+// and start mid-stream. The returned function waits for the last chunk.
+// The first half is written before it returns, so pipelines have a backlog to work on.
+func produceInBackground(tc *testCluster, in input, chunk int) (wait func()) {
+	tc.produce(in, 0, in.n/2)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for from := in.n / 2; from < in.n; from += chunk {
+			tc.produce(in, from, min(from+chunk, in.n))
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return wg.Wait
+}
+
+// countOutput is the number of records on topic now.
+func (tc *testCluster) countOutput(topic string) int64 {
+	var total int64
+	for _, o := range tc.endOffsets(topic) {
+		total += o
+	}
+	return total
+}
+
+// TestCrashLosesNothing kills a pipeline mid-stream — no drain, and no final commit (the
+// broker refuses its commits from then on, as if the process died) — then starts another
+// one: every message reaches the output; the duplicates are counted.
+func TestCrashLosesNothing(t *testing.T) {
+	g := NewWithT(t)
+	const n = 40_000
+	tc := newTestCluster(t, map[string]int32{"in": 6, "out": 6})
+	in := input{topic: "in", n: n, keys: 600, partitions: 6}
+	wait := produceInBackground(tc, in, 1000)
+
+	spec := specJSON(t, tc.baseSpec("crash"))
+	a := start(t, spec, WithShutdownTimeout(0))
+	g.Eventually(func() int64 { return tc.countOutput("out") }).WithTimeout(time.Minute).Should(BeNumerically(">=", n/8))
+
+	// The crash: no commit reaches the broker any more, and whatever is in flight is dropped.
+	refuse := tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.RequestTimedOut, Count: -1})
+	a.stop(t)
+	refuse.Remove()
+	committedAtCrash := tc.committed("crash", "in", 6)
+
+	b := start(t, spec)
+	wait()
+	out := tc.readAll("out", n, 2*time.Minute)
+	tc.expectCommittedAtEnd(g, "crash", "in")
+	b.stop(t)
+	dups := checkAllPresent(t, out, n)
+	t.Logf("crash: committed at the crash %v; %d duplicates among %d records", committedAtCrash, dups, len(out))
+}
+
+// TestRebalanceLosesNothing has a second pipeline join mid-stream and leave again: every
+// message reaches the output; the duplicates are counted.
+func TestRebalanceLosesNothing(t *testing.T) {
+	g := NewWithT(t)
+	const n = 40_000
+	tc := newTestCluster(t, map[string]int32{"in": 6, "out": 6})
+	in := input{topic: "in", n: n, keys: 600, partitions: 6}
+	wait := produceInBackground(tc, in, 500)
+
+	spec := specJSON(t, tc.baseSpec("rebalance"))
+	a := start(t, spec)
+	g.Eventually(func() int64 { return tc.countOutput("out") }).WithTimeout(time.Minute).Should(BeNumerically(">=", n/10))
+
+	b := start(t, spec)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := tc.c.WaitGroupStable(ctx, "rebalance", 2)
+	g.Expect(err).NotTo(HaveOccurred(), "the second pipeline never joined")
+	mid := tc.countOutput("out")
+	g.Eventually(func() int64 { return tc.countOutput("out") }).WithTimeout(time.Minute).Should(BeNumerically(">=", mid+int64(n/10)))
+	b.stop(t)
+	consumedByB := testutil.ToFloat64(b.p.metrics.consumed.WithLabelValues("in"))
+	g.Expect(consumedByB).To(BeNumerically(">", 0), "the second pipeline got no partition")
+
+	wait()
+	out := tc.readAll("out", n, 2*time.Minute)
+	tc.expectCommittedAtEnd(g, "rebalance", "in")
+	a.stop(t)
+	dups := checkAllPresent(t, out, n)
+	t.Logf("rebalance: the second pipeline consumed %.0f messages; %d duplicates among %d records", consumedByB, dups, len(out))
+}
