@@ -284,6 +284,7 @@ func fastGroup(sc *sarama.Config) {
 	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
 	sc.Metadata.Retry.Backoff = 50 * time.Millisecond
 	sc.Producer.Retry.Backoff = 20 * time.Millisecond
+	sc.Consumer.Retry.Backoff = 100 * time.Millisecond
 }
 
 // checkAllPresent fails unless every value in [0, n) is in out, and returns how many

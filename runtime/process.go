@@ -284,7 +284,7 @@ func (ph *phase) produceFailed(d *delivery, err error) {
 	if final {
 		wait = retry.MaxBackoff.Duration
 	}
-	ph.p.log.Warn("forward failed; retrying", "topic", j.msg.Topic, "partition", j.msg.Partition,
+	ph.p.log.Debug("forward failed; retrying", "topic", j.msg.Topic, "partition", j.msg.Partition,
 		"offset", j.msg.Offset, "attempt", j.attempt, "err", err)
 	ph.p.metrics.retries.Inc()
 	if !ph.sleep(j, wait) {
