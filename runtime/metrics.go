@@ -25,6 +25,7 @@ type metrics struct {
 	latency      prometheus.Histogram
 	committed    *prometheus.GaugeVec
 	idle         prometheus.Gauge
+	idlePeriods  prometheus.Counter
 	session      prometheus.Gauge
 }
 
@@ -63,12 +64,15 @@ func newMetrics(name, namespace string) *metrics {
 		idle: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kpipe_idle", Help: "1 while the consumer is stopped for the idle penalty, else 0.", ConstLabels: labels,
 		}),
+		idlePeriods: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kpipe_idle_periods_total", Help: "Idle penalties served: times the consumer stopped after an idle window.", ConstLabels: labels,
+		}),
 		session: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kpipe_consumer_session_active", Help: "1 while a consumer group session is active, else 0.", ConstLabels: labels,
 		}),
 	}
 	m.registry.MustRegister(m.consumed, m.processed, m.retries, m.deadLettered, m.inFlight, m.latency,
-		m.committed, m.idle, m.session,
+		m.committed, m.idle, m.idlePeriods, m.session,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -194,6 +194,7 @@ func (p *Pipeline) penalty(ctx context.Context) {
 	p.log.Info("idle: consumer stopped for the penalty", "window", p.cfg.Spec.Idle.Window.Duration.String(), "penalty", d.String())
 	p.idle.Store(true)
 	p.metrics.idle.Set(1)
+	p.metrics.idlePeriods.Inc()
 	sleepCtx(ctx, d)
 	p.idle.Store(false)
 	p.metrics.idle.Set(0)
