@@ -248,6 +248,12 @@ func start(t testing.TB, spec []byte, opts ...Option) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startConfig(t, cfg, opts...)
+}
+
+// startConfig runs a pipeline for cfg until stop is called or the test ends.
+func startConfig(t testing.TB, cfg *Config, opts ...Option) *running {
+	t.Helper()
 	opts = append([]Option{WithLogger(testLogger(t)), WithCommitInterval(200 * time.Millisecond),
 		WithSaramaConfig(fastGroup)}, opts...)
 	p, err := New(cfg, opts...)
