@@ -79,7 +79,7 @@ func TestHTTPProcessor(t *testing.T) {
 		g.Expect(h.Get(HTTPHeaderPartition)).To(Equal("0"))
 		g.Expect(h.Get(HTTPHeaderOffset)).To(Equal(v)) // one partition: offset i holds value i
 		g.Expect(h.Get(HTTPHeaderAttempt)).To(Equal(strconv.Itoa(want)))
-		g.Expect(h.Get(HTTPHeaderPrefix+"trace-id")).To(Equal("t" + v))
-		g.Expect(h.Get(HTTPHeaderPrefix+"Base64-bin")).To(Equal("AAE="))
+		g.Expect(h.Get(HTTPHeaderPrefix + "trace-id")).To(Equal("t" + v))
+		g.Expect(h.Get(HTTPHeaderPrefix + "Base64-bin")).To(Equal("AAE="))
 	}
 }
