@@ -13,7 +13,8 @@ import (
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 )
 
-// BenchmarkForward forwards the same 100k messages (6 partitions) with kpipe and with a
+// BenchmarkForward forwards the same 100k messages (6 partitions) with kpipe (8 workers, Key
+// ordering, the default buffer of 16 and a buffer of 256) and with a
 // plain sarama consumer-group handler that hands every message to an AsyncProducer (the
 // usual hand-written pipeline), on the same kfake cluster in the same run, and reports
 // msgs/s of each and their ratio. Each measurement runs from joining the group until the
@@ -60,15 +61,15 @@ func BenchmarkForward(b *testing.B) {
 	})
 	run("sarama", func(ctx context.Context, b *testing.B, group string) { runPlainSarama(ctx, b, tc, group) })
 	if base := rates["sarama"]; base > 0 {
-		for _, name := range []string{"kpipe-Key", "kpipe-Unordered"} {
+		for _, name := range []string{"kpipe-Key", "kpipe-Key-buffer256"} {
 			b.Logf("%s: %.0f msgs/s, plain sarama: %.0f msgs/s, ratio %.2f", name, rates[name], base, rates[name]/base)
 		}
 	}
 }
 
-func runKpipe(ctx context.Context, b *testing.B, tc *testCluster, group string, ordering kpipev1.Ordering) {
+func runKpipe(ctx context.Context, b *testing.B, tc *testCluster, group string, ordering kpipev1.Ordering, buffer int) {
 	spec := tc.baseSpec(group)
-	spec["pool"] = map[string]any{"size": 8, "ordering": string(ordering)}
+	spec["pool"] = map[string]any{"size": 8, "buffer": buffer, "ordering": string(ordering)}
 	cfg, err := LoadConfig(specJSON(b, spec), SecretDirs{})
 	if err != nil {
 		b.Error(err)

@@ -27,6 +27,9 @@ type metrics struct {
 	idle         prometheus.Gauge
 	idlePeriods  prometheus.Counter
 	session      prometheus.Gauge
+
+	// children of processed, looked up once: finish runs for every message
+	processedOK, processedDead, processedAbandoned prometheus.Counter
 }
 
 func newMetrics(name, namespace string) *metrics {
@@ -71,6 +74,9 @@ func newMetrics(name, namespace string) *metrics {
 			Name: "kpipe_consumer_session_active", Help: "1 while a consumer group session is active, else 0.", ConstLabels: labels,
 		}),
 	}
+	m.processedOK = m.processed.WithLabelValues(resultOK)
+	m.processedDead = m.processed.WithLabelValues(resultDeadLettered)
+	m.processedAbandoned = m.processed.WithLabelValues(resultAbandoned)
 	m.registry.MustRegister(m.consumed, m.processed, m.retries, m.deadLettered, m.inFlight, m.latency,
 		m.committed, m.idle, m.idlePeriods, m.session,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -79,4 +85,15 @@ func newMetrics(name, namespace string) *metrics {
 
 func (m *metrics) setCommitted(topic string, partition int32, offset int64) {
 	m.committed.WithLabelValues(topic, strconv.Itoa(int(partition))).Set(float64(offset))
+}
+
+func (m *metrics) processedCounter(result string) prometheus.Counter {
+	switch result {
+	case resultOK:
+		return m.processedOK
+	case resultDeadLettered:
+		return m.processedDead
+	default:
+		return m.processedAbandoned
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kpipe-io/kpipe/runtime/offsets"
 )
@@ -14,13 +15,14 @@ import (
 // partition is one claimed partition of one consumer group session: its offset tracker and
 // the count of its messages in flight.
 type partition struct {
-	topic   string
-	id      int32
-	sess    sarama.ConsumerGroupSession
-	tracker *offsets.Tracker
-	log     *slog.Logger
-	revoked chan struct{} // closed when the partition starts to drain
-	changed chan struct{} // signalled whenever a message finishes
+	topic    string
+	id       int32
+	sess     sarama.ConsumerGroupSession
+	tracker  *offsets.Tracker
+	log      *slog.Logger
+	consumed prometheus.Counter // kpipe_messages_consumed_total of the topic
+	revoked  chan struct{}      // closed when the partition starts to drain
+	changed  chan struct{}      // signalled whenever a message finishes
 
 	mu       sync.Mutex
 	inFlight int
@@ -28,14 +30,15 @@ type partition struct {
 	marked   int64 // last offset marked for commit, -1 if none
 }
 
-func newPartition(sess sarama.ConsumerGroupSession, topic string, id int32, log *slog.Logger) *partition {
+func newPartition(sess sarama.ConsumerGroupSession, topic string, id int32, log *slog.Logger, m *metrics) *partition {
 	return &partition{
 		topic: topic, id: id, sess: sess,
-		tracker: offsets.New(),
-		log:     log.With("topic", topic, "partition", id),
-		revoked: make(chan struct{}),
-		changed: make(chan struct{}, 1),
-		marked:  -1,
+		consumed: m.consumed.WithLabelValues(topic),
+		tracker:  offsets.New(),
+		log:      log.With("topic", topic, "partition", id),
+		revoked:  make(chan struct{}),
+		changed:  make(chan struct{}, 1),
+		marked:   -1,
 	}
 }
 

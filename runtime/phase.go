@@ -15,6 +15,7 @@ import (
 // when idle. Each phase has its own consumer group, producer and worker pool.
 type phase struct {
 	p            *Pipeline
+	runCtx       context.Context // Run's context: when it ends, the pipeline shuts down
 	workCtx      context.Context // outlives the consumer so messages in flight can finish
 	pool         *pool
 	producer     sarama.AsyncProducer // nil when nothing is produced
@@ -34,6 +35,7 @@ func (p *Pipeline) runPhase(ctx context.Context) (idle bool, err error) {
 	}
 	ph := &phase{
 		p:        p,
+		runCtx:   ctx,
 		pool:     newPool(p.cfg.Spec.Pool.Ordering, int(*p.cfg.Spec.Pool.Buffer), p.cfg.PoolSize()),
 		ackSlots: make(chan struct{}, p.opts.producerWindow),
 	}
@@ -152,7 +154,7 @@ func (ph *phase) admit(ctx context.Context, pt *partition, m *sarama.ConsumerMes
 	now := time.Now()
 	ph.lastConsumed.Store(now.UnixNano())
 	ph.inFlight.Add(1)
-	ph.p.metrics.consumed.WithLabelValues(m.Topic).Inc()
+	pt.consumed.Inc()
 	ph.p.metrics.inFlight.Inc()
 	j := &job{msg: m, part: pt, start: now}
 	if !ph.pool.submit(ctx, j) {
@@ -203,7 +205,7 @@ func (h *groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
 // or the session ends, then drains the partition and commits what finished.
 func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ph := h.ph
-	pt := newPartition(sess, claim.Topic(), claim.Partition(), ph.p.log)
+	pt := newPartition(sess, claim.Topic(), claim.Partition(), ph.p.log, ph.p.metrics)
 	h.track(pt, true)
 	defer h.track(pt, false)
 
@@ -220,7 +222,13 @@ loop:
 			}
 		}
 	}
-	pt.drain(ph.workCtx, ph.p.opts.drainTimeout)
+	// A revoked partition waits for its messages at most the drain timeout; at shutdown
+	// they get the whole grace period, which ends workCtx.
+	bound := ph.p.opts.drainTimeout
+	if ph.runCtx.Err() != nil {
+		bound = ph.p.opts.shutdownTimeout
+	}
+	pt.drain(ph.workCtx, bound)
 	marked := pt.close()
 	sess.Commit()
 	if marked >= 0 {

@@ -306,7 +306,7 @@ func (ph *phase) finish(j *job, result string) {
 	ph.inFlight.Add(-1)
 	m := ph.p.metrics
 	m.inFlight.Dec()
-	m.processed.WithLabelValues(result).Inc()
+	m.processedCounter(result).Inc()
 	if result == resultAbandoned {
 		j.part.abandon()
 		return
