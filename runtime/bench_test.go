@@ -13,8 +13,8 @@ import (
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 )
 
-// BenchmarkForward forwards the same 100k messages (6 partitions) with kpipe (8 workers, Key
-// ordering, the default buffer of 16 and a buffer of 256) and with a
+// BenchmarkForward forwards the same 100k messages (6 partitions) with kpipe (8 workers, the
+// default buffer of 16, Key and Unordered ordering) and with a
 // plain sarama consumer-group handler that hands every message to an AsyncProducer (the
 // usual hand-written pipeline), on the same kfake cluster in the same run, and reports
 // msgs/s of each and their ratio. Each measurement runs from joining the group until the
@@ -54,14 +54,14 @@ func BenchmarkForward(b *testing.B) {
 		})
 	}
 	run("kpipe-Key", func(ctx context.Context, b *testing.B, group string) {
-		runKpipe(ctx, b, tc, group, kpipev1.OrderingKey)
+		runKpipe(ctx, b, tc, group, kpipev1.OrderingKey, 16)
 	})
 	run("kpipe-Unordered", func(ctx context.Context, b *testing.B, group string) {
-		runKpipe(ctx, b, tc, group, kpipev1.OrderingUnordered)
+		runKpipe(ctx, b, tc, group, kpipev1.OrderingUnordered, 16)
 	})
 	run("sarama", func(ctx context.Context, b *testing.B, group string) { runPlainSarama(ctx, b, tc, group) })
 	if base := rates["sarama"]; base > 0 {
-		for _, name := range []string{"kpipe-Key", "kpipe-Key-buffer256"} {
+		for _, name := range []string{"kpipe-Key", "kpipe-Unordered"} {
 			b.Logf("%s: %.0f msgs/s, plain sarama: %.0f msgs/s, ratio %.2f", name, rates[name], base, rates[name]/base)
 		}
 	}
