@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -80,7 +81,8 @@ func Example() {
 }
 
 // ExampleRegister is the main of a custom image: it registers a handler under the name a
-// KafkaPipeline's spec.processor.handler.name refers to, then runs the `run` command.
+// KafkaPipeline's spec.processor.handler.name refers to, and runs the `run` command, which
+// the pods start as "<image> run".
 func ExampleRegister() {
 	runtime.Register("shout", runtime.HandlerFunc(func(_ context.Context, m *runtime.Message) error {
 		if len(m.Value) == 0 {
@@ -89,12 +91,10 @@ func ExampleRegister() {
 		fmt.Println(strings.ToUpper(string(m.Value)))
 		return nil
 	}))
-	cmd := runtime.NewCommand() // `run`, with --config, --http-address, --shutdown-timeout
-	if len(os.Args) > 1 && os.Args[1] == "run" {
-		cmd.SetArgs(os.Args[2:])
-		if err := cmd.Execute(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
+	root := &cobra.Command{Use: "shouter"}
+	root.AddCommand(runtime.NewCommand()) // run, with --config, --http-address, --shutdown-timeout
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 }
