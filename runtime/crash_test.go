@@ -97,3 +97,50 @@ func TestRebalanceLosesNothing(t *testing.T) {
 	dups := checkAllPresent(t, out, n)
 	t.Logf("rebalance: the second pipeline consumed %.0f messages; %d duplicates among %d records", consumedByB, dups, len(out))
 }
+
+// TestRevocationAbandonsStuckMessages revokes a partition (a second pipeline joins) while a
+// handler hangs: after the drain timeout the handler's context ends, the partition is
+// released, and the message is handled again by whoever owns the partition next.
+func TestRevocationAbandonsStuckMessages(t *testing.T) {
+	g := NewWithT(t)
+	tc := newTestCluster(t, map[string]int32{"in": 1})
+	tc.produce(input{topic: "in", n: 10, keys: 10, partitions: 1}, 0, 10)
+	var (
+		mu       sync.Mutex
+		calls    = map[int64]int{}
+		handled  = map[int64]bool{}
+		blocked  = make(chan struct{})
+		canceled = make(chan struct{})
+	)
+	h := HandlerFunc(func(ctx context.Context, m *Message) error {
+		mu.Lock()
+		calls[m.Offset]++
+		first := m.Offset == 3 && calls[m.Offset] == 1
+		mu.Unlock()
+		if first {
+			close(blocked)
+			<-ctx.Done() // hangs until the runtime gives up on it
+			close(canceled)
+			return ctx.Err()
+		}
+		mu.Lock()
+		handled[m.Offset] = true
+		mu.Unlock()
+		return nil
+	})
+	spec := tc.baseSpec("revoke")
+	spec["processor"] = map[string]any{"handler": map[string]any{"name": "test"}}
+	spec["template"] = map[string]any{"image": "example.com/custom:1"}
+	spec["pool"] = map[string]any{"size": 4, "ordering": "Unordered"}
+	a := start(t, specJSON(t, spec), WithHandler(h), WithDrainTimeout(300*time.Millisecond))
+	<-blocked
+	b := start(t, specJSON(t, spec), WithHandler(h), WithDrainTimeout(300*time.Millisecond))
+	g.Eventually(canceled).WithTimeout(time.Minute).Should(BeClosed(), "the stuck handler's context never ended")
+	g.Eventually(func() int { mu.Lock(); defer mu.Unlock(); return len(handled) }).WithTimeout(time.Minute).Should(Equal(10))
+	tc.expectCommittedAtEnd(g, "revoke", "in")
+	b.stop(t)
+	a.stop(t)
+	mu.Lock()
+	defer mu.Unlock()
+	g.Expect(calls[3]).To(BeNumerically(">=", 2), "the abandoned message was not handled again")
+}

@@ -33,8 +33,9 @@ type Message struct {
 // committed. Returning an error retries the message with exponential backoff up to
 // spec.retry.maxAttempts, then writes it to spec.deadLetter.topic; an error wrapped with
 // Permanent skips the retries. Handle is called from many goroutines at once (see
-// spec.pool.ordering for which messages may run concurrently); ctx ends when the runtime
-// gives up on the message, at the end of the shutdown grace period.
+// spec.pool.ordering for which messages may run concurrently). ctx ends when the runtime
+// gives up on the message: its partition was revoked and the drain timeout passed, or the
+// shutdown grace period ended; the message is then consumed again later.
 type Handler interface {
 	Handle(ctx context.Context, msg *Message) error
 }

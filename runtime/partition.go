@@ -23,6 +23,10 @@ type partition struct {
 	consumed prometheus.Counter // kpipe_messages_consumed_total of the topic
 	revoked  chan struct{}      // closed when the partition starts to drain
 	changed  chan struct{}      // signalled whenever a message finishes
+	// ctx is what handlers of the partition's messages get: it ends when the runtime gives
+	// up on them (drain timeout after revocation, end of the shutdown grace period).
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu       sync.Mutex
 	inFlight int
@@ -30,8 +34,10 @@ type partition struct {
 	marked   int64 // last offset marked for commit, -1 if none
 }
 
-func newPartition(sess sarama.ConsumerGroupSession, topic string, id int32, log *slog.Logger, m *metrics) *partition {
+func newPartition(ctx context.Context, sess sarama.ConsumerGroupSession, topic string, id int32, log *slog.Logger, m *metrics) *partition {
+	ctx, cancel := context.WithCancel(ctx)
 	return &partition{
+		ctx: ctx, cancel: cancel,
 		topic: topic, id: id, sess: sess,
 		consumed: m.consumed.WithLabelValues(topic),
 		tracker:  offsets.New(),
@@ -129,8 +135,10 @@ func (pt *partition) drain(ctx context.Context, bound time.Duration) {
 	}
 }
 
-// close stops marking offsets for the partition and returns the last offset marked.
+// close stops marking offsets for the partition, cancels the context of its messages still
+// running, and returns the last offset marked.
 func (pt *partition) close() int64 {
+	pt.cancel()
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	pt.closed = true

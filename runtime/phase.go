@@ -205,7 +205,7 @@ func (h *groupHandler) Cleanup(sess sarama.ConsumerGroupSession) error {
 // or the session ends, then drains the partition and commits what finished.
 func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ph := h.ph
-	pt := newPartition(sess, claim.Topic(), claim.Partition(), ph.p.log, ph.p.metrics)
+	pt := newPartition(ph.workCtx, sess, claim.Topic(), claim.Partition(), ph.p.log, ph.p.metrics)
 	h.track(pt, true)
 	defer h.track(pt, false)
 

@@ -95,7 +95,7 @@ func (ph *phase) callHandler(j *job) (err error) {
 			err = fmt.Errorf("handler panicked: %v", r)
 		}
 	}()
-	return ph.p.handler.Handle(ph.workCtx, toMessage(j.msg, j.attempt))
+	return ph.p.handler.Handle(j.part.ctx, toMessage(j.msg, j.attempt))
 }
 
 func toMessage(m *sarama.ConsumerMessage, attempt int) *Message {
