@@ -80,11 +80,7 @@ func LoadConfig(specJSON []byte, dirs SecretDirs) (*Config, error) {
 	if err != nil {
 		return nil, &ConfigError{Problems: []string{err.Error()}}
 	}
-	spec.Default()
-	var problems []string
-	for _, e := range spec.Validate() {
-		problems = append(problems, e.Error())
-	}
+	problems := checkSpec(spec)
 	cfg := &Config{Spec: spec}
 	if spec.Kafka.TLS != nil {
 		var p []string
@@ -100,6 +96,21 @@ func LoadConfig(specJSON []byte, dirs SecretDirs) (*Config, error) {
 		return nil, &ConfigError{Problems: problems}
 	}
 	return cfg, nil
+}
+
+// checkSpec applies the API's defaults to spec and validates it with the API's rules,
+// except the one about spec.template.image: the operator leaves the pod template out of the
+// spec it hands the runtime, and the runtime has no use for it.
+func checkSpec(spec *kpipev1.KafkaPipelineSpec) []string {
+	spec.Default()
+	var problems []string
+	for _, e := range spec.Validate() {
+		if e.Field == "spec.template.image" {
+			continue
+		}
+		problems = append(problems, e.Error())
+	}
+	return problems
 }
 
 // PoolSize is spec.pool.size, or the CPUs available to the process (GOMAXPROCS follows

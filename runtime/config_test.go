@@ -128,6 +128,15 @@ func TestLoadConfigRefusesBadInput(t *testing.T) {
 	}
 }
 
+// TestLoadConfigWithoutTemplate accepts a handler pipeline whose spec has no template: the
+// operator leaves the pod template out of KPIPE_PIPELINE_SPEC.
+func TestLoadConfigWithoutTemplate(t *testing.T) {
+	spec := merge(t, minimal, map[string]any{"processor": map[string]any{"handler": map[string]any{"name": "enrich"}}})
+	if _, err := LoadConfig(spec, SecretDirs{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestLoadConfigAppliesDefaultsAndReadsSecrets(t *testing.T) {
 	g := NewWithT(t)
 	pki := newTestPKI(t)

@@ -49,8 +49,7 @@ func Example() {
 		"group": "shouter",
 		"initialOffset": "Earliest",
 		"pool": {"size": 4, "ordering": "Partition"},
-		"processor": {"handler": {"name": "shout"}},
-		"template": {"image": "example.com/shouter:1"}
+		"processor": {"handler": {"name": "shout"}}
 	}`, cluster.ListenAddrs()[0])
 	cfg, err := runtime.LoadConfig([]byte(spec), runtime.SecretDirs{})
 	if err != nil {

@@ -62,7 +62,7 @@ func newMetrics(name, namespace string) *metrics {
 			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
 		}),
 		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kpipe_committed_offset", Help: "Last offset committed for a partition (the next offset to consume).", ConstLabels: labels,
+			Name: "kpipe_committed_offset", Help: "Offset last committed for a partition this replica owns (the next offset to consume).", ConstLabels: labels,
 		}, []string{"topic", "partition"}),
 		idle: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kpipe_idle", Help: "1 while the consumer is stopped for the idle penalty, else 0.", ConstLabels: labels,

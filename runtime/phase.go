@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,11 +230,10 @@ loop:
 		bound = ph.p.opts.shutdownTimeout
 	}
 	pt.drain(ph.workCtx, bound)
-	marked := pt.close()
+	pt.close()
 	sess.Commit()
-	if marked >= 0 {
-		ph.p.metrics.setCommitted(pt.topic, pt.id, marked)
-	}
+	// The partition is not this replica's any more: its offset gauge goes with it.
+	ph.p.metrics.committed.DeleteLabelValues(pt.topic, strconv.Itoa(int(pt.id)))
 	return nil
 }
 

@@ -74,9 +74,19 @@ func WithProducerWindow(n int) Option { return func(o *options) { o.producerWind
 // Producer.Return.Successes and Errors, Consumer.Return.Errors, and manual commits.
 func WithSaramaConfig(fn func(*sarama.Config)) Option { return func(o *options) { o.saramaHook = fn } }
 
-// New checks that cfg can run (a handler exists for it, the Kafka client configuration is
-// valid) without connecting anywhere.
+// New checks that cfg can run (a valid spec, a handler for it, a valid Kafka client
+// configuration) without connecting anywhere. It works on a copy of cfg.Spec with the API's
+// defaults applied, so a spec built in Go needs only the fields it cares about.
 func New(cfg *Config, opts ...Option) (*Pipeline, error) {
+	if cfg == nil || cfg.Spec == nil {
+		return nil, errors.New("pipeline configuration without a spec")
+	}
+	c := *cfg
+	c.Spec = cfg.Spec.DeepCopy()
+	if problems := checkSpec(c.Spec); len(problems) > 0 {
+		return nil, &ConfigError{Problems: problems}
+	}
+	cfg = &c
 	o := options{
 		shutdownTimeout: 25 * time.Second,
 		drainTimeout:    10 * time.Second,
