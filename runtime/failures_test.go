@@ -166,3 +166,32 @@ func TestBrokerErrorsLoseNothing(t *testing.T) {
 	}
 	t.Logf("broker errors: fault hits %v (produce retriable, produce fatal, fetch, commit); %d duplicates among %d records", hits, dups, len(out))
 }
+
+// TestNoDeadLetterKeepsRetrying has no dead-letter topic: a message that fails beyond
+// retry.maxAttempts is retried until it succeeds, and its offset waits for it.
+func TestNoDeadLetterKeepsRetrying(t *testing.T) {
+	g := NewWithT(t)
+	const n, failures = 20, 6 // maxAttempts is 3
+	tc := newTestCluster(t, map[string]int32{"in": 1})
+	tc.produce(input{topic: "in", n: n, keys: 5, partitions: 1}, 0, n)
+	var seen attempts
+	release := make(chan struct{})
+	h := HandlerFunc(func(_ context.Context, m *Message) error {
+		if m.Offset == 0 {
+			if seen.add(m) <= failures {
+				return errors.New("not yet")
+			}
+			<-release // hold the first message until the test has looked at the commits
+		}
+		return nil
+	})
+	spec := tc.handlerSpec("nodlq")
+	delete(spec, "deadLetter")
+	r := start(t, specJSON(t, spec), WithHandler(h))
+	g.Eventually(func() int { seen.mu.Lock(); defer seen.mu.Unlock(); return seen.m[0] }).
+		WithTimeout(time.Minute).Should(Equal(failures + 1))
+	g.Expect(tc.committed("nodlq", "in", 1)[0]).To(BeNumerically("<=", 0), "committed past a message still failing")
+	close(release)
+	tc.expectCommittedAtEnd(g, "nodlq", "in")
+	r.stop(t)
+}
