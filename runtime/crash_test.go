@@ -100,10 +100,11 @@ func TestRebalanceLosesNothing(t *testing.T) {
 
 // TestRevocationAbandonsStuckMessages revokes a partition (a second pipeline joins) while a
 // handler hangs: after the drain timeout the handler's context ends, the partition is
-// released, and the message is handled again by whoever owns the partition next.
+// released, and the message is handled again by whoever owns the partition next — not
+// dead-lettered, since its failure was the runtime's doing.
 func TestRevocationAbandonsStuckMessages(t *testing.T) {
 	g := NewWithT(t)
-	tc := newTestCluster(t, map[string]int32{"in": 1})
+	tc := newTestCluster(t, map[string]int32{"in": 1, "dlq": 1})
 	tc.produce(input{topic: "in", n: 10, keys: 10, partitions: 1}, 0, 10)
 	var (
 		mu       sync.Mutex
@@ -128,9 +129,8 @@ func TestRevocationAbandonsStuckMessages(t *testing.T) {
 		mu.Unlock()
 		return nil
 	})
-	spec := tc.baseSpec("revoke")
-	spec["processor"] = map[string]any{"handler": map[string]any{"name": "test"}}
-	spec["template"] = map[string]any{"image": "example.com/custom:1"}
+	spec := tc.handlerSpec("revoke")
+	spec["retry"] = map[string]any{"maxAttempts": 1} // a failure would be dead-lettered at once
 	spec["pool"] = map[string]any{"size": 4, "ordering": "Unordered"}
 	a := start(t, specJSON(t, spec), WithHandler(h), WithDrainTimeout(300*time.Millisecond))
 	<-blocked
@@ -143,4 +143,5 @@ func TestRevocationAbandonsStuckMessages(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	g.Expect(calls[3]).To(BeNumerically(">=", 2), "the abandoned message was not handled again")
+	g.Expect(tc.countOutput("dlq")).To(BeZero(), "a message given up at revocation was dead-lettered")
 }

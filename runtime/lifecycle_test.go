@@ -124,10 +124,11 @@ func groupMembers(tc *testCluster, group string) int {
 }
 
 // TestShutdownTimeoutAbandons gives up on a handler that never returns by itself once the
-// shutdown timeout passes: Run returns, and the message is not committed.
+// shutdown timeout passes: Run returns, and the message is neither committed nor
+// dead-lettered (its handler's error is the runtime's doing).
 func TestShutdownTimeoutAbandons(t *testing.T) {
 	g := NewWithT(t)
-	tc := newTestCluster(t, map[string]int32{"in": 1})
+	tc := newTestCluster(t, map[string]int32{"in": 1, "dlq": 1})
 	tc.produce(input{topic: "in", n: 5, keys: 5, partitions: 1}, 0, 5)
 	blocked := make(chan struct{})
 	var once sync.Once
@@ -139,11 +140,11 @@ func TestShutdownTimeoutAbandons(t *testing.T) {
 		}
 		return nil
 	})
-	spec := tc.baseSpec("stuck")
-	spec["processor"] = map[string]any{"handler": map[string]any{"name": "test"}}
-	spec["template"] = map[string]any{"image": "example.com/custom:1"}
+	spec := tc.handlerSpec("stuck")
+	spec["retry"] = map[string]any{"maxAttempts": 1} // a failure would be dead-lettered at once
 	r := start(t, specJSON(t, spec), WithHandler(h), WithShutdownTimeout(300*time.Millisecond))
 	<-blocked
 	r.stop(t)
 	g.Expect(tc.committed("stuck", "in", 1)[0]).To(BeNumerically("<=", 2), "an offset past the stuck message was committed")
+	g.Expect(tc.countOutput("dlq")).To(BeZero(), "a message given up at shutdown was dead-lettered")
 }

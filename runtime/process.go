@@ -69,6 +69,12 @@ func (ph *phase) runHandler(j *job) {
 			ph.finish(j, resultOK)
 			return
 		}
+		if j.part.ctx.Err() != nil {
+			// The runtime gave up on the message while it ran: its failure is not the
+			// message's fault, and the partition's next owner consumes it again.
+			ph.finish(j, resultAbandoned)
+			return
+		}
 		final := IsPermanent(err) || j.attempt >= int(*retry.MaxAttempts)
 		if final && ph.p.deadLetterTopic != "" {
 			ph.sendDeadLetter(j, err)
