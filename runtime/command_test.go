@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,7 +64,7 @@ func TestRunCommandRefusesBadConfigurationBeforeConnecting(t *testing.T) {
 }
 
 // TestRunCommand runs `kpipe run` with its configuration in a file and the pod's env vars,
-// serves /healthz, /readyz and /metrics, and exits cleanly when its context ends.
+// serves /healthz, /readyz and /metrics, and exits cleanly on SIGTERM.
 func TestRunCommand(t *testing.T) {
 	g := NewWithT(t)
 	tc := newTestCluster(t, map[string]int32{"in": 2, "out": 2})
@@ -101,7 +102,10 @@ func TestRunCommand(t *testing.T) {
 	code, _ := get(g, "/healthz")
 	g.Expect(code).To(Equal(http.StatusOK))
 
-	cancel()
+	// The pod's SIGTERM: the command is listening for it (it serves /readyz), so the test
+	// process survives it.
+	g.Expect(syscall.Kill(os.Getpid(), syscall.SIGTERM)).To(Succeed())
 	g.Eventually(done).WithTimeout(30 * time.Second).Should(Receive(BeNil()))
+	cancel()
 	g.Expect(logs.String()).To(ContainSubstring(`"pipeline":"orders"`))
 }
