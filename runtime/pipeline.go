@@ -12,6 +12,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 )
 
 // Pipeline runs one KafkaPipeline: a consumer group feeding a worker pool through a bounded
@@ -118,6 +120,9 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 		}
 	}
 	p.sarama = sc
+	if cfg.SASL != nil && cfg.SASL.Mechanism == kpipev1.SASLPlain && cfg.TLS == nil {
+		p.log.Warn("SASL PLAIN without TLS sends the password in clear text; set spec.kafka.tls")
+	}
 	return p, nil
 }
 
