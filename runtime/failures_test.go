@@ -146,6 +146,8 @@ func TestBrokerErrorsLoseNothing(t *testing.T) {
 	faults := []*kfake.FaultHandle{
 		tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "out", Err: kerr.NotLeaderForPartition, Count: 20}),
 		tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "out", Err: kerr.TopicAuthorizationFailed, Count: 5}),
+		// written, then answered with an error: the retry writes a duplicate
+		tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "out", Err: kerr.RequestTimedOut, Count: 3}),
 		tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "in", Err: kerr.NotLeaderForPartition, Count: 10}),
 		tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.RequestTimedOut, Count: 10}),
 	}
@@ -164,7 +166,7 @@ func TestBrokerErrorsLoseNothing(t *testing.T) {
 	for i, f := range faults {
 		hits[i] = f.Hits()
 	}
-	t.Logf("broker errors: fault hits %v (produce retriable, produce fatal, fetch, commit); %d duplicates among %d records", hits, dups, len(out))
+	t.Logf("broker errors: fault hits %v (produce retriable, produce fatal, produce timed out after the write, fetch, commit); %d duplicates among %d records", hits, dups, len(out))
 }
 
 // TestNoDeadLetterKeepsRetrying has no dead-letter topic: a message that fails beyond
