@@ -3,8 +3,6 @@ package runtime
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -232,7 +230,6 @@ func (w *testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-var _ io.Writer = (*testWriter)(nil)
 
 // running is a Pipeline running in the background.
 type running struct {
@@ -347,5 +344,3 @@ func checkOrder(t testing.TB, out []outRecord, what string, groupOf func(outReco
 		t.Fatalf("%d values out of %s order", bad, what)
 	}
 }
-
-var _ = fmt.Sprint

@@ -76,6 +76,20 @@ func WithProducerWindow(n int) Option { return func(o *options) { o.producerWind
 // Producer.Return.Successes and Errors, Consumer.Return.Errors, and manual commits.
 func WithSaramaConfig(fn func(*sarama.Config)) Option { return func(o *options) { o.saramaHook = fn } }
 
+func (o *options) validate() error {
+	switch {
+	case o.shutdownTimeout < 0:
+		return errors.New("WithShutdownTimeout: must not be negative")
+	case o.drainTimeout < 0:
+		return errors.New("WithDrainTimeout: must not be negative")
+	case o.commitInterval <= 0:
+		return errors.New("WithCommitInterval: must be positive")
+	case o.producerWindow < 1:
+		return errors.New("WithProducerWindow: must be at least 1")
+	}
+	return nil
+}
+
 // New checks that cfg can run (a valid spec, a handler for it, a valid Kafka client
 // configuration) without connecting anywhere. It works on a copy of cfg.Spec with the API's
 // defaults applied, so a spec built in Go needs only the fields it cares about.
@@ -97,6 +111,9 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 	}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
 	}
 	if o.logger == nil {
 		o.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
