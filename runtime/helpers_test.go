@@ -230,7 +230,6 @@ func (w *testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-
 // running is a Pipeline running in the background.
 type running struct {
 	p      *Pipeline
