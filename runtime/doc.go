@@ -105,6 +105,7 @@
 //	kpipe_messages_processed_total{result="ok|dead_lettered|abandoned"}
 //	kpipe_retries_total, kpipe_dead_lettered_total
 //	kpipe_messages_in_flight
+//	kpipe_messages_stalled (past retry.maxAttempts without a dead-letter topic)
 //	kpipe_processing_seconds (histogram: consumed to finished, retries and acks included)
 //	kpipe_committed_offset{topic,partition}
 //	kpipe_idle, kpipe_idle_periods_total, kpipe_consumer_session_active

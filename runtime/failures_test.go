@@ -193,7 +193,9 @@ func TestNoDeadLetterKeepsRetrying(t *testing.T) {
 	g.Eventually(func() int { seen.mu.Lock(); defer seen.mu.Unlock(); return seen.m[0] }).
 		WithTimeout(time.Minute).Should(Equal(failures + 1))
 	g.Expect(tc.committed("nodlq", "in", 1)[0]).To(BeNumerically("<=", 0), "committed past a message still failing")
+	g.Expect(testutil.ToFloat64(r.p.metrics.stalled)).To(Equal(1.0))
 	close(release)
 	tc.expectCommittedAtEnd(g, "nodlq", "in")
+	g.Expect(testutil.ToFloat64(r.p.metrics.stalled)).To(BeZero())
 	r.stop(t)
 }

@@ -22,6 +22,7 @@ type metrics struct {
 	retries      prometheus.Counter
 	deadLettered prometheus.Counter
 	inFlight     prometheus.Gauge
+	stalled      prometheus.Gauge
 	latency      prometheus.Histogram
 	committed    *prometheus.GaugeVec
 	idle         prometheus.Gauge
@@ -57,6 +58,9 @@ func newMetrics(name, namespace string) *metrics {
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kpipe_messages_in_flight", Help: "Messages consumed and not yet finished.", ConstLabels: labels,
 		}),
+		stalled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kpipe_messages_stalled", Help: "Messages past retry.maxAttempts with no dead-letter topic, retried until they succeed; their partitions do not advance.", ConstLabels: labels,
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "kpipe_processing_seconds", Help: "Time from consuming a message to finishing it, retries and acks included.",
 			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
@@ -77,7 +81,7 @@ func newMetrics(name, namespace string) *metrics {
 	m.processedOK = m.processed.WithLabelValues(resultOK)
 	m.processedDead = m.processed.WithLabelValues(resultDeadLettered)
 	m.processedAbandoned = m.processed.WithLabelValues(resultAbandoned)
-	m.registry.MustRegister(m.consumed, m.processed, m.retries, m.deadLettered, m.inFlight, m.latency,
+	m.registry.MustRegister(m.consumed, m.processed, m.retries, m.deadLettered, m.inFlight, m.stalled, m.latency,
 		m.committed, m.idle, m.idlePeriods, m.session,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

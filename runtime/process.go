@@ -28,6 +28,7 @@ type job struct {
 	start    time.Time
 	attempt  int  // attempts started so far
 	ackSlot  bool // holds a slot of the producer window
+	stalled  bool // past its attempts with no dead-letter topic (kpipe_messages_stalled)
 	finished atomic.Bool
 }
 
@@ -84,8 +85,7 @@ func (ph *phase) runHandler(j *job) {
 		if final {
 			// No dead-letter topic: never drop, keep trying at the longest wait.
 			wait = retry.MaxBackoff.Duration
-			ph.p.log.Warn("message keeps failing and there is no dead-letter topic; retrying",
-				"topic", j.msg.Topic, "partition", j.msg.Partition, "offset", j.msg.Offset, "attempt", j.attempt, "err", err)
+			ph.stall(j, err)
 		}
 		ph.p.metrics.retries.Inc()
 		if !ph.sleep(j, wait) {
@@ -289,6 +289,7 @@ func (ph *phase) produceFailed(d *delivery, err error) {
 	wait := ph.p.backoff(j.attempt)
 	if final {
 		wait = retry.MaxBackoff.Duration
+		ph.stall(j, err)
 	}
 	ph.p.log.Debug("forward failed; retrying", "topic", j.msg.Topic, "partition", j.msg.Partition,
 		"offset", j.msg.Offset, "attempt", j.attempt, "err", err)
@@ -299,6 +300,16 @@ func (ph *phase) produceFailed(d *delivery, err error) {
 	}
 	j.attempt++
 	ph.produce(j, ph.forwardMessage(j), d)
+}
+
+// stall records a message that used up its attempts with no dead-letter topic to go to.
+func (ph *phase) stall(j *job, err error) {
+	if !j.stalled {
+		j.stalled = true
+		ph.p.metrics.stalled.Inc()
+	}
+	ph.p.log.Warn("message keeps failing and there is no dead-letter topic; retrying, its partition waits",
+		"topic", j.msg.Topic, "partition", j.msg.Partition, "offset", j.msg.Offset, "attempt", j.attempt, "err", err)
 }
 
 // finish ends a message's life in the runtime, once.
@@ -312,6 +323,9 @@ func (ph *phase) finish(j *job, result string) {
 	ph.inFlight.Add(-1)
 	m := ph.p.metrics
 	m.inFlight.Dec()
+	if j.stalled {
+		m.stalled.Dec()
+	}
 	m.processedCounter(result).Inc()
 	if result == resultAbandoned {
 		j.part.abandon()
