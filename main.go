@@ -21,6 +21,7 @@ import (
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers"
+	kpiperuntime "github.com/kpipe-io/kpipe/runtime"
 )
 
 func main() {
@@ -112,12 +113,5 @@ func runManager(o managerOptions) error {
 }
 
 func newRunCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "run",
-		Short: "Run a pipeline (inside a pipeline pod)",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("the pipeline runtime is not available in this build yet")
-		},
-	}
+	return kpiperuntime.NewCommand()
 }

@@ -1,0 +1,103 @@
+package runtime
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Results of a message, the "result" label of kpipe_messages_processed_total.
+const (
+	resultOK           = "ok"            // the processor succeeded
+	resultDeadLettered = "dead_lettered" // written to the dead-letter topic
+	resultAbandoned    = "abandoned"     // given up at revocation or shutdown; it will be redelivered
+)
+
+// metrics are the runtime's Prometheus metrics, on a registry of their own.
+type metrics struct {
+	registry     *prometheus.Registry
+	consumed     *prometheus.CounterVec
+	processed    *prometheus.CounterVec
+	retries      prometheus.Counter
+	deadLettered prometheus.Counter
+	inFlight     prometheus.Gauge
+	stalled      prometheus.Gauge
+	latency      prometheus.Histogram
+	committed    *prometheus.GaugeVec
+	idle         prometheus.Gauge
+	idlePeriods  prometheus.Counter
+	session      prometheus.Gauge
+
+	// children of processed, looked up once: finish runs for every message
+	processedOK, processedDead, processedAbandoned prometheus.Counter
+}
+
+func newMetrics(name, namespace string) *metrics {
+	labels := prometheus.Labels{}
+	if name != "" {
+		labels["pipeline"] = name
+	}
+	if namespace != "" {
+		labels["namespace"] = namespace
+	}
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kpipe_messages_consumed_total", Help: "Messages read from Kafka and handed to the worker pool.", ConstLabels: labels,
+		}, []string{"topic"}),
+		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kpipe_messages_processed_total", Help: "Messages finished, by result: ok, dead_lettered, abandoned (redelivered later).", ConstLabels: labels,
+		}, []string{"result"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kpipe_retries_total", Help: "Attempts that failed and were retried.", ConstLabels: labels,
+		}),
+		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kpipe_dead_lettered_total", Help: "Messages written to the dead-letter topic.", ConstLabels: labels,
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kpipe_messages_in_flight", Help: "Messages consumed and not yet finished.", ConstLabels: labels,
+		}),
+		stalled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kpipe_messages_stalled", Help: "Messages past retry.maxAttempts with no dead-letter topic, retried until they succeed; their partitions do not advance.", ConstLabels: labels,
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "kpipe_processing_seconds", Help: "Time from consuming a message to finishing it, retries and acks included.",
+			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
+		}),
+		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kpipe_committed_offset", Help: "Offset last committed for a partition this replica owns (the next offset to consume).", ConstLabels: labels,
+		}, []string{"topic", "partition"}),
+		idle: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kpipe_idle", Help: "1 while the consumer is stopped for the idle penalty, else 0.", ConstLabels: labels,
+		}),
+		idlePeriods: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kpipe_idle_periods_total", Help: "Idle penalties served: times the consumer stopped after an idle window.", ConstLabels: labels,
+		}),
+		session: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kpipe_consumer_session_active", Help: "1 while a consumer group session is active, else 0.", ConstLabels: labels,
+		}),
+	}
+	m.processedOK = m.processed.WithLabelValues(resultOK)
+	m.processedDead = m.processed.WithLabelValues(resultDeadLettered)
+	m.processedAbandoned = m.processed.WithLabelValues(resultAbandoned)
+	m.registry.MustRegister(m.consumed, m.processed, m.retries, m.deadLettered, m.inFlight, m.stalled, m.latency,
+		m.committed, m.idle, m.idlePeriods, m.session,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) setCommitted(topic string, partition int32, offset int64) {
+	m.committed.WithLabelValues(topic, strconv.Itoa(int(partition))).Set(float64(offset))
+}
+
+func (m *metrics) processedCounter(result string) prometheus.Counter {
+	switch result {
+	case resultOK:
+		return m.processedOK
+	case resultDeadLettered:
+		return m.processedDead
+	default:
+		return m.processedAbandoned
+	}
+}

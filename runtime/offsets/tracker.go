@@ -1,0 +1,94 @@
+// Package offsets tracks the offsets of one partition that are being processed out of order
+// and tells which offset is safe to commit.
+//
+// Workers finish messages in any order. Committing the offset of a message that finished
+// while an earlier one is still running would skip the earlier one after a crash, so a
+// Tracker only ever reports the end of the contiguous run of finished offsets.
+package offsets
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// Tracker holds the offsets of one partition that were handed out and not yet finished.
+// Its memory is bounded by the number of messages in flight, not by lag. It is safe for
+// concurrent use.
+type Tracker struct {
+	mu      sync.Mutex
+	pending []entry // ascending offsets; pending[0] is the oldest unfinished one
+	last    int64   // last offset added, -1 before the first
+	next    int64   // offset to commit: every tracked offset below it has finished; -1 if none yet
+}
+
+type entry struct {
+	offset int64
+	done   bool
+}
+
+// New returns an empty Tracker.
+func New() *Tracker {
+	return &Tracker{last: -1, next: -1}
+}
+
+// Add records that offset was handed out. Offsets must be added in ascending order; gaps
+// (compacted records, transaction markers) are fine.
+func (t *Tracker) Add(offset int64) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if offset <= t.last {
+		return fmt.Errorf("offset %d added after offset %d: offsets must ascend", offset, t.last)
+	}
+	t.last = offset
+	t.pending = append(t.pending, entry{offset: offset})
+	return nil
+}
+
+// Done records that offset finished. It returns the offset to commit (one past the highest
+// offset below which everything finished) and whether that offset moved forward.
+func (t *Tracker) Done(offset int64) (next int64, advanced bool, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := sort.Search(len(t.pending), func(i int) bool { return t.pending[i].offset >= offset })
+	if i == len(t.pending) || t.pending[i].offset != offset {
+		return t.next, false, fmt.Errorf("offset %d is not in flight", offset)
+	}
+	if t.pending[i].done {
+		return t.next, false, fmt.Errorf("offset %d finished twice", offset)
+	}
+	t.pending[i].done = true
+	n := 0
+	for n < len(t.pending) && t.pending[n].done {
+		n++
+	}
+	if n == 0 {
+		return t.next, false, nil
+	}
+	t.next = t.pending[n-1].offset + 1
+	t.pending = t.pending[n:]
+	if len(t.pending) == 0 {
+		t.pending = nil // let the backing array go
+	}
+	return t.next, true, nil
+}
+
+// Next is the offset to commit, or -1 when nothing finished yet.
+func (t *Tracker) Next() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.next
+}
+
+// InFlight is the number of offsets added and not finished.
+func (t *Tracker) InFlight() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, e := range t.pending {
+		if !e.done {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,90 @@
+package offsets
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+func TestTrackerCommitsOnlyContiguous(t *testing.T) {
+	tr := New()
+	for _, o := range []int64{10, 11, 12, 15, 16} { // 13 and 14 compacted away
+		if err := tr.Add(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		done     int64
+		next     int64
+		advanced bool
+	}{
+		{11, -1, false}, // 10 still running
+		{15, -1, false},
+		{10, 12, true}, // 10 and 11 done
+		{12, 16, true}, // 12 done, and 15 beyond the gap
+		{16, 17, true},
+	}
+	for _, s := range steps {
+		next, adv, err := tr.Done(s.done)
+		if err != nil {
+			t.Fatalf("Done(%d): %v", s.done, err)
+		}
+		if next != s.next || adv != s.advanced {
+			t.Fatalf("Done(%d) = %d, %v; want %d, %v", s.done, next, adv, s.next, s.advanced)
+		}
+	}
+	if n := tr.InFlight(); n != 0 {
+		t.Fatalf("InFlight = %d, want 0", n)
+	}
+}
+
+func TestTrackerRejectsMisuse(t *testing.T) {
+	tr := New()
+	if err := tr.Add(5); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Add(5); err == nil {
+		t.Fatal("Add of a repeated offset: want an error")
+	}
+	if _, _, err := tr.Done(6); err == nil {
+		t.Fatal("Done of an offset never added: want an error")
+	}
+	if _, _, err := tr.Done(5); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tr.Done(5); err == nil {
+		t.Fatal("Done twice: want an error")
+	}
+}
+
+// TestTrackerRandomOrder finishes offsets in random order and checks that the reported
+// offset never passes an unfinished one and ends one past the last.
+func TestTrackerRandomOrder(t *testing.T) {
+	const n = 10000
+	tr := New()
+	for o := int64(0); o < n; o++ {
+		if err := tr.Add(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	order := rand.Perm(n)
+	finished := make([]bool, n)
+	for _, o := range order {
+		finished[o] = true
+		next, _, err := tr.Done(int64(o))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := int64(0); i < next; i++ {
+			if !finished[i] {
+				t.Fatalf("commit offset %d passes unfinished offset %d", next, i)
+			}
+		}
+		if next >= 0 && next < n && finished[next] && next > 0 && finished[next-1] {
+			// next must stop exactly at the first unfinished offset
+			t.Fatalf("commit offset %d stops before finished offset %d", next, next)
+		}
+	}
+	if got := tr.Next(); got != n {
+		t.Fatalf("Next = %d, want %d", got, n)
+	}
+}

@@ -1,0 +1,146 @@
+package runtime
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kpipe-io/kpipe/runtime/offsets"
+)
+
+// partition is one claimed partition of one consumer group session: its offset tracker and
+// the count of its messages in flight.
+type partition struct {
+	topic    string
+	id       int32
+	sess     sarama.ConsumerGroupSession
+	tracker  *offsets.Tracker
+	log      *slog.Logger
+	consumed prometheus.Counter // kpipe_messages_consumed_total of the topic
+	revoked  chan struct{}      // closed when the partition starts to drain
+	changed  chan struct{}      // signalled whenever a message finishes
+	// ctx is what handlers of the partition's messages get: it ends when the runtime gives
+	// up on them (drain timeout after revocation, end of the shutdown grace period).
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	inFlight int
+	closed   bool  // released: finishing messages no longer mark offsets
+	marked   int64 // last offset marked for commit, -1 if none
+}
+
+func newPartition(ctx context.Context, sess sarama.ConsumerGroupSession, topic string, id int32, log *slog.Logger, m *metrics) *partition {
+	ctx, cancel := context.WithCancel(ctx)
+	return &partition{
+		ctx: ctx, cancel: cancel,
+		topic: topic, id: id, sess: sess,
+		consumed: m.consumed.WithLabelValues(topic),
+		tracker:  offsets.New(),
+		log:      log.With("topic", topic, "partition", id),
+		revoked:  make(chan struct{}),
+		changed:  make(chan struct{}, 1),
+		marked:   -1,
+	}
+}
+
+// add starts tracking a consumed offset.
+func (pt *partition) add(offset int64) error {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	if err := pt.tracker.Add(offset); err != nil {
+		return err
+	}
+	pt.inFlight++
+	return nil
+}
+
+// complete records a finished message and marks the new commit offset when it moved.
+func (pt *partition) complete(offset int64) {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	pt.inFlight--
+	pt.signal()
+	if pt.closed {
+		return
+	}
+	next, advanced, err := pt.tracker.Done(offset)
+	if err != nil {
+		pt.log.Error("offset tracking", "err", err)
+		return
+	}
+	if advanced {
+		pt.sess.MarkOffset(pt.topic, pt.id, next, "")
+		pt.marked = next
+	}
+}
+
+// abandon records a message given up on: its offset is never marked, so neither is any
+// later one of this claim, and the message is consumed again after the partition is released.
+func (pt *partition) abandon() {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	pt.inFlight--
+	pt.signal()
+}
+
+func (pt *partition) signal() {
+	select {
+	case pt.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (pt *partition) isRevoked() bool {
+	select {
+	case <-pt.revoked:
+		return true
+	default:
+		return false
+	}
+}
+
+func (pt *partition) markedOffset() int64 {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	return pt.marked
+}
+
+// drain stops new work for the partition (messages not yet started are abandoned) and waits
+// for the messages in flight to finish, at most bound or until ctx ends.
+func (pt *partition) drain(ctx context.Context, bound time.Duration) {
+	close(pt.revoked)
+	timer := time.NewTimer(bound)
+	defer timer.Stop()
+	for {
+		pt.mu.Lock()
+		n := pt.inFlight
+		pt.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-pt.changed:
+		case <-timer.C:
+			pt.log.Warn("partition released with messages still in flight; they will be consumed again", "inFlight", n, "bound", bound)
+			return
+		case <-ctx.Done():
+			pt.log.Warn("grace period over; partition released with messages in flight; they will be consumed again", "inFlight", n)
+			return
+		}
+	}
+}
+
+// close stops marking offsets for the partition, cancels the context of its messages still
+// running, and returns the last offset marked.
+func (pt *partition) close() int64 {
+	pt.cancel()
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	pt.closed = true
+	return pt.marked
+}

@@ -1,0 +1,245 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+)
+
+// Pipeline runs one KafkaPipeline: a consumer group feeding a worker pool through a bounded
+// buffer, a processor per message, offsets committed only past finished messages, an idle
+// penalty, metrics and health. Create it with New and start it with Run.
+type Pipeline struct {
+	cfg             *Config
+	opts            options
+	sarama          *sarama.Config
+	handler         Handler // nil when forwarding
+	forwardTopic    string
+	deadLetterTopic string
+	log             *slog.Logger
+	metrics         *metrics
+
+	running  atomic.Bool
+	sessions atomic.Int32 // consumer group sessions between Setup and Cleanup
+	idle     atomic.Bool  // stopped for the idle penalty
+}
+
+// Option changes how a Pipeline runs.
+type Option func(*options)
+
+type options struct {
+	logger          *slog.Logger
+	handler         Handler
+	shutdownTimeout time.Duration
+	drainTimeout    time.Duration
+	commitInterval  time.Duration
+	producerWindow  int
+	saramaHook      func(*sarama.Config)
+}
+
+// WithLogger sets the logger; the default writes JSON to stderr.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithHandler sets the handler of a spec.processor.handler pipeline directly, instead of
+// looking spec.processor.handler.name up among the handlers passed to Register.
+func WithHandler(h Handler) Option { return func(o *options) { o.handler = h } }
+
+// WithShutdownTimeout bounds how long Run keeps finishing messages in flight after its
+// context ends (default 25s, below a pod's 30s termination grace period). What is not
+// finished by then is abandoned, uncommitted, and consumed again by the next owner.
+func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
+
+// WithDrainTimeout bounds how long a revoked partition waits for its messages in flight
+// before it is released (default 10s).
+func WithDrainTimeout(d time.Duration) Option { return func(o *options) { o.drainTimeout = d } }
+
+// WithCommitInterval sets how often finished offsets are committed (default 1s). Offsets
+// are also committed whenever a partition is released.
+func WithCommitInterval(d time.Duration) Option { return func(o *options) { o.commitInterval = d } }
+
+// WithProducerWindow bounds the messages written to Kafka and not yet acknowledged by the
+// broker (default 1024).
+func WithProducerWindow(n int) Option { return func(o *options) { o.producerWindow = n } }
+
+// WithSaramaConfig lets fn adjust the sarama configuration built from the spec, for
+// settings the KafkaPipeline API does not cover. fn must keep what the runtime relies on:
+// Producer.Return.Successes and Errors, Consumer.Return.Errors, and manual commits.
+func WithSaramaConfig(fn func(*sarama.Config)) Option { return func(o *options) { o.saramaHook = fn } }
+
+func (o *options) validate() error {
+	switch {
+	case o.shutdownTimeout < 0:
+		return errors.New("WithShutdownTimeout: must not be negative")
+	case o.drainTimeout < 0:
+		return errors.New("WithDrainTimeout: must not be negative")
+	case o.commitInterval <= 0:
+		return errors.New("WithCommitInterval: must be positive")
+	case o.producerWindow < 1:
+		return errors.New("WithProducerWindow: must be at least 1")
+	}
+	return nil
+}
+
+// New checks that cfg can run (a valid spec, a handler for it, a valid Kafka client
+// configuration) without connecting anywhere. It works on a copy of cfg.Spec with the API's
+// defaults applied, so a spec built in Go needs only the fields it cares about.
+func New(cfg *Config, opts ...Option) (*Pipeline, error) {
+	if cfg == nil || cfg.Spec == nil {
+		return nil, errors.New("pipeline configuration without a spec")
+	}
+	c := *cfg
+	c.Spec = cfg.Spec.DeepCopy()
+	if problems := checkSpec(c.Spec); len(problems) > 0 {
+		return nil, &ConfigError{Problems: problems}
+	}
+	cfg = &c
+	o := options{
+		shutdownTimeout: 25 * time.Second,
+		drainTimeout:    10 * time.Second,
+		commitInterval:  time.Second,
+		producerWindow:  1024,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	p := &Pipeline{cfg: cfg, opts: o, metrics: newMetrics(cfg.Name, cfg.Namespace)}
+	p.log = o.logger
+	if cfg.Name != "" {
+		p.log = p.log.With("pipeline", cfg.Name, "namespace", cfg.Namespace)
+	}
+	if err := p.resolveProcessor(); err != nil {
+		return nil, err
+	}
+	sc, err := saramaConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if o.saramaHook != nil {
+		o.saramaHook(sc)
+		if err := sc.Validate(); err != nil {
+			return nil, fmt.Errorf("kafka client configuration: %w", err)
+		}
+	}
+	p.sarama = sc
+	if cfg.SASL != nil && cfg.SASL.Mechanism == kpipev1.SASLPlain && cfg.TLS == nil {
+		p.log.Warn("SASL PLAIN without TLS sends the password in clear text; set spec.kafka.tls")
+	}
+	return p, nil
+}
+
+func (p *Pipeline) resolveProcessor() error {
+	spec := p.cfg.Spec
+	if spec.DeadLetter != nil {
+		p.deadLetterTopic = spec.DeadLetter.Topic
+	}
+	switch pr := spec.Processor; {
+	case pr.Forward != nil:
+		p.forwardTopic = pr.Forward.Topic
+	case pr.HTTP != nil:
+		p.handler = newHTTPHandler(pr.HTTP, p.cfg.PoolSize())
+	case pr.Handler != nil:
+		p.handler = p.opts.handler
+		if p.handler == nil {
+			h, err := lookupHandler(pr.Handler.Name)
+			if err != nil {
+				return err
+			}
+			p.handler = h
+		}
+	default:
+		return errors.New("spec.processor: exactly one of forward, http or handler must be set")
+	}
+	return nil
+}
+
+// Ready reports whether the pipeline is where it should be: in a consumer group session, or
+// deliberately stopped for the idle penalty.
+func (p *Pipeline) Ready() bool {
+	return p.sessions.Load() > 0 || p.idle.Load()
+}
+
+// HTTPHandler serves /metrics (Prometheus, the pipeline's own registry), /healthz and /readyz.
+func (p *Pipeline) HTTPHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !p.Ready() {
+			http.Error(w, "not in a consumer group session", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// Run consumes and processes until ctx ends, then shuts down gracefully: it stops fetching,
+// finishes the messages in flight within the shutdown timeout, waits for the producer's
+// acks, commits, and leaves the group. It returns nil after a shutdown; Kafka being
+// unreachable is retried, not returned.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return errors.New("pipeline is already running")
+	}
+	defer p.running.Store(false)
+	p.log.Info("pipeline starting", "topics", p.cfg.Spec.Topics, "group", p.cfg.Spec.Group,
+		"workers", p.cfg.PoolSize(), "buffer", *p.cfg.Spec.Pool.Buffer, "ordering", p.cfg.Spec.Pool.Ordering)
+	failures := 0
+	for ctx.Err() == nil {
+		idle, err := p.runPhase(ctx)
+		switch {
+		case err != nil:
+			failures++
+			wait := jitteredBackoff(failures, time.Second, 30*time.Second)
+			p.log.Error("cannot reach Kafka; retrying", "err", err, "in", wait.String())
+			sleepCtx(ctx, wait)
+		case idle:
+			failures = 0
+			p.penalty(ctx)
+		}
+	}
+	p.log.Info("pipeline stopped")
+	return nil
+}
+
+// penalty keeps the consumer stopped for idle.penalty.
+func (p *Pipeline) penalty(ctx context.Context) {
+	d := p.cfg.Spec.Idle.Penalty.Duration
+	p.log.Info("idle: consumer stopped for the penalty", "window", p.cfg.Spec.Idle.Window.Duration.String(), "penalty", d.String())
+	p.idle.Store(true)
+	p.metrics.idle.Set(1)
+	p.metrics.idlePeriods.Inc()
+	sleepCtx(ctx, d)
+	p.idle.Store(false)
+	p.metrics.idle.Set(0)
+	if ctx.Err() == nil {
+		p.log.Info("idle penalty over: consumer starting again")
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
