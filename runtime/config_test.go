@@ -57,7 +57,7 @@ func TestLoadConfigRefusesBadInput(t *testing.T) {
 			want: []string{"spec.group: Required value"}},
 		{name: "unparsable duration", json: func(t *testing.T) []byte {
 			return merge(t, minimal, map[string]any{"idle": map[string]any{"window": "soon"}})
-		}, want: []string{`invalid duration "soon"`}},
+		}, want: []string{"spec.idle.window", `invalid duration "soon"`}},
 		{name: "negative duration", json: func(t *testing.T) []byte {
 			return merge(t, minimal, map[string]any{"retry": map[string]any{"initialBackoff": "-1s"}})
 		}, want: []string{"spec.retry.initialBackoff", "positive duration"}},

@@ -69,7 +69,7 @@ func walkDurations(t reflect.Type, v any, path string, errs *[]error) {
 		if ft.Kind() == reflect.Struct && ft.NumField() == 1 && ft.Field(0).Type == durationType {
 			s, isString := val.(string)
 			if _, err := time.ParseDuration(s); !isString || err != nil {
-				*errs = append(*errs, fmt.Errorf("%s.%s: invalid duration %v: use a value such as 30s, 5m or 1h30m", path, name, val))
+				*errs = append(*errs, fmt.Errorf("%s.%s: invalid duration %q: use a value such as 30s, 5m or 1h30m", path, name, fmt.Sprint(val)))
 			}
 			continue
 		}
