@@ -39,6 +39,11 @@ type Input struct {
 	StalledLag int64
 	// Progress is true when some committed offset moved since the previous poll.
 	Progress bool
+	// NeedsConsumer is true when some partition has no usable committed offset and the group
+	// starts from the Latest offset: a consumer must run to establish the group's position,
+	// because one started later would skip what was produced in between. It keeps (or wakes)
+	// one replica, never more.
+	NeedsConsumer bool
 	// Current is the replica count of the Deployment now.
 	Current int32
 	// IdleSince is when the pipeline was first seen idle (no lag, no progress), or nil.
@@ -114,7 +119,7 @@ func Decide(in Input) Decision {
 		raw = 1 // someone must keep owning the stalled partitions
 	}
 	if raw == 0 && p.MinReplicas == 0 {
-		if d.IdleSince != nil && in.Now.Sub(*d.IdleSince) >= p.IdleWindow {
+		if !in.NeedsConsumer && d.IdleSince != nil && in.Now.Sub(*d.IdleSince) >= p.IdleWindow {
 			d.Replicas, d.Recommendation, d.Reason = 0, 0, ReasonIdleToZero
 			d.Message = fmt.Sprintf("no lag and no commit progress for %s (idle window %s): scaling to zero",
 				in.Now.Sub(*d.IdleSince).Round(time.Millisecond), p.IdleWindow)
@@ -159,6 +164,13 @@ func decideAtZero(in Input, d Decision, total int64) Decision {
 		d.Reason = ReasonIdlePenalty
 		d.Message = fmt.Sprintf("resting at zero for the idle penalty %s (since %s), lag %d",
 			p.IdlePenalty, in.ZeroSince.UTC().Format(time.RFC3339), total)
+		return d
+	}
+	if total <= p.ActivationLag && in.NeedsConsumer {
+		d.Replicas, d.Recommendation = 1, 1
+		d.Reason = ReasonActivated
+		d.Message = "a partition has no committed offset and initialOffset is Latest: waking one replica to establish the group's position"
+		d.History = []Recommendation{{Time: in.Now, Replicas: 1}}
 		return d
 	}
 	if total <= p.ActivationLag {

@@ -80,6 +80,11 @@ func TestDecide(t *testing.T) {
 		{"lag above activationLag wakes", Input{Params: params(act(100)), Partitions: 4, Lag: 101, Current: 0}, 1, 1, ReasonActivated, false},
 		{"no lag at zero stays at zero", Input{Params: params(), Partitions: 4, Current: 0}, 0, 0, ReasonBelowActivaton, true},
 		{"waking applies the partition cap", Input{Params: params(), Partitions: 3, Lag: 1_000_000, Current: 0}, 3, 3, ReasonActivated, false},
+		// A group without commits under initialOffset Latest needs a running consumer.
+		{"no commit with Latest keeps one replica despite idling", Input{Params: params(), Partitions: 4, Current: 1, NeedsConsumer: true, IdleSince: at(-time.Hour)}, 1, 1, ReasonSteady, true},
+		{"no commit with Latest wakes one replica from zero", Input{Params: params(act(100)), Partitions: 4, Current: 0, NeedsConsumer: true}, 1, 1, ReasonActivated, true},
+		{"no commit with Latest never pushes up", Input{Params: params(), Partitions: 32, Current: 1, NeedsConsumer: true}, 1, 1, ReasonSteady, true},
+		{"no commit with Latest waits for the penalty", Input{Params: params(), Partitions: 4, Current: 0, NeedsConsumer: true, ZeroSince: at(-time.Second)}, 0, 0, ReasonIdlePenalty, true},
 		{"zero with minReplicas above zero scales up to min", Input{Params: params(minR(2)), Partitions: 4, Current: 0}, 2, 2, ReasonScaledUp, true},
 		// Stalled partitions (KEDA: persistent lag pushes to the maximum).
 		{"stalled lag alone does not scale up", Input{Params: params(), Partitions: 12, StalledLag: 50_000, Current: 2}, 1, 1, ReasonScaledDown, false},
