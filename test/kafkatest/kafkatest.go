@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // Cluster is a running kfake cluster with a franz-go client and admin.
@@ -28,7 +29,26 @@ type Cluster struct {
 
 // Start starts a cluster of n brokers with the topics seeded at the given partition count.
 func Start(brokers int, partitions int32, topics ...string) (*Cluster, error) {
-	opts := []kfake.Opt{kfake.NumBrokers(brokers)}
+	return StartWith(brokers, partitions, topics, nil)
+}
+
+// SCRAMUser is a SCRAM-SHA-512 user of a SASL cluster.
+type SCRAMUser struct{ User, Password string }
+
+// StartSASL starts a cluster that requires SASL SCRAM-SHA-512; every user is a superuser. The
+// test's own client logs in as the first.
+func StartSASL(brokers int, partitions int32, topics []string, users ...SCRAMUser) (*Cluster, error) {
+	opts := []kfake.Opt{kfake.EnableSASL()}
+	for _, u := range users {
+		opts = append(opts, kfake.Superuser("SCRAM-SHA-512", u.User, u.Password))
+	}
+	client := []kgo.Opt{kgo.SASL(scram.Auth{User: users[0].User, Pass: users[0].Password}.AsSha512Mechanism())}
+	return StartWith(brokers, partitions, topics, opts, client...)
+}
+
+// StartWith starts a cluster with extra kfake options and options for the test's own client.
+func StartWith(brokers int, partitions int32, topics []string, opts []kfake.Opt, clientOpts ...kgo.Opt) (*Cluster, error) {
+	opts = append([]kfake.Opt{kfake.NumBrokers(brokers)}, opts...)
 	if len(topics) > 0 {
 		opts = append(opts, kfake.SeedTopics(partitions, topics...))
 	}
@@ -37,7 +57,8 @@ func Start(brokers int, partitions int32, topics ...string) (*Cluster, error) {
 		return nil, fmt.Errorf("start kfake: %w", err)
 	}
 	c := &Cluster{Cluster: kc, Addrs: kc.ListenAddrs(), counts: map[int16]int{}}
-	c.cl, err = kgo.NewClient(kgo.SeedBrokers(c.Addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	clientOpts = append([]kgo.Opt{kgo.SeedBrokers(c.Addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, clientOpts...)
+	c.cl, err = kgo.NewClient(clientOpts...)
 	if err != nil {
 		kc.Close()
 		return nil, err
