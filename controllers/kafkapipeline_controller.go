@@ -55,10 +55,18 @@ type KafkaPipelineReconciler struct {
 	states map[types.NamespacedName]*pipelineState
 }
 
-// pipelineState is what the operator remembers of a pipeline between polls. It is rebuilt
-// after a restart or a change of leader: the recommendation history starts with the current
-// replica count (so nothing scales down at once), stall counts start from zero.
+// pipelineState is what the operator remembers of a pipeline between polls. The informer
+// cache can lag behind the operator's own writes, so the replica count it applied and the idle
+// clocks are taken from here rather than from a possibly stale read. After a restart or a
+// change of leader the state is rebuilt from the Deployment and the status: the
+// recommendation history starts with the current replica count (so nothing scales down at
+// once), stall counts start from zero.
 type pipelineState struct {
+	initialized bool  // a Deployment was applied by this process
+	applied     int32 // the replicas it applied
+	idleSince   *time.Time
+	zeroSince   *time.Time // when the policy scaled to zero for idleness
+
 	history   []scaling.Recommendation
 	stall     map[scaling.TopicPartition]scaling.StallState
 	stalled   []scaling.TopicPartition
@@ -273,5 +281,5 @@ func (r *KafkaPipelineReconciler) fail(run *reconcileRun, reason string, err err
 	if ready != reason {
 		r.event(kp, true, reason, "Reconcile", "%s", err.Error())
 	}
-	ctrl.Log.WithName("kafkapipeline").V(1).Info("waiting", "pipeline", run.key.String(), "reason", reason, "error", err.Error())
+	run.log.V(1).Info("waiting", "reason", reason, "error", err.Error())
 }

@@ -134,6 +134,9 @@ func (r *KafkaPipelineReconciler) loadDeployment(ctx context.Context, run *recon
 	dep := &appsv1.Deployment{}
 	err := r.Get(ctx, run.key, dep)
 	switch {
+	case apierrors.IsNotFound(err) && run.st.initialized:
+		run.exists, run.current = true, run.st.applied // created, not in the cache yet
+		return nil
 	case apierrors.IsNotFound(err):
 		return nil
 	case err != nil:
@@ -146,6 +149,9 @@ func (r *KafkaPipelineReconciler) loadDeployment(ctx context.Context, run *recon
 		run.current = 1
 	}
 	run.dep = dep
+	if run.st.initialized {
+		run.current = run.st.applied // the cache may not show our last write yet
+	}
 	return nil
 }
 
@@ -227,8 +233,10 @@ func (r *KafkaPipelineReconciler) decide(run *reconcileRun) {
 	switch {
 	case spec.Suspend:
 		run.desired = 0
+		run.st.zeroSince, run.st.history = nil, nil
 	case spec.Scaling.Mode == kpipev1.ScalingManual:
 		run.desired = spec.ManualReplicas()
+		run.st.zeroSince, run.st.history = nil, nil
 	case run.observed == nil && run.exists:
 		run.desired = run.current // Kafka unreadable: leave replicas alone
 	case run.observed == nil:
@@ -238,6 +246,14 @@ func (r *KafkaPipelineReconciler) decide(run *reconcileRun) {
 		run.decision = &d
 		run.st.history = d.History
 		run.desired = d.Replicas
+		run.st.idleSince = d.IdleSince
+		switch {
+		case d.Replicas > 0:
+			run.st.zeroSince = nil
+		case d.Reason == scaling.ReasonIdleToZero:
+			now := run.now
+			run.st.zeroSince = &now
+		}
 	}
 	desiredReplicas.WithLabelValues(run.key.Namespace, run.key.Name).Set(float64(run.desired))
 }
@@ -267,6 +283,11 @@ func (r *KafkaPipelineReconciler) policyInput(run *reconcileRun) scaling.Input {
 		Current:       run.current,
 		History:       run.st.history,
 	}
+	if run.st.initialized {
+		in.IdleSince, in.ZeroSince = run.st.idleSince, run.st.zeroSince
+		return in
+	}
+	// A fresh process: take the idle clocks from the status.
 	if kp.Status.IdleSince != nil {
 		t := kp.Status.IdleSince.Time
 		in.IdleSince = &t
@@ -307,6 +328,7 @@ func (r *KafkaPipelineReconciler) applyDeployment(ctx context.Context, run *reco
 	run.dep = applied
 	run.kp.Status.ObservedGeneration = run.kp.Generation
 	r.recordScale(run)
+	run.st.initialized, run.st.applied = true, run.desired
 	return nil
 }
 

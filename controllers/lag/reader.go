@@ -225,9 +225,14 @@ func (c *conn) connect(q Query, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("connect to %v: %w", q.Conn.BootstrapServers, err)
 	}
-	// Learn the brokers and the controller (metadata is never fetched for all topics); an
-	// error for a missing topic shows up again, per topic, on the first read.
-	_ = client.RefreshMetadata(c.topics...)
+	// Learn the brokers and the controller (metadata is never fetched for all topics). An
+	// error for a missing topic does not matter here: it shows up per topic on the first read.
+	if err := client.RefreshMetadata(c.topics...); err != nil {
+		if _, cerr := client.Controller(); cerr != nil {
+			_ = client.Close()
+			return fmt.Errorf("read metadata from %v: %w", q.Conn.BootstrapServers, err)
+		}
+	}
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {
 		_ = client.Close()
