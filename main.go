@@ -95,6 +95,9 @@ func runManager(o managerOptions) error {
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "kpipe-manager.kpipe.io",
 		LeaderElectionNamespace: o.leaderElectNS,
+		// The process exits right after the manager stops, so the lease can be handed over at
+		// once; the reconciler keeps no state a new leader needs (it rebuilds it from status).
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)

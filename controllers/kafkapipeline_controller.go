@@ -75,9 +75,14 @@ type pipelineState struct {
 	failures  int
 }
 
+// Least privilege: the operator reads pipelines and never writes their spec; it writes their
+// status with a patch; it applies Deployments (server-side apply creates and patches; the
+// garbage collector deletes them with their pipeline); it reads the Secrets pipelines
+// reference, to build its own Kafka client; it records events with the events.k8s.io API.
+//
 // +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines,verbs=get;list;watch
-// +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines/status,verbs=get;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -104,7 +109,7 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 	}()
 
-	run := &reconcileRun{kp: kp, key: req.NamespacedName, now: r.now(), st: r.state(req.NamespacedName)}
+	run := &reconcileRun{kp: kp, key: req.NamespacedName, now: r.now(), st: r.state(req.NamespacedName), log: ctrl.LoggerFrom(ctx)}
 	if err := r.validate(run); err != nil {
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}

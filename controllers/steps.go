@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
@@ -63,7 +62,6 @@ type observation struct {
 func (r *KafkaPipelineReconciler) validate(run *reconcileRun) error {
 	run.spec = *run.kp.Spec.DeepCopy()
 	run.spec.Default()
-	run.log = ctrl.Log.WithName("kafkapipeline").WithValues("kafkapipeline", run.key.String())
 	errs := run.spec.Validate()
 	if len(errs) == 0 && r.Image == "" && (run.spec.Template == nil || run.spec.Template.Image == "") {
 		errs = append(errs, fieldRequiredImage())

@@ -3,6 +3,9 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,10 +16,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -62,14 +68,18 @@ var _ = BeforeSuite(func() {
 	kc, err = kafkatest.Start(3, 4, "orders", "payments")
 	Expect(err).NotTo(HaveOccurred())
 
+	// The manager runs as the operator's service account with exactly the RBAC of config/rbac,
+	// so a missing permission fails the suite.
+	mgrConfig := installRBAC(scheme)
+
 	// A real manager, with leader election as `kpipe manager` runs it by default.
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	mgr, err := ctrl.NewManager(mgrConfig, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
 		LeaderElection:          true,
 		LeaderElectionID:        "kpipe-manager.kpipe.io",
-		LeaderElectionNamespace: "default",
+		LeaderElectionNamespace: "kpipe-system",
 	})
 	Expect(err).NotTo(HaveOccurred())
 	reconciler = &controllers.KafkaPipelineReconciler{
@@ -160,6 +170,29 @@ func (k *fakeKubelet) run(ctx context.Context) {
 			_ = k8s.Status().Update(ctx, d) // a conflict is retried on the next tick
 		}
 	}
+}
+
+// installRBAC applies config/rbac and returns a client configuration that authenticates as the
+// operator's service account.
+func installRBAC(scheme *runtime.Scheme) *rest.Config {
+	ctx := context.Background()
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kpipe-system"}})).To(Succeed())
+	decoder := serializer.NewCodecFactory(scheme).UniversalDeserializer()
+	for _, f := range []string{"service_account.yaml", "role.yaml", "role_binding.yaml", "leader_election_role.yaml"} {
+		data, err := os.ReadFile(filepath.Join(envtest.RepoRoot(), "config", "rbac", f))
+		Expect(err).NotTo(HaveOccurred())
+		for _, doc := range strings.Split(string(data), "\n---") {
+			if strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(doc), "---")) == "" {
+				continue
+			}
+			obj, _, err := decoder.Decode([]byte(doc), nil, nil)
+			Expect(err).NotTo(HaveOccurred(), "%s", f)
+			Expect(k8s.Create(ctx, obj.(client.Object))).To(Succeed(), "%s", f)
+		}
+	}
+	user, err := env.AddUser(ctrlenvtest.User{Name: "system:serviceaccount:kpipe-system:kpipe-manager", Groups: []string{"system:serviceaccounts", "system:authenticated"}}, nil)
+	Expect(err).NotTo(HaveOccurred())
+	return user.Config()
 }
 
 // Helpers shared by the specs.
