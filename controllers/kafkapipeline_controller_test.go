@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -371,6 +373,23 @@ var _ = Describe("KafkaPipeline controller", func() {
 		})
 
 		It("scales to zero and stops polling while suspended", func() {
+			// Count the group's OffsetFetch requests: every poll of this pipeline sends one.
+			var fetches atomic.Int32
+			group := key.Name + "-group"
+			kc.ControlKey(int16(kmsg.OffsetFetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+				kc.KeepControl()
+				r := req.(*kmsg.OffsetFetchRequest)
+				hit := r.Group == group
+				for _, g := range r.Groups {
+					hit = hit || g.Group == group
+				}
+				if hit {
+					fetches.Add(1)
+				}
+				return nil, nil, false
+			})
+			Eventually(fetches.Load).Should(BeNumerically(">", 0))
+
 			kp := &kpipev1.KafkaPipeline{}
 			Expect(k8s.Get(ctx, key, kp)).To(Succeed())
 			patch := client.MergeFrom(kp.DeepCopy())
@@ -383,6 +402,8 @@ var _ = Describe("KafkaPipeline controller", func() {
 				g.Expect(condition(kp, kpipev1.ConditionIdle).Reason).To(Equal(controllers.ReasonSuspended))
 				g.Expect(kstatusOf(g, key)).To(Equal(status.CurrentStatus))
 			}).Should(Succeed())
+			fetches.Store(0)
+			Consistently(fetches.Load, 3*time.Second, 250*time.Millisecond).Should(BeZero())
 		})
 	})
 

@@ -505,7 +505,7 @@ func (c *conn) result(q Query, committed map[scaling.TopicPartition]int64, commi
 			tp := scaling.TopicPartition{Topic: t, Partition: p}
 			newest, ok := c.newest[tp]
 			if !ok {
-				errs = append(errs, fmt.Errorf("no newest offset for %s", tp))
+				errs = append(errs, fmt.Errorf("no offsets for partition %s: it has no leader or its leader did not answer", tp))
 				continue
 			}
 			o := scaling.Offsets{TopicPartition: tp, Newest: newest, Oldest: -1, Committed: -1}

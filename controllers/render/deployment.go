@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -230,7 +231,7 @@ func probe(path string, period, failures int32) *corev1.Probe {
 func userEnv(env []corev1.EnvVar) []corev1.EnvVar {
 	var out []corev1.EnvVar
 	for _, e := range env {
-		if len(e.Name) >= 6 && e.Name[:6] == "KPIPE_" {
+		if strings.HasPrefix(e.Name, "KPIPE_") {
 			continue
 		}
 		out = append(out, e)
