@@ -18,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -45,6 +46,9 @@ type KafkaPipelineReconciler struct {
 	// StallPolls is how many polls a partition's committed offset may stay put while it has
 	// lag before the partition counts as stalled. Default 6.
 	StallPolls int
+	// MaxConcurrentReconciles is how many pipelines are reconciled at once, so that one slow
+	// Kafka cluster does not hold up the others. Default 4.
+	MaxConcurrentReconciles int
 	// MaxBackoff caps the wait between retries while Kafka, a topic or a Secret is missing.
 	// Default 2m.
 	MaxBackoff time.Duration
@@ -148,6 +152,10 @@ func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &kpipev1.KafkaPipeline{}, secretRefIndex, secretRefs); err != nil {
 		return fmt.Errorf("index pipelines by secret: %w", err)
 	}
+	workers := r.MaxConcurrentReconciles
+	if workers <= 0 {
+		workers = 4
+	}
 	// Close the Kafka clients when the manager stops (or loses the lease).
 	if err := mgr.Add(closeOnStop{r.Lag}); err != nil {
 		return err
@@ -156,6 +164,7 @@ func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&kpipev1.KafkaPipeline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Named("kafkapipeline").
 		Complete(r)
 }

@@ -153,6 +153,10 @@ func (r *KafkaPipelineReconciler) loadDeployment(ctx context.Context, run *recon
 	return nil
 }
 
+// pollTimeout bounds how long a reconcile waits for a read of Kafka that another pipeline of
+// the same cluster has in progress. Each network step has its own, shorter timeout.
+const pollTimeout = 30 * time.Second
+
 // observe polls Kafka through the shared reader, unless the pipeline is suspended. A failure
 // is kept in run.pollErr: replicas stay as they are and status says why.
 func (r *KafkaPipelineReconciler) observe(ctx context.Context, run *reconcileRun) {
@@ -162,6 +166,8 @@ func (r *KafkaPipelineReconciler) observe(ctx context.Context, run *reconcileRun
 	}
 	poll := run.spec.Scaling.PollInterval.Duration
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	defer cancel()
 	res, err := r.Lag.Poll(ctx, lag.Query{
 		Pipeline: run.key.String(), Conn: run.conn, Topics: run.spec.Topics, Group: run.spec.Group, MaxAge: poll / 2,
 	})

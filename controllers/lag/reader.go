@@ -138,7 +138,7 @@ func (r *Reader) acquire(q Query) *conn {
 	}
 	c := r.conns[key]
 	if c == nil {
-		c = &conn{key: key, users: map[string][]string{}}
+		c = &conn{key: key, users: map[string][]string{}, sem: make(chan struct{}, 1)}
 		r.conns[key] = c
 	}
 	c.users[q.Pipeline] = slices.Clone(q.Topics)
@@ -162,12 +162,15 @@ type conn struct {
 	key   string
 	users map[string][]string // pipeline -> topics; guarded by Reader.mu
 
-	mu     sync.Mutex // serialises reads and guards what follows
+	// sem serialises reads and guards what follows. It is a channel so that a poll waiting
+	// behind a slow one gives up with its context.
+	sem    chan struct{}
 	closed bool
 	admin  sarama.ClusterAdmin
+	tmu    sync.Mutex // guards topics
+	topics []string   // union of the users' topics
 	client sarama.Client
 	conf   *sarama.Config
-	topics []string // union of the users' topics
 
 	readAt     time.Time
 	readTopics map[string]bool
@@ -193,15 +196,32 @@ func (c *conn) unionLocked() []string {
 	return out
 }
 
+func (c *conn) lock(ctx context.Context) error {
+	select {
+	case c.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for another read of the same cluster: %w", ctx.Err())
+	}
+}
+
+func (c *conn) unlock() { <-c.sem }
+
 func (c *conn) setTopics(t []string) {
-	c.mu.Lock()
+	c.tmu.Lock()
 	c.topics = t
-	c.mu.Unlock()
+	c.tmu.Unlock()
+}
+
+func (c *conn) unionTopics() []string {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	return c.topics
 }
 
 func (c *conn) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.sem <- struct{}{}
+	defer c.unlock()
 	c.closed = true
 	if c.admin != nil {
 		_ = c.admin.Close() // closes the client too
@@ -209,7 +229,7 @@ func (c *conn) close() {
 	c.admin, c.client = nil, nil
 }
 
-// connect opens the client and admin on first use (c.mu held).
+// connect opens the client and admin on first use (c.sem held).
 func (c *conn) connect(q Query, opts Options) error {
 	if c.closed {
 		return errors.New("connection closed")
@@ -227,7 +247,7 @@ func (c *conn) connect(q Query, opts Options) error {
 	}
 	// Learn the brokers and the controller (metadata is never fetched for all topics). An
 	// error for a missing topic does not matter here: it shows up per topic on the first read.
-	if err := client.RefreshMetadata(c.topics...); err != nil {
+	if err := client.RefreshMetadata(c.unionTopics()...); err != nil {
 		if _, cerr := client.Controller(); cerr != nil {
 			_ = client.Close()
 			return fmt.Errorf("read metadata from %v: %w", q.Conn.BootstrapServers, err)
@@ -252,11 +272,10 @@ func (c *conn) reset() {
 }
 
 func (c *conn) poll(ctx context.Context, q Query, opts Options) (*Result, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := ctx.Err(); err != nil {
+	if err := c.lock(ctx); err != nil {
 		return nil, err
 	}
+	defer c.unlock()
 	if err := c.connect(q, opts); err != nil {
 		return nil, err
 	}
@@ -302,7 +321,7 @@ func (c *conn) stale(q Query, now time.Time) bool {
 // read refreshes metadata and newest offsets (and oldest offsets when due) for the union of
 // the connection's topics: one Metadata request, then one ListOffsets request per leader.
 func (c *conn) read(opts Options) error {
-	topics := c.topics
+	topics := c.unionTopics()
 	broker := c.client.LeastLoadedBroker()
 	if broker == nil {
 		return errors.New("no broker available")
@@ -443,7 +462,7 @@ func (c *conn) brokerFor(id int32) (*sarama.Broker, error) {
 	}
 	// A broker the client has not registered yet: let it learn the brokers again. Errors
 	// about single topics do not matter here.
-	_ = c.client.RefreshMetadata(c.topics...)
+	_ = c.client.RefreshMetadata(c.unionTopics()...)
 	b, err := c.client.Broker(id)
 	if err != nil {
 		return nil, fmt.Errorf("broker %d: %w", id, err)

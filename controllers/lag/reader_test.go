@@ -194,8 +194,8 @@ func (r *Reader) forceStale() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range r.conns {
-		c.mu.Lock()
+		c.sem <- struct{}{}
 		c.readAt = time.Time{}
-		c.mu.Unlock()
+		c.unlock()
 	}
 }
