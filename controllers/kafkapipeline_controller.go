@@ -66,8 +66,10 @@ type KafkaPipelineReconciler struct {
 // recommendation history starts with the current replica count (so nothing scales down at
 // once), stall counts start from zero.
 type pipelineState struct {
-	initialized bool  // a Deployment was applied by this process
-	applied     int32 // the replicas it applied
+	initialized bool   // a Deployment was applied by this process
+	applied     int32  // the replicas it applied
+	fingerprint string // of the Deployment it applied
+	generation  int64  // the Deployment's generation after that apply
 	idleSince   *time.Time
 	zeroSince   *time.Time // when the policy scaled to zero for idleness
 

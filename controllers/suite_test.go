@@ -71,6 +71,7 @@ var _ = BeforeSuite(func() {
 	// The manager runs as the operator's service account with exactly the RBAC of config/rbac,
 	// so a missing permission fails the suite.
 	mgrConfig := installRBAC(scheme)
+	mgrConfig.QPS, mgrConfig.Burst = 100, 200 // `kpipe manager` sets these with flags
 
 	// A real manager, with leader election as `kpipe manager` runs it by default.
 	mgr, err := ctrl.NewManager(mgrConfig, ctrl.Options{
