@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/test/kafkatest"
@@ -77,6 +78,27 @@ var _ = Describe("Kafka requests per poll", Ordered, func() {
 		// not once per pipeline: far fewer than one per poll.
 		Expect(c.Of(kmsg.Metadata)).To(BeNumerically("<", polls/5))
 		Expect(c.Of(kmsg.ListOffsets)).To(BeNumerically("<", 3*polls/5))
+	})
+
+	It("closes the shared client and drops the metrics when the pipelines are deleted", func() {
+		before := reconciler.Lag.Connections()
+		for i := 0; i < 50; i++ {
+			Expect(k8s.Delete(ctx, &kpipev1.KafkaPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("cost-%d", i)}})).To(Succeed())
+		}
+		Eventually(reconciler.Lag.Connections).Should(Equal(before - 1))
+		Eventually(func(g Gomega) {
+			families, err := metrics.Registry.Gather()
+			g.Expect(err).NotTo(HaveOccurred())
+			for _, f := range families {
+				for _, m := range f.Metric {
+					for _, l := range m.Label {
+						if l.GetName() == "namespace" {
+							g.Expect(l.GetValue()).NotTo(Equal(ns), f.GetName())
+						}
+					}
+				}
+			}
+		}).Should(Succeed())
 	})
 
 	AfterAll(func() {
