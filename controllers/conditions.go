@@ -26,7 +26,7 @@ const (
 	ReasonNoLag            = "NoLag"
 	ReasonStalledParts     = "PartitionsStalled"
 	ReasonProgressing      = "Progressing"
-	ReasonManual           = "ManualScaling"
+	ReasonScaledManually   = "ScaledManually"
 )
 
 func setCondition(kp *kpipev1.KafkaPipeline, typ string, status metav1.ConditionStatus, reason, msg string) {

@@ -369,7 +369,7 @@ func (r *KafkaPipelineReconciler) recordScale(run *reconcileRun) {
 	case run.spec.Suspend:
 		reason, why = ReasonSuspended, "spec.suspend is true"
 	case run.spec.Scaling.Mode == kpipev1.ScalingManual:
-		reason, why = "ScaledManually", "scaling.mode is Manual: spec.replicas"
+		reason, why = ReasonScaledManually, "scaling.mode is Manual: spec.replicas"
 	case run.decision != nil:
 		reason, why = run.decision.Reason, run.decision.Message
 	case run.pollErr != nil:
@@ -421,7 +421,7 @@ func (r *KafkaPipelineReconciler) summarizeIdle(run *reconcileRun) {
 	if d := run.decision; d != nil {
 		idle, idleSince = d.Idle, d.IdleSince
 		switch d.Reason {
-		case scaling.ReasonIdleToZero, scaling.ReasonIdlePenalty, scaling.ReasonBelowActivaton:
+		case scaling.ReasonIdleToZero, scaling.ReasonIdlePenalty, scaling.ReasonBelowActivation:
 			reason, msg = d.Reason, d.Message
 		}
 	} else { // Manual mode: report idleness, scale nothing

@@ -57,14 +57,14 @@ type Input struct {
 
 // Reasons of a decision. They are used as event reasons and in the Idle condition.
 const (
-	ReasonScaledUp       = "ScaledUp"
-	ReasonScaledDown     = "ScaledDown"
-	ReasonSteady         = "Steady"
-	ReasonStabilizing    = "ScaleDownStabilizing"
-	ReasonIdleToZero     = "ScaledToZero"
-	ReasonIdlePenalty    = "IdlePenalty"
-	ReasonBelowActivaton = "BelowActivationLag"
-	ReasonActivated      = "Activated"
+	ReasonScaledUp        = "ScaledUp"
+	ReasonScaledDown      = "ScaledDown"
+	ReasonSteady          = "Steady"
+	ReasonStabilizing     = "ScaleDownStabilizing"
+	ReasonIdleToZero      = "ScaledToZero"
+	ReasonIdlePenalty     = "IdlePenalty"
+	ReasonBelowActivation = "BelowActivationLag"
+	ReasonActivated       = "Activated"
 )
 
 // Decision is the outcome of one poll.
@@ -174,7 +174,7 @@ func decideAtZero(in Input, d Decision, total int64) Decision {
 		return d
 	}
 	if total <= p.ActivationLag {
-		d.Reason = ReasonBelowActivaton
+		d.Reason = ReasonBelowActivation
 		d.Message = fmt.Sprintf("lag %d is not above activationLag %d: staying at zero", total, p.ActivationLag)
 		return d
 	}

@@ -76,9 +76,9 @@ func TestDecide(t *testing.T) {
 		// At zero: penalty, activation.
 		{"penalty holds zero despite lag", Input{Params: params(), Partitions: 4, Lag: 5000, Current: 0, ZeroSince: at(-time.Minute)}, 0, 0, ReasonIdlePenalty, true},
 		{"after the penalty lag wakes it", Input{Params: params(), Partitions: 4, Lag: 1500, Current: 0, ZeroSince: at(-5 * time.Minute)}, 2, 2, ReasonActivated, false},
-		{"lag at activationLag stays at zero", Input{Params: params(act(100)), Partitions: 4, Lag: 100, Current: 0}, 0, 0, ReasonBelowActivaton, true},
+		{"lag at activationLag stays at zero", Input{Params: params(act(100)), Partitions: 4, Lag: 100, Current: 0}, 0, 0, ReasonBelowActivation, true},
 		{"lag above activationLag wakes", Input{Params: params(act(100)), Partitions: 4, Lag: 101, Current: 0}, 1, 1, ReasonActivated, false},
-		{"no lag at zero stays at zero", Input{Params: params(), Partitions: 4, Current: 0}, 0, 0, ReasonBelowActivaton, true},
+		{"no lag at zero stays at zero", Input{Params: params(), Partitions: 4, Current: 0}, 0, 0, ReasonBelowActivation, true},
 		{"waking applies the partition cap", Input{Params: params(), Partitions: 3, Lag: 1_000_000, Current: 0}, 3, 3, ReasonActivated, false},
 		// A group without commits under initialOffset Latest needs a running consumer.
 		{"no commit with Latest keeps one replica despite idling", Input{Params: params(), Partitions: 4, Current: 1, NeedsConsumer: true, IdleSince: at(-time.Hour)}, 1, 1, ReasonSteady, true},
