@@ -119,8 +119,8 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.validate(run); err != nil {
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
-	if w := r.resolveSecrets(ctx, run); w != nil {
-		return r.wait(run, w), nil
+	if w := r.resolveSecrets(ctx, run); w != nil && !run.spec.Suspend {
+		return r.wait(run, w), nil // a suspended pipeline needs neither Kafka nor its Secrets
 	}
 	if err := r.loadDeployment(ctx, run); err != nil {
 		return ctrl.Result{}, err

@@ -494,6 +494,15 @@ var _ = Describe("KafkaPipeline controller", func() {
 				g.Expect(ready.Reason).To(Equal(controllers.ReasonSecretInvalid))
 				g.Expect(ready.Message).To(ContainSubstring("password"))
 			}).Should(Succeed())
+			// Suspending needs neither Kafka nor the Secret.
+			kp := getPipeline(Default, key)
+			patch := client.MergeFrom(kp.DeepCopy())
+			kp.Spec.Suspend = true
+			Expect(k8s.Patch(ctx, kp, patch)).To(Succeed())
+			Eventually(func(g Gomega) {
+				g.Expect(condition(getPipeline(g, key), kpipev1.ConditionReady).Reason).To(Equal(controllers.ReasonSuspended))
+				g.Expect(*getDeployment(g, key).Spec.Replicas).To(BeZero())
+			}).Should(Succeed())
 		})
 	})
 })
