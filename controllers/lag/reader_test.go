@@ -199,3 +199,42 @@ func (r *Reader) forceStale() {
 		c.unlock()
 	}
 }
+
+// TestSharedReadBehindACommit: a pipeline that reuses newest offsets read by another pipeline
+// before its own group committed past them sees no lag, not an out-of-range commit.
+func TestSharedReadBehindACommit(t *testing.T) {
+	ctx := context.Background()
+	kc := startCluster(t, 1, 1, "t")
+	if err := kc.Produce(ctx, "t", 10, 0); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(Options{Timeout: 5 * time.Second})
+	defer r.Close()
+	conn := Connection{BootstrapServers: kc.Addrs}
+	if _, err := r.Poll(ctx, Query{Pipeline: "ns/a", Conn: conn, Topics: []string{"t"}, Group: "a", MaxAge: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kc.Produce(ctx, "t", 5, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := kc.Commit(ctx, "b", map[string]map[int32]int64{"t": {0: 15}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Poll(ctx, Query{Pipeline: "ns/b", Conn: conn, Topics: []string{"t"}, Group: "b", MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := res.Offsets[0]
+	pl := scaling.Lag(o, true)
+	if o.Committed != 15 || pl.Reset || pl.Lag != 0 {
+		t.Fatalf("offsets %+v, lag %+v; want committed 15, no reset, no lag", o, pl)
+	}
+	// A fresh read sees the real end.
+	res, err = r.Poll(ctx, Query{Pipeline: "ns/b", Conn: conn, Topics: []string{"t"}, Group: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Offsets[0].Newest != 15 {
+		t.Fatalf("fresh read: %+v", res.Offsets[0])
+	}
+}
