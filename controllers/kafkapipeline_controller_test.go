@@ -60,6 +60,26 @@ func hasEvent(events []eventsv1.Event, reason, contains string) bool {
 	return false
 }
 
+// counterValue sums a counter of the operator's metrics over one pipeline's series.
+func counterValue(name, pipeline string) float64 {
+	families, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "pipeline" && l.GetValue() == pipeline {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
 func configHash(d *appsv1.Deployment) string {
 	return d.Spec.Template.Annotations[kpipev1.ConfigHashAnnotation]
 }
@@ -429,6 +449,8 @@ var _ = Describe("KafkaPipeline controller", func() {
 				g.Expect(*getDeployment(g, key).Spec.Replicas).To(Equal(int32(2)))
 				g.Expect(hasEvent(eventsFor(g, ns, key.Name), controllers.ReasonKafkaUnreachable, "")).To(BeTrue())
 			}).Should(Succeed())
+			// It keeps trying, with backoff: the failed reads add up.
+			Eventually(func() float64 { return counterValue("kpipe_kafka_errors_total", key.Name) }).Should(BeNumerically(">=", 3))
 		})
 
 		It("leaves replicas untouched when Kafka goes away", func() {
