@@ -55,6 +55,8 @@ type managerOptions struct {
 	leaderElect   bool
 	leaderElectNS string
 	image         string
+	qps           float32
+	burst         int
 	zap           zap.Options
 }
 
@@ -74,6 +76,8 @@ func newManagerCommand() *cobra.Command {
 	f.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader, so only one operator replica reconciles at a time")
 	f.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the leader-election lease (default: the operator's own)")
 	f.StringVar(&o.image, "pipeline-image", os.Getenv("KPIPE_IMAGE"), "image the pipeline pods run by default (env KPIPE_IMAGE)")
+	f.Float32Var(&o.qps, "kube-api-qps", 50, "queries per second to the Kubernetes API (each poll may apply a Deployment and patch a status)")
+	f.IntVar(&o.burst, "kube-api-burst", 100, "burst of queries to the Kubernetes API")
 	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zap.BindFlags(zapFlags)
 	f.AddGoFlagSet(zapFlags)
@@ -89,6 +93,7 @@ func runManager(o managerOptions) error {
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
+	cfg.QPS, cfg.Burst = o.qps, o.burst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  newScheme(),
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
@@ -96,6 +101,9 @@ func runManager(o managerOptions) error {
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "kpipe-manager.kpipe.io",
 		LeaderElectionNamespace: o.leaderElectNS,
+		// The process exits right after the manager stops, so the lease can be handed over at
+		// once; the reconciler keeps no state a new leader needs (it rebuilds it from status).
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)

@@ -1,0 +1,62 @@
+package controllers
+
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+)
+
+// ConditionReconciling is True while the operator waits for something before the pipeline can
+// be Ready (Kafka, a topic, a Secret, replicas). kstatus reads it as InProgress.
+const ConditionReconciling = "Reconciling"
+
+// Condition reasons.
+const (
+	ReasonReady            = "Ready"
+	ReasonSuspended        = "Suspended"
+	ReasonInvalidSpec      = "InvalidSpec"
+	ReasonSecretNotFound   = "SecretNotFound"
+	ReasonSecretInvalid    = "SecretInvalid"
+	ReasonKafkaUnreachable = "KafkaUnreachable"
+	ReasonTopicNotFound    = "TopicNotFound"
+	ReasonReplicasNotReady = "ReplicasNotReady"
+	ReasonApplyFailed      = "DeploymentApplyFailed"
+	ReasonActive           = "Active"
+	ReasonNoLag            = "NoLag"
+	ReasonStalledParts     = "PartitionsStalled"
+	ReasonProgressing      = "Progressing"
+	ReasonScaledManually   = "ScaledManually"
+)
+
+func setCondition(kp *kpipev1.KafkaPipeline, typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&kp.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: kp.Generation,
+	})
+}
+
+// markReady sets Ready and clears Reconciling.
+func markReady(kp *kpipev1.KafkaPipeline, reason, msg string) {
+	setCondition(kp, kpipev1.ConditionReady, metav1.ConditionTrue, reason, msg)
+	meta.RemoveStatusCondition(&kp.Status.Conditions, ConditionReconciling)
+}
+
+// markWaiting sets Ready=False for something the operator waits for, with Reconciling=True.
+func markWaiting(kp *kpipev1.KafkaPipeline, reason, msg string) {
+	setCondition(kp, kpipev1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	setCondition(kp, ConditionReconciling, metav1.ConditionTrue, reason, msg)
+}
+
+// markInvalid sets Ready=False and Stalled=True: nothing changes until the spec does.
+func markInvalid(kp *kpipev1.KafkaPipeline, msg string) {
+	setCondition(kp, kpipev1.ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, msg)
+	setCondition(kp, kpipev1.ConditionStalled, metav1.ConditionTrue, ReasonInvalidSpec, msg)
+	meta.RemoveStatusCondition(&kp.Status.Conditions, ConditionReconciling)
+}
+
+func conditionReason(kp *kpipev1.KafkaPipeline, typ string) string {
+	if c := meta.FindStatusCondition(kp.Status.Conditions, typ); c != nil {
+		return c.Reason
+	}
+	return ""
+}

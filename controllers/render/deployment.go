@@ -1,0 +1,304 @@
+// Package render builds the Deployment that runs a KafkaPipeline. It is a pure function of the
+// pipeline, the default image, the replica count and a hash of the referenced Secrets, so it
+// is tested with tables and the reconciler only applies what it returns.
+package render
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+)
+
+const (
+	// ContainerName is the name of the pipeline container.
+	ContainerName = "pipeline"
+	// NameLabel, InstanceLabel and ManagedByLabel are the recommended Kubernetes labels.
+	NameLabel      = "app.kubernetes.io/name"
+	InstanceLabel  = "app.kubernetes.io/instance"
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	// AppName is the value of NameLabel on every pipeline pod.
+	AppName = "kpipe-pipeline"
+
+	// NonRootID is the user and group the pods run as (distroless "nonroot").
+	NonRootID int64 = 65532
+
+	tlsVolume  = "kafka-tls"
+	saslVolume = "kafka-sasl"
+	tmpVolume  = "tmp"
+)
+
+// Default resources of the pipeline container, as documented on template.resources.
+var (
+	DefaultCPURequest    = resource.MustParse("100m")
+	DefaultMemoryRequest = resource.MustParse("128Mi")
+	DefaultMemoryLimit   = resource.MustParse("512Mi")
+)
+
+// Input is everything the Deployment depends on.
+type Input struct {
+	// Pipeline is the KafkaPipeline; its spec need not be defaulted.
+	Pipeline *kpipev1.KafkaPipeline
+	// Image is the operator's own image, used unless template.image is set.
+	Image string
+	// Replicas is the replica count the reconciler decided on.
+	Replicas int32
+	// SecretsHash is a hash of the referenced Secrets' data ("" when none are referenced). It
+	// goes into the config hash so that a rotated Secret rolls the pods.
+	SecretsHash string
+}
+
+// Labels are the labels of a pipeline's Deployment and pods.
+func Labels(name string) map[string]string {
+	return map[string]string{
+		NameLabel:             AppName,
+		InstanceLabel:         name,
+		ManagedByLabel:        "kpipe",
+		kpipev1.PipelineLabel: name,
+	}
+}
+
+// SelectorLabels are the labels the Deployment selects its pods by. They never change for a
+// pipeline: a Deployment's selector is immutable.
+func SelectorLabels(name string) map[string]string {
+	return map[string]string{kpipev1.PipelineLabel: name}
+}
+
+// RuntimeSpec is the configuration `kpipe run` reads from KPIPE_PIPELINE_SPEC: the spec with
+// defaults applied, without the pod template (it shapes the pod, not the runtime), and without
+// replicas and suspend, which only the operator acts on (keeping them out means `kubectl scale`
+// does not roll the pods).
+func RuntimeSpec(spec *kpipev1.KafkaPipelineSpec) kpipev1.KafkaPipelineSpec {
+	s := *spec.DeepCopy()
+	s.Default()
+	s.Template = nil
+	s.Replicas = nil
+	s.Suspend = false
+	return s
+}
+
+// Deployment renders the Deployment of a pipeline. It fails only when the spec cannot be
+// serialised or no image is known.
+func Deployment(in Input) (*appsv1.Deployment, error) {
+	kp := in.Pipeline
+	tpl := kp.Spec.Template
+	if tpl == nil {
+		tpl = &kpipev1.PodTemplateOverrides{}
+	}
+	image := in.Image
+	if tpl.Image != "" {
+		image = tpl.Image
+	}
+	if image == "" {
+		return nil, fmt.Errorf("no image: set template.image or run the operator with --pipeline-image")
+	}
+	rs := RuntimeSpec(&kp.Spec)
+	specJSON, err := json.Marshal(rs)
+	if err != nil {
+		return nil, fmt.Errorf("encode pipeline spec: %w", err)
+	}
+
+	env := []corev1.EnvVar{
+		{Name: kpipev1.EnvPipelineSpec, Value: string(specJSON)},
+		{Name: kpipev1.EnvPipelineName, Value: kp.Name},
+		{Name: kpipev1.EnvPipelineNamespace, Value: kp.Namespace},
+		{Name: kpipev1.EnvHTTPAddr, Value: fmt.Sprintf(":%d", kpipev1.HTTPPort)},
+	}
+	volumes := []corev1.Volume{{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	mounts := []corev1.VolumeMount{{Name: tmpVolume, MountPath: "/tmp"}}
+	if t := kp.Spec.Kafka.TLS; t != nil && t.SecretRef != nil {
+		env = append(env, corev1.EnvVar{Name: kpipev1.EnvTLSDir, Value: kpipev1.TLSMountPath})
+		volumes = append(volumes, secretVolume(tlsVolume, t.SecretRef.Name))
+		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolume, MountPath: kpipev1.TLSMountPath, ReadOnly: true})
+	}
+	if s := kp.Spec.Kafka.SASL; s != nil {
+		env = append(env, corev1.EnvVar{Name: kpipev1.EnvSASLDir, Value: kpipev1.SASLMountPath})
+		volumes = append(volumes, secretVolume(saslVolume, s.SecretRef.Name))
+		mounts = append(mounts, corev1.VolumeMount{Name: saslVolume, MountPath: kpipev1.SASLMountPath, ReadOnly: true})
+	}
+	env = append(env, userEnv(tpl.Env)...)
+
+	container := corev1.Container{
+		Name:            ContainerName,
+		Image:           image,
+		ImagePullPolicy: tpl.ImagePullPolicy,
+		Args:            []string{"run"},
+		Env:             env,
+		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: kpipev1.HTTPPort, Protocol: corev1.ProtocolTCP}},
+		Resources:       resources(tpl.Resources),
+		VolumeMounts:    mounts,
+		ReadinessProbe:  probe("/readyz", 5, 3),
+		LivenessProbe:   probe("/healthz", 10, 3),
+		SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot:             ptr.To(true),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			AllowPrivilegeEscalation: ptr.To(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+
+	podSpec := corev1.PodSpec{
+		Containers:                    []corev1.Container{container},
+		Volumes:                       volumes,
+		TerminationGracePeriodSeconds: ptr.To(kp.Spec.TerminationGracePeriodSeconds()),
+		ServiceAccountName:            tpl.ServiceAccountName,
+		AutomountServiceAccountToken:  ptr.To(false),
+		ImagePullSecrets:              tpl.ImagePullSecrets,
+		NodeSelector:                  tpl.NodeSelector,
+		Tolerations:                   tpl.Tolerations,
+		Affinity:                      tpl.Affinity,
+		TopologySpreadConstraints:     tpl.TopologySpreadConstraints,
+		PriorityClassName:             tpl.PriorityClassName,
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot:   ptr.To(true),
+			RunAsUser:      ptr.To(NonRootID),
+			RunAsGroup:     ptr.To(NonRootID),
+			FSGroup:        ptr.To(NonRootID),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+
+	podLabels := map[string]string{}
+	podAnnotations := map[string]string{}
+	if md := tpl.Metadata; md != nil {
+		maps.Copy(podLabels, md.Labels)
+		maps.Copy(podAnnotations, md.Annotations)
+	}
+	maps.Copy(podLabels, Labels(kp.Name)) // kpipe's labels win: the selector must match
+	podAnnotations[kpipev1.ConfigHashAnnotation] = configHash(podSpec, podLabels, podAnnotations, in.SecretsHash)
+
+	return &appsv1.Deployment{
+		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      kp.Name,
+			Namespace: kp.Namespace,
+			Labels:    Labels(kp.Name),
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion:         kpipev1.GroupVersion.String(),
+				Kind:               "KafkaPipeline",
+				Name:               kp.Name,
+				UID:                kp.UID,
+				Controller:         ptr.To(true),
+				BlockOwnerDeletion: ptr.To(true),
+			}},
+		},
+		Spec: appsv1.DeploymentSpec{
+			Replicas:             ptr.To(in.Replicas),
+			Selector:             &metav1.LabelSelector{MatchLabels: SelectorLabels(kp.Name)},
+			RevisionHistoryLimit: ptr.To[int32](3),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
+				Spec:       podSpec,
+			},
+		},
+	}, nil
+}
+
+func secretVolume(name, secret string) corev1.Volume {
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		SecretName:  secret,
+		DefaultMode: ptr.To[int32](0o440), // readable by the pod's fsGroup, not by others
+	}}}
+}
+
+func probe(path string, period, failures int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path: path, Port: intstr.FromString("http"), Scheme: corev1.URISchemeHTTP,
+		}},
+		PeriodSeconds:    period,
+		FailureThreshold: failures,
+		TimeoutSeconds:   2,
+	}
+}
+
+// userEnv drops names reserved for kpipe; the schema refuses them already, this keeps a spec
+// that bypassed it from overriding the operator's configuration.
+func userEnv(env []corev1.EnvVar) []corev1.EnvVar {
+	var out []corev1.EnvVar
+	for _, e := range env {
+		if strings.HasPrefix(e.Name, "KPIPE_") {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// resources merges the user's requests and limits over the defaults, per resource name.
+func resources(user *corev1.ResourceRequirements) corev1.ResourceRequirements {
+	r := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: DefaultCPURequest, corev1.ResourceMemory: DefaultMemoryRequest},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: DefaultMemoryLimit},
+	}
+	if user == nil {
+		return r
+	}
+	maps.Copy(r.Requests, user.Requests)
+	maps.Copy(r.Limits, user.Limits)
+	// A request above the default limit would make the pod invalid: raise the limit with it.
+	for name, req := range r.Requests {
+		if lim, ok := r.Limits[name]; ok && req.Cmp(lim) > 0 {
+			if _, userLimit := user.Limits[name]; !userLimit {
+				r.Limits[name] = req
+			}
+		}
+	}
+	r.Claims = user.Claims
+	return r
+}
+
+// configHash hashes everything that should roll the pods when it changes.
+func configHash(spec corev1.PodSpec, labels, annotations map[string]string, secretsHash string) string {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	_ = enc.Encode(spec) // a PodSpec always encodes
+	for _, m := range []map[string]string{labels, annotations} {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			_ = enc.Encode([2]string{k, m[k]})
+		}
+	}
+	_ = enc.Encode(secretsHash)
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// SecretsHash hashes the data of the referenced Secrets, in order: names, keys and values
+// go in, only the digest comes out.
+func SecretsHash(secrets ...*corev1.Secret) string {
+	if len(secrets) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	for _, s := range secrets {
+		fmt.Fprintf(h, "secret %q %d\n", s.Name, len(s.Data))
+		keys := make([]string, 0, len(s.Data))
+		for k := range s.Data {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(h, "%q %d\n", k, len(s.Data[k]))
+			h.Write(s.Data[k])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

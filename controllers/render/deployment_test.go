@@ -1,0 +1,367 @@
+package render
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+)
+
+func pipeline(mut ...func(*kpipev1.KafkaPipeline)) *kpipev1.KafkaPipeline {
+	kp := &kpipev1.KafkaPipeline{
+		ObjectMeta: metav1.ObjectMeta{Name: "orders", Namespace: "shop", UID: "uid-1"},
+		Spec: kpipev1.KafkaPipelineSpec{
+			Kafka:     kpipev1.KafkaConnection{BootstrapServers: []string{"kafka:9092"}},
+			Topics:    []string{"orders"},
+			Group:     "orders-enricher",
+			Processor: kpipev1.ProcessorSpec{Forward: &kpipev1.ForwardProcessor{Topic: "orders-out"}},
+		},
+	}
+	for _, m := range mut {
+		m(kp)
+	}
+	return kp
+}
+
+func tpl(kp *kpipev1.KafkaPipeline) *kpipev1.PodTemplateOverrides {
+	if kp.Spec.Template == nil {
+		kp.Spec.Template = &kpipev1.PodTemplateOverrides{}
+	}
+	return kp.Spec.Template
+}
+
+func envOf(c corev1.Container) map[string]corev1.EnvVar {
+	m := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		m[e.Name] = e
+	}
+	return m
+}
+
+func TestDeployment(t *testing.T) {
+	cases := []struct {
+		name    string
+		in      Input
+		check   func(t *testing.T, d *appsv1.Deployment)
+		wantErr string
+	}{
+		{
+			name: "defaults: image, args, labels, selector, owner, replicas",
+			in:   Input{Pipeline: pipeline(), Image: "kpipe:1", Replicas: 3},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				c := d.Spec.Template.Spec.Containers[0]
+				if c.Image != "kpipe:1" || strings.Join(c.Args, " ") != "run" {
+					t.Errorf("image %q args %v", c.Image, c.Args)
+				}
+				if *d.Spec.Replicas != 3 {
+					t.Errorf("replicas %d", *d.Spec.Replicas)
+				}
+				if got := metav1.FormatLabelSelector(d.Spec.Selector); got != "kpipe.io/pipeline=orders" {
+					t.Errorf("selector %q", got)
+				}
+				for _, l := range []map[string]string{d.Labels, d.Spec.Template.Labels} {
+					if l[NameLabel] != "kpipe-pipeline" || l[InstanceLabel] != "orders" || l[kpipev1.PipelineLabel] != "orders" {
+						t.Errorf("labels %v", l)
+					}
+				}
+				or := d.OwnerReferences[0]
+				if or.Kind != "KafkaPipeline" || or.UID != "uid-1" || !*or.Controller {
+					t.Errorf("owner %+v", or)
+				}
+				if *d.Spec.Template.Spec.TerminationGracePeriodSeconds != 30 {
+					t.Errorf("grace %d", *d.Spec.Template.Spec.TerminationGracePeriodSeconds)
+				}
+				if c.Ports[0].ContainerPort != kpipev1.HTTPPort || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe.HTTPGet.Path != "/healthz" {
+					t.Errorf("ports %v readiness %v liveness %v", c.Ports, c.ReadinessProbe.HTTPGet, c.LivenessProbe.HTTPGet)
+				}
+			},
+		},
+		{
+			name: "pipeline configuration: defaulted spec without template, name, namespace",
+			in: Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) {
+				tpl(kp).Image = "custom:2"
+				kp.Spec.Replicas = ptr.To[int32](4)
+			}), Image: "kpipe:1", Replicas: 1},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				env := envOf(d.Spec.Template.Spec.Containers[0])
+				spec, err := kpipev1.ParseSpec([]byte(env[kpipev1.EnvPipelineSpec].Value))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if spec.Template != nil || spec.Replicas != nil {
+					t.Errorf("template %v replicas %v in the runtime spec", spec.Template, spec.Replicas)
+				}
+				if errs := spec.Validate(); len(errs) > 0 {
+					t.Errorf("runtime spec does not validate: %v", errs)
+				}
+				if spec.Scaling.PollInterval == nil || spec.Pool.Ordering != kpipev1.OrderingKey || spec.InitialOffset != kpipev1.InitialOffsetLatest {
+					t.Errorf("defaults not applied: %+v", spec)
+				}
+				if env[kpipev1.EnvPipelineName].Value != "orders" || env[kpipev1.EnvPipelineNamespace].Value != "shop" {
+					t.Errorf("name/namespace env %v", env)
+				}
+				if env[kpipev1.EnvHTTPAddr].Value != ":9090" {
+					t.Errorf("http addr %v", env[kpipev1.EnvHTTPAddr])
+				}
+				if _, ok := env[kpipev1.EnvTLSDir]; ok {
+					t.Error("TLS dir without TLS")
+				}
+				if d.Spec.Template.Spec.Containers[0].Image != "custom:2" {
+					t.Errorf("template.image not used")
+				}
+			},
+		},
+		{
+			name: "TLS and SASL Secrets are mounted by reference, never copied",
+			in: Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) {
+				kp.Spec.Kafka.TLS = &kpipev1.TLSSpec{SecretRef: &kpipev1.SecretReference{Name: "kafka-tls"}}
+				kp.Spec.Kafka.SASL = &kpipev1.SASLSpec{Mechanism: kpipev1.SASLSCRAMSHA512, SecretRef: kpipev1.SecretReference{Name: "kafka-user"}}
+			}), Image: "kpipe:1", Replicas: 1, SecretsHash: "abc"},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				ps := d.Spec.Template.Spec
+				vols := map[string]string{}
+				for _, v := range ps.Volumes {
+					if v.Secret != nil {
+						vols[v.Secret.SecretName] = v.Name
+					}
+				}
+				if vols["kafka-tls"] == "" || vols["kafka-user"] == "" {
+					t.Fatalf("secret volumes %v", vols)
+				}
+				mounts := map[string]string{}
+				for _, m := range ps.Containers[0].VolumeMounts {
+					mounts[m.Name] = m.MountPath
+					if m.Name != tmpVolume && !m.ReadOnly {
+						t.Errorf("mount %s writable", m.Name)
+					}
+				}
+				if mounts[vols["kafka-tls"]] != kpipev1.TLSMountPath || mounts[vols["kafka-user"]] != kpipev1.SASLMountPath {
+					t.Errorf("mounts %v", mounts)
+				}
+				env := envOf(ps.Containers[0])
+				if env[kpipev1.EnvTLSDir].Value != kpipev1.TLSMountPath || env[kpipev1.EnvSASLDir].Value != kpipev1.SASLMountPath {
+					t.Errorf("env %v", env)
+				}
+				for _, e := range ps.Containers[0].Env {
+					if e.ValueFrom != nil {
+						t.Errorf("env %s from a secret key", e.Name)
+					}
+				}
+			},
+		},
+		{
+			name: "pod security",
+			in:   Input{Pipeline: pipeline(), Image: "kpipe:1", Replicas: 1},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				sc := d.Spec.Template.Spec.Containers[0].SecurityContext
+				if !*sc.RunAsNonRoot || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation ||
+					len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+					t.Errorf("container security context %+v", sc)
+				}
+				psc := d.Spec.Template.Spec.SecurityContext
+				if !*psc.RunAsNonRoot || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+					t.Errorf("pod security context %+v", psc)
+				}
+				if *d.Spec.Template.Spec.AutomountServiceAccountToken {
+					t.Error("service account token mounted")
+				}
+			},
+		},
+		{
+			name: "default resources",
+			in:   Input{Pipeline: pipeline(), Image: "kpipe:1", Replicas: 1},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				r := d.Spec.Template.Spec.Containers[0].Resources
+				if r.Requests.Cpu().String() != "100m" || r.Requests.Memory().String() != "128Mi" || r.Limits.Memory().String() != "512Mi" {
+					t.Errorf("resources %v", r)
+				}
+				if _, ok := r.Limits[corev1.ResourceCPU]; ok {
+					t.Error("a CPU limit by default")
+				}
+			},
+		},
+		{
+			name: "resource overrides merge per resource",
+			in: Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) {
+				tpl(kp).Resources = &corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+					Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")},
+				}
+			}), Image: "kpipe:1", Replicas: 1},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				r := d.Spec.Template.Spec.Containers[0].Resources
+				if r.Requests.Cpu().String() != "100m" || r.Requests.Memory().String() != "1Gi" ||
+					r.Limits.Cpu().String() != "2" || r.Limits.Memory().String() != "1Gi" {
+					t.Errorf("resources %v", r)
+				}
+			},
+		},
+		{
+			name: "scheduling and pod overrides",
+			in: Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) {
+				t := tpl(kp)
+				t.NodeSelector = map[string]string{"pool": "kafka"}
+				t.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpExists}}
+				t.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{}}
+				t.ServiceAccountName = "pipelines"
+				t.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
+				t.PriorityClassName = "high"
+				t.ImagePullPolicy = corev1.PullAlways
+				t.TerminationGracePeriodSeconds = ptr.To[int64](120)
+				t.Env = []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "debug"}, {Name: "KPIPE_PIPELINE_SPEC", Value: "hijack"}}
+				t.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "zone"}}
+			}), Image: "kpipe:1", Replicas: 1},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				ps := d.Spec.Template.Spec
+				if ps.NodeSelector["pool"] != "kafka" || len(ps.Tolerations) != 1 || ps.Affinity == nil || ps.ServiceAccountName != "pipelines" ||
+					ps.ImagePullSecrets[0].Name != "regcred" || ps.PriorityClassName != "high" || *ps.TerminationGracePeriodSeconds != 120 ||
+					ps.Containers[0].ImagePullPolicy != corev1.PullAlways || len(ps.TopologySpreadConstraints) != 1 {
+					t.Errorf("overrides not applied: %+v", ps)
+				}
+				env := envOf(ps.Containers[0])
+				if env["LOG_LEVEL"].Value != "debug" {
+					t.Errorf("user env missing")
+				}
+				if strings.Contains(env[kpipev1.EnvPipelineSpec].Value, "hijack") || env[kpipev1.EnvPipelineSpec].Value == "hijack" {
+					t.Errorf("reserved env overridden")
+				}
+				n := 0
+				for _, e := range ps.Containers[0].Env {
+					if e.Name == kpipev1.EnvPipelineSpec {
+						n++
+					}
+				}
+				if n != 1 {
+					t.Errorf("%d %s entries", n, kpipev1.EnvPipelineSpec)
+				}
+			},
+		},
+		{
+			name: "user labels and annotations cannot replace the selector label",
+			in: Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) {
+				tpl(kp).Metadata = &kpipev1.PodMetadata{
+					Labels:      map[string]string{kpipev1.PipelineLabel: "other", "team": "shop"},
+					Annotations: map[string]string{"prometheus.io/scrape": "true", kpipev1.ConfigHashAnnotation: "fixed"},
+				}
+			}), Image: "kpipe:1", Replicas: 1},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				l := d.Spec.Template.Labels
+				if l[kpipev1.PipelineLabel] != "orders" || l["team"] != "shop" {
+					t.Errorf("labels %v", l)
+				}
+				a := d.Spec.Template.Annotations
+				if a["prometheus.io/scrape"] != "true" || a[kpipev1.ConfigHashAnnotation] == "fixed" || a[kpipev1.ConfigHashAnnotation] == "" {
+					t.Errorf("annotations %v", a)
+				}
+				sel, _ := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+				if !sel.Matches(labelsSet(l)) {
+					t.Error("selector does not match the pod labels")
+				}
+			},
+		},
+		{
+			name:    "no image anywhere",
+			in:      Input{Pipeline: pipeline(), Replicas: 1},
+			wantErr: "no image",
+		},
+		{
+			name: "zero replicas",
+			in:   Input{Pipeline: pipeline(), Image: "kpipe:1", Replicas: 0},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				if *d.Spec.Replicas != 0 {
+					t.Errorf("replicas %d", *d.Spec.Replicas)
+				}
+			},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := c.in.Pipeline.DeepCopy()
+			d, err := Deployment(c.in)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.check(t, d)
+			after, _ := json.Marshal(c.in.Pipeline)
+			want, _ := json.Marshal(before)
+			if string(after) != string(want) {
+				t.Error("Deployment modified its input")
+			}
+		})
+	}
+}
+
+type labelsSet map[string]string
+
+func (l labelsSet) Has(k string) bool   { _, ok := l[k]; return ok }
+func (l labelsSet) Get(k string) string { return l[k] }
+func (l labelsSet) Lookup(k string) (string, bool) {
+	v, ok := l[k]
+	return v, ok
+}
+
+func TestConfigHash(t *testing.T) {
+	hash := func(in Input) string {
+		d, err := Deployment(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Spec.Template.Annotations[kpipev1.ConfigHashAnnotation]
+	}
+	base := Input{Pipeline: pipeline(), Image: "kpipe:1", Replicas: 1, SecretsHash: "s1"}
+	h0 := hash(base)
+	cases := []struct {
+		name   string
+		in     Input
+		change bool
+	}{
+		{"same input, same hash", base, false},
+		{"replicas do not roll the pods", Input{Pipeline: pipeline(), Image: "kpipe:1", Replicas: 7, SecretsHash: "s1"}, false},
+		{"spec.replicas (kubectl scale) does not roll the pods", Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) { kp.Spec.Replicas = ptr.To[int32](5) }), Image: "kpipe:1", Replicas: 1, SecretsHash: "s1"}, false},
+		{"a rotated Secret rolls the pods", Input{Pipeline: pipeline(), Image: "kpipe:1", Replicas: 1, SecretsHash: "s2"}, true},
+		{"a spec change rolls the pods", Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) { kp.Spec.Topics = []string{"orders", "refunds"} }), Image: "kpipe:1", Replicas: 1, SecretsHash: "s1"}, true},
+		{"a new image rolls the pods", Input{Pipeline: pipeline(), Image: "kpipe:2", Replicas: 1, SecretsHash: "s1"}, true},
+		{"a pod label rolls the pods", Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) {
+			tpl(kp).Metadata = &kpipev1.PodMetadata{Labels: map[string]string{"a": "b"}}
+		}), Image: "kpipe:1", Replicas: 1, SecretsHash: "s1"}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := hash(c.in); (got != h0) != c.change {
+				t.Errorf("hash %s vs %s, want change=%v", got, h0, c.change)
+			}
+		})
+	}
+}
+
+func TestSecretsHash(t *testing.T) {
+	s := func(name, k, v string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string][]byte{k: []byte(v)}}
+	}
+	a := SecretsHash(s("u", "password", "hunter2"))
+	if a == "" || strings.Contains(a, "hunter2") {
+		t.Fatalf("hash %q", a)
+	}
+	if a == SecretsHash(s("u", "password", "hunter3")) {
+		t.Error("a changed value keeps the hash")
+	}
+	if a != SecretsHash(s("u", "password", "hunter2")) {
+		t.Error("hash not stable")
+	}
+	if SecretsHash() != "" {
+		t.Error("no secrets, non-empty hash")
+	}
+}

@@ -1,0 +1,266 @@
+// Package scaling holds kpipe's pure scaling decisions: how much lag each partition has, which
+// partitions are stalled, and how many replicas a pipeline should run. Nothing here talks to
+// Kafka or Kubernetes; the reconciler gathers the inputs and applies the outputs.
+package scaling
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Params are a pipeline's scaling settings, defaults applied.
+type Params struct {
+	MinReplicas            int32
+	MaxReplicas            int32
+	LagPerReplica          int64
+	ActivationLag          int64
+	IdleWindow             time.Duration
+	IdlePenalty            time.Duration
+	ScaleDownStabilization time.Duration
+}
+
+// Recommendation is the replica count the policy wanted at one poll.
+type Recommendation struct {
+	Time     time.Time
+	Replicas int32
+}
+
+// Input is everything one decision depends on.
+type Input struct {
+	Params Params
+	Now    time.Time
+	// Partitions is the number of partitions across the consumed topics.
+	Partitions int32
+	// Lag is the lag of the partitions that are not stalled; it drives scaling.
+	Lag int64
+	// StalledLag is the lag of stalled partitions. It keeps the pipeline awake but never drives
+	// a scale-up by itself: more replicas do not unstick a partition.
+	StalledLag int64
+	// Progress is true when some committed offset moved since the previous poll.
+	Progress bool
+	// NeedsConsumer is true when some partition has no usable committed offset and the group
+	// starts from the Latest offset: a consumer must run to establish the group's position,
+	// because one started later would skip what was produced in between. It keeps (or wakes)
+	// one replica, never more.
+	NeedsConsumer bool
+	// Current is the replica count of the Deployment now.
+	Current int32
+	// IdleSince is when the pipeline was first seen idle (no lag, no progress), or nil.
+	IdleSince *time.Time
+	// ZeroSince is when the policy scaled the pipeline to zero for being idle, or nil when it
+	// is not at zero for that reason. The idle penalty counts from it.
+	ZeroSince *time.Time
+	// History holds earlier recommendations, for the scale-down stabilization window.
+	History []Recommendation
+}
+
+// Reasons of a decision. They are used as event reasons and in the Idle condition.
+const (
+	ReasonScaledUp        = "ScaledUp"
+	ReasonScaledDown      = "ScaledDown"
+	ReasonSteady          = "Steady"
+	ReasonStabilizing     = "ScaleDownStabilizing"
+	ReasonIdleToZero      = "ScaledToZero"
+	ReasonIdlePenalty     = "IdlePenalty"
+	ReasonBelowActivation = "BelowActivationLag"
+	ReasonActivated       = "Activated"
+)
+
+// Decision is the outcome of one poll.
+type Decision struct {
+	// Replicas is the replica count to apply.
+	Replicas int32
+	// Recommendation is what the lag alone asked for at this poll, bounds and partition
+	// rounding applied, before stabilization.
+	Recommendation int32
+	// Reason is one of the Reason constants; Message says why in words.
+	Reason  string
+	Message string
+	// Idle is true while the pipeline has no lag and no commit progress, or rests at zero.
+	Idle bool
+	// IdleSince is the new value of status.idleSince.
+	IdleSince *time.Time
+	// History is the recommendation history to keep for the next poll.
+	History []Recommendation
+}
+
+// Decide computes the replica count for one poll:
+//
+//   - ceil(lag / lagPerReplica), within [minReplicas, min(maxReplicas, partitions)] (a
+//     minReplicas above the partition count is honoured: those replicas are standbys);
+//   - rounded down to the fewest replicas that give the busiest replica the same number of
+//     partitions (for 10 partitions only 1, 2, 3, 4, 5 and 10 are used);
+//   - scale-ups are immediate; a scale-down goes to the highest recommendation made within the
+//     stabilization window;
+//   - with minReplicas 0: to zero once the pipeline has been idle (no lag, no commit progress)
+//     for the idle window; at zero it stays for the idle penalty, then wakes when the lag is
+//     above activationLag.
+func Decide(in Input) Decision {
+	p := in.Params
+	total := in.Lag + in.StalledLag
+	idle := total == 0 && !in.Progress
+	d := Decision{}
+	if idle {
+		d.Idle = true
+		d.IdleSince = in.IdleSince
+		if d.IdleSince == nil {
+			now := in.Now
+			d.IdleSince = &now
+		}
+	}
+
+	if in.Current == 0 && p.MinReplicas == 0 {
+		return decideAtZero(in, d, total)
+	}
+
+	raw := ceilDiv(in.Lag, p.LagPerReplica)
+	if in.StalledLag > 0 && raw == 0 {
+		raw = 1 // someone must keep owning the stalled partitions
+	}
+	if raw == 0 && p.MinReplicas == 0 {
+		if !in.NeedsConsumer && d.IdleSince != nil && in.Now.Sub(*d.IdleSince) >= p.IdleWindow {
+			d.Replicas, d.Recommendation, d.Reason = 0, 0, ReasonIdleToZero
+			d.Message = fmt.Sprintf("no lag and no commit progress for %s (idle window %s): scaling to zero",
+				in.Now.Sub(*d.IdleSince).Round(time.Millisecond), p.IdleWindow)
+			d.History = nil
+			return d
+		}
+		raw = 1 // keep one replica until the idle window confirms the pipeline is idle
+	}
+	rec := bound(raw, p, in.Partitions)
+	d.Recommendation = rec
+	d.History = stabilize(in.History, in.Now, p.ScaleDownStabilization, rec)
+	d.Replicas = maxRecommendation(d.History)
+
+	why := fmt.Sprintf("lag %d (lagPerReplica %d) over %d partitions wants %d", in.Lag, p.LagPerReplica, in.Partitions, rec)
+	if in.StalledLag > 0 {
+		why += fmt.Sprintf("; %d lag on stalled partitions does not add replicas", in.StalledLag)
+	}
+	switch {
+	case d.Replicas > in.Current:
+		d.Reason, d.Message = ReasonScaledUp, why
+	case d.Replicas < in.Current:
+		d.Reason, d.Message = ReasonScaledDown, why+fmt.Sprintf(" (highest within the %s stabilization window)", p.ScaleDownStabilization)
+	case rec < in.Current:
+		d.Reason, d.Message = ReasonStabilizing, why+fmt.Sprintf("; holding %d within the %s stabilization window", d.Replicas, p.ScaleDownStabilization)
+	default:
+		d.Reason, d.Message = ReasonSteady, why
+	}
+	return d
+}
+
+func decideAtZero(in Input, d Decision, total int64) Decision {
+	p := in.Params
+	d.Idle = true
+	if d.IdleSince == nil {
+		d.IdleSince = in.IdleSince
+		if d.IdleSince == nil {
+			now := in.Now
+			d.IdleSince = &now
+		}
+	}
+	if in.ZeroSince != nil && in.Now.Sub(*in.ZeroSince) < p.IdlePenalty {
+		d.Reason = ReasonIdlePenalty
+		d.Message = fmt.Sprintf("resting at zero for the idle penalty %s (since %s), lag %d",
+			p.IdlePenalty, in.ZeroSince.UTC().Format(time.RFC3339), total)
+		return d
+	}
+	if total <= p.ActivationLag && in.NeedsConsumer {
+		d.Replicas, d.Recommendation = 1, 1
+		d.Reason = ReasonActivated
+		d.Message = "a partition has no committed offset and initialOffset is Latest: waking one replica to establish the group's position"
+		d.History = []Recommendation{{Time: in.Now, Replicas: 1}}
+		return d
+	}
+	if total <= p.ActivationLag {
+		d.Reason = ReasonBelowActivation
+		d.Message = fmt.Sprintf("lag %d is not above activationLag %d: staying at zero", total, p.ActivationLag)
+		return d
+	}
+	// Stalled partitions cannot exist at zero replicas (nobody consumes), so all lag counts.
+	rec := bound(max(ceilDiv(total, p.LagPerReplica), 1), p, in.Partitions)
+	d.Replicas, d.Recommendation = rec, rec
+	d.Reason = ReasonActivated
+	d.Message = fmt.Sprintf("lag %d is above activationLag %d: waking up with %d replicas", total, p.ActivationLag, rec)
+	d.Idle, d.IdleSince = false, nil
+	d.History = []Recommendation{{Time: in.Now, Replicas: rec}}
+	return d
+}
+
+// ceilDiv is ceil(lag/per) as an int32, saturating; lag below zero counts as zero.
+func ceilDiv(lag, per int64) int32 {
+	if lag <= 0 {
+		return 0
+	}
+	if per <= 0 {
+		per = 1
+	}
+	n := lag / per
+	if lag%per != 0 {
+		n++
+	}
+	if n > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int32(n)
+}
+
+// bound applies [min, min(max, partitions)] and the partition rounding.
+func bound(n int32, p Params, partitions int32) int32 {
+	upper := p.MaxReplicas
+	if partitions > 0 && partitions < upper {
+		upper = partitions
+	}
+	if n > upper {
+		n = upper
+	}
+	if n < p.MinReplicas {
+		n = p.MinReplicas
+	}
+	if n > partitions || partitions <= 0 {
+		return n // above the partition count only because of minReplicas: leave it
+	}
+	return EfficientReplicas(n, partitions, p.MinReplicas)
+}
+
+// EfficientReplicas is the fewest replicas, at least floor (and at least 1), that give the
+// busiest replica as few partitions as n replicas do: ceil(partitions/m) == ceil(partitions/n).
+// Replicas beyond that count would only take partitions from the less busy replicas.
+func EfficientReplicas(n, partitions, floor int32) int32 {
+	if n <= 0 || partitions <= 0 {
+		return n
+	}
+	load := busiest(partitions, n)
+	lo := max(floor, 1)
+	for m := lo; m < n; m++ {
+		if busiest(partitions, m) == load {
+			return m
+		}
+	}
+	return n
+}
+
+// busiest is the number of partitions of the busiest of n replicas with a balancing assignor.
+func busiest(partitions, n int32) int32 {
+	return (partitions + n - 1) / n
+}
+
+// stabilize drops recommendations older than the window and appends rec.
+func stabilize(history []Recommendation, now time.Time, window time.Duration, rec int32) []Recommendation {
+	out := make([]Recommendation, 0, len(history)+1)
+	for _, h := range history {
+		if now.Sub(h.Time) < window {
+			out = append(out, h)
+		}
+	}
+	return append(out, Recommendation{Time: now, Replicas: rec})
+}
+
+func maxRecommendation(h []Recommendation) int32 {
+	var m int32
+	for _, r := range h {
+		m = max(m, r.Replicas)
+	}
+	return m
+}

@@ -1,0 +1,253 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+	"github.com/kpipe-io/kpipe/controllers"
+	"github.com/kpipe-io/kpipe/controllers/lag"
+	"github.com/kpipe-io/kpipe/test/envtest"
+	"github.com/kpipe-io/kpipe/test/kafkatest"
+)
+
+const testImage = "ghcr.io/kpipe-io/kpipe:test"
+
+var (
+	env        *envtest.Env
+	k8s        client.Client
+	kc         *kafkatest.Cluster
+	reconciler *controllers.KafkaPipelineReconciler
+	kube       *fakeKubelet
+	stopMgr    context.CancelFunc
+	mgrDone    chan struct{}
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "controllers")
+}
+
+var _ = BeforeSuite(func() {
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	SetDefaultEventuallyTimeout(60 * time.Second)
+	SetDefaultEventuallyPollingInterval(200 * time.Millisecond)
+
+	var err error
+	env, err = envtest.Start()
+	Expect(err).NotTo(HaveOccurred())
+
+	scheme := runtime.NewScheme()
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(kpipev1.AddToScheme(scheme)).To(Succeed())
+	k8s, err = client.New(env.Config, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	kc, err = kafkatest.Start(3, 4, "orders", "payments")
+	Expect(err).NotTo(HaveOccurred())
+
+	// The manager runs as the operator's service account with exactly the RBAC of config/rbac,
+	// so a missing permission fails the suite.
+	mgrConfig := installRBAC(scheme)
+	mgrConfig.QPS, mgrConfig.Burst = 100, 200 // `kpipe manager` sets these with flags
+
+	// A real manager, with leader election as `kpipe manager` runs it by default.
+	mgr, err := ctrl.NewManager(mgrConfig, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		LeaderElection:          true,
+		LeaderElectionID:        "kpipe-manager.kpipe.io",
+		LeaderElectionNamespace: "kpipe-system",
+	})
+	Expect(err).NotTo(HaveOccurred())
+	reconciler = &controllers.KafkaPipelineReconciler{
+		Client:     mgr.GetClient(),
+		Image:      testImage,
+		Lag:        lag.NewReader(lag.Options{Timeout: 5 * time.Second}),
+		StallPolls: 10,
+		MaxBackoff: 5 * time.Second,
+	}
+	Expect(reconciler.SetupWithManager(mgr)).To(Succeed())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stopMgr = cancel
+	mgrDone = make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(mgrDone)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+
+	kube = &fakeKubelet{unready: map[types.NamespacedName]bool{}}
+	go func() {
+		defer GinkgoRecover()
+		kube.run(ctx)
+	}()
+})
+
+var _ = AfterSuite(func() {
+	if stopMgr != nil {
+		stopMgr()
+		Eventually(mgrDone).Should(BeClosed())
+	}
+	if kc != nil {
+		kc.Close()
+	}
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
+
+// fakeKubelet plays the kubelet and the Deployment controller, which envtest does not run:
+// it reports every Deployment's wanted replicas as created, updated and ready, except for
+// Deployments a test marks unready.
+type fakeKubelet struct {
+	mu      sync.Mutex
+	unready map[types.NamespacedName]bool
+}
+
+func (k *fakeKubelet) setUnready(key types.NamespacedName, unready bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.unready[key] = unready
+}
+
+func (k *fakeKubelet) run(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var list appsv1.DeploymentList
+		if err := k8s.List(ctx, &list); err != nil {
+			continue
+		}
+		for i := range list.Items {
+			d := &list.Items[i]
+			want := int32(1)
+			if d.Spec.Replicas != nil {
+				want = *d.Spec.Replicas
+			}
+			k.mu.Lock()
+			ready := want
+			if k.unready[client.ObjectKeyFromObject(d)] {
+				ready = 0
+			}
+			k.mu.Unlock()
+			s := d.Status
+			if s.ObservedGeneration == d.Generation && s.Replicas == want && s.ReadyReplicas == ready && s.UpdatedReplicas == want {
+				continue
+			}
+			d.Status = appsv1.DeploymentStatus{
+				ObservedGeneration: d.Generation, Replicas: want, UpdatedReplicas: want,
+				ReadyReplicas: ready, AvailableReplicas: ready,
+			}
+			_ = k8s.Status().Update(ctx, d) // a conflict is retried on the next tick
+		}
+	}
+}
+
+// installRBAC applies config/rbac and returns a client configuration that authenticates as the
+// operator's service account.
+func installRBAC(scheme *runtime.Scheme) *rest.Config {
+	ctx := context.Background()
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kpipe-system"}})).To(Succeed())
+	decoder := serializer.NewCodecFactory(scheme).UniversalDeserializer()
+	for _, f := range []string{"service_account.yaml", "role.yaml", "role_binding.yaml", "leader_election_role.yaml"} {
+		data, err := os.ReadFile(filepath.Join(envtest.RepoRoot(), "config", "rbac", f))
+		Expect(err).NotTo(HaveOccurred())
+		for _, doc := range strings.Split(string(data), "\n---") {
+			if strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(doc), "---")) == "" {
+				continue
+			}
+			obj, _, err := decoder.Decode([]byte(doc), nil, nil)
+			Expect(err).NotTo(HaveOccurred(), "%s", f)
+			Expect(k8s.Create(ctx, obj.(client.Object))).To(Succeed(), "%s", f)
+		}
+	}
+	user, err := env.AddUser(ctrlenvtest.User{Name: "system:serviceaccount:kpipe-system:kpipe-manager", Groups: []string{"system:serviceaccounts", "system:authenticated"}}, nil)
+	Expect(err).NotTo(HaveOccurred())
+	return user.Config()
+}
+
+// Helpers shared by the specs.
+
+var nsCounter int
+
+func newNamespace() string {
+	nsCounter++
+	name := fmt.Sprintf("kp-%d-%d", nsCounter, time.Now().UnixNano()%100000)
+	Expect(k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+	return name
+}
+
+func dur(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
+
+// newPipeline is a pipeline on the shared kfake cluster with short test windows.
+func newPipeline(ns, name string, topics []string, mut ...func(*kpipev1.KafkaPipeline)) *kpipev1.KafkaPipeline {
+	kp := &kpipev1.KafkaPipeline{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: kpipev1.KafkaPipelineSpec{
+			Kafka:     kpipev1.KafkaConnection{BootstrapServers: kc.Addrs},
+			Topics:    topics,
+			Group:     name + "-group",
+			Processor: kpipev1.ProcessorSpec{Forward: &kpipev1.ForwardProcessor{Topic: name + "-out"}},
+			Idle:      kpipev1.IdleSpec{Window: dur(2 * time.Second), Penalty: dur(4 * time.Second)},
+			Scaling: kpipev1.ScalingSpec{
+				PollInterval:           dur(time.Second),
+				ScaleDownStabilization: dur(2 * time.Second),
+			},
+		},
+	}
+	for _, m := range mut {
+		m(kp)
+	}
+	return kp
+}
+
+func getPipeline(g Gomega, key types.NamespacedName) *kpipev1.KafkaPipeline {
+	kp := &kpipev1.KafkaPipeline{}
+	g.Expect(k8s.Get(context.Background(), key, kp)).To(Succeed())
+	return kp
+}
+
+func getDeployment(g Gomega, key types.NamespacedName) *appsv1.Deployment {
+	d := &appsv1.Deployment{}
+	g.Expect(k8s.Get(context.Background(), key, d)).To(Succeed())
+	return d
+}
+
+func condition(kp *kpipev1.KafkaPipeline, typ string) metav1.Condition {
+	for _, c := range kp.Status.Conditions {
+		if c.Type == typ {
+			return c
+		}
+	}
+	return metav1.Condition{Type: typ, Status: "Absent"}
+}
