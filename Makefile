@@ -49,6 +49,10 @@ verify: ## Fail when gofmt, go vet or the generated files are not clean.
 test: verify envtest ## Verify, then run every test (unit, envtest, end-to-end).
 	KUBEBUILDER_ASSETS="$$(cat $(BIN)/.envtest-assets)" go test ./... -timeout $(TEST_TIMEOUT) $(GINKGO_FLAGS)
 
+.PHONY: demo
+demo: envtest build ## The whole loop on this machine: embedded Kafka, control plane, operator, replicas. DEMO_FLAGS=-keep-running keeps it up.
+	KUBEBUILDER_ASSETS="$$(cat $(BIN)/.envtest-assets)" go run ./hack/demo -kpipe $(BIN)/kpipe $(DEMO_FLAGS)
+
 .PHONY: envtest
 envtest: ## Build (once) or find kube-apiserver, etcd and kubectl for envtest.
 	@mkdir -p $(BIN)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -205,4 +206,64 @@ func (c Counts) String() string {
 		parts = append(parts, fmt.Sprintf("%s=%d", name, c[int16(k)]))
 	}
 	return fmt.Sprintf("total=%d [%s]", c.Total(), strings.Join(parts, " "))
+}
+
+// Records reads every record of a topic from the start up to its end offsets at the time of
+// the call, with a consumer of its own.
+func (c *Cluster) Records(ctx context.Context, topic string) ([]*kgo.Record, error) {
+	ends, err := c.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	if err := ends.Error(); err != nil {
+		return nil, err
+	}
+	remaining := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			remaining[o.Partition] = o.Offset
+		}
+	})
+	if len(remaining) == 0 {
+		return nil, nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	for len(remaining) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return out, fmt.Errorf("read %s: %w (%d partitions not read to the end)", topic, err, len(remaining))
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			end, ok := remaining[r.Partition]
+			if !ok || r.Offset >= end {
+				return
+			}
+			out = append(out, r)
+			if r.Offset+1 >= end {
+				delete(remaining, r.Partition)
+			}
+		})
+	}
+	return out, nil
+}
+
+// ProduceValues writes one record per value, keyed by keyOf(i), spread by key over the
+// topic's partitions, and waits for the acks.
+func (c *Cluster) ProduceValues(ctx context.Context, topic string, from, to int, keyOf func(int) string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs...), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, 0, to-from)
+	for i := from; i < to; i++ {
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(keyOf(i)), Value: []byte(fmt.Sprintf("%08d", i))})
+	}
+	return cl.ProduceSync(ctx, recs...).FirstErr()
 }
