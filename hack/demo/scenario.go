@@ -74,6 +74,7 @@ func (s *scenario) run(ctx context.Context) (*summary, error) {
 // burst produces o.burst messages at once, in chunks so the view shows the rate.
 func (s *scenario) burst(ctx context.Context) error {
 	s.phase.Store("burst")
+	fmt.Printf("%5.0fs  burst: %d messages at once\n", time.Since(s.start).Seconds(), s.o.burst)
 	for left := s.o.burst; left > 0; {
 		n := min(left, 10_000)
 		if err := s.p.produce(ctx, n); err != nil {
@@ -88,6 +89,7 @@ func (s *scenario) burst(ctx context.Context) error {
 // steady produces o.rate messages a second for o.steady.
 func (s *scenario) steady(ctx context.Context) error {
 	s.phase.Store("steady")
+	fmt.Printf("%5.0fs  steady: %d messages/s for %s\n", time.Since(s.start).Seconds(), s.o.rate, s.o.steady)
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	end := time.Now().Add(s.o.steady)
@@ -110,6 +112,7 @@ func (s *scenario) steady(ctx context.Context) error {
 // zero replicas again.
 func (s *scenario) silence(ctx context.Context) error {
 	s.phase.Store("silence")
+	fmt.Printf("%5.0fs  silence: nothing produced until the pipeline drains and idles to zero\n", time.Since(s.start).Seconds())
 	deadline := time.After(s.o.quietMax)
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
