@@ -26,6 +26,7 @@ import (
 	"github.com/kpipe-io/kpipe/controllers/lag"
 	"github.com/kpipe-io/kpipe/controllers/render"
 	"github.com/kpipe-io/kpipe/controllers/scaling"
+	"github.com/kpipe-io/kpipe/runtime/kafkaauth"
 )
 
 // reconcileRun carries one reconcile's inputs and outputs from step to step.
@@ -108,7 +109,7 @@ func (r *KafkaPipelineReconciler) resolveSecrets(ctx context.Context, run *recon
 			}
 			data = s.Data
 		}
-		cfg, err := lag.TLSConfig(data, t.InsecureSkipVerify)
+		cfg, err := kafkaauth.TLS(data, t.InsecureSkipVerify)
 		if err != nil {
 			return &waitError{reason: ReasonSecretInvalid, err: fmt.Errorf("tls secret %q: %w", t.SecretRef.Name, err)}
 		}

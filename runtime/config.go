@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+	"github.com/kpipe-io/kpipe/runtime/kafkaauth"
 )
 
 // Config is everything a Pipeline needs: the KafkaPipeline spec (defaulted and validated)
@@ -135,9 +135,9 @@ func readSecretFile(dir, name string) ([]byte, bool, error) {
 }
 
 func loadTLS(spec *kpipev1.TLSSpec, dir string) (*tls.Config, []string) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: spec.InsecureSkipVerify} //nolint:gosec // opt-in, for tests
 	if spec.SecretRef == nil {
-		return tc, nil // the system's root CAs, no client certificate
+		tc, _ := kafkaauth.TLS(nil, spec.InsecureSkipVerify) // the system's root CAs, no client certificate: cannot fail
+		return tc, nil
 	}
 	const where = "spec.kafka.tls.secretRef"
 	files := map[string][]byte{}
@@ -157,30 +157,17 @@ func loadTLS(spec *kpipev1.TLSSpec, dir string) (*tls.Config, []string) {
 		return nil, []string{fmt.Sprintf("%s: Secret %q is not mounted at %s: none of ca.crt, tls.crt, tls.key is there",
 			where, spec.SecretRef.Name, dir)}
 	}
-	if ca, ok := files["ca.crt"]; ok {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(ca) {
-			problems = append(problems, fmt.Sprintf("%s: %s holds no PEM certificate", where, filepath.Join(dir, "ca.crt")))
-		}
-		tc.RootCAs = pool
-	}
-	crt, hasCrt := files["tls.crt"]
-	key, hasKey := files["tls.key"]
+	_, hasCrt := files["tls.crt"]
+	_, hasKey := files["tls.key"]
 	switch {
-	case hasCrt && hasKey:
-		pair, err := tls.X509KeyPair(crt, key)
-		if err != nil {
-			// the error of X509KeyPair never quotes the key material
-			problems = append(problems, fmt.Sprintf("%s: tls.crt and tls.key in %s: %v", where, dir, err))
-		}
-		tc.Certificates = []tls.Certificate{pair}
-	case hasCrt:
-		problems = append(problems, fmt.Sprintf("%s: %s is missing: a client certificate needs tls.crt and tls.key", where, filepath.Join(dir, "tls.key")))
-	case hasKey:
-		problems = append(problems, fmt.Sprintf("%s: %s is missing: a client certificate needs tls.crt and tls.key", where, filepath.Join(dir, "tls.crt")))
+	case hasCrt && !hasKey:
+		return nil, []string{fmt.Sprintf("%s: %s is missing: a client certificate needs tls.crt and tls.key", where, filepath.Join(dir, "tls.key"))}
+	case hasKey && !hasCrt:
+		return nil, []string{fmt.Sprintf("%s: %s is missing: a client certificate needs tls.crt and tls.key", where, filepath.Join(dir, "tls.crt"))}
 	}
-	if len(problems) > 0 {
-		return nil, problems
+	tc, err := kafkaauth.TLS(files, spec.InsecureSkipVerify)
+	if err != nil {
+		return nil, []string{fmt.Sprintf("%s: %v (files in %s)", where, err, dir)}
 	}
 	return tc, nil
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/kpipe-io/kpipe/test/kafkatest"
 )
 
 // minimal is the smallest valid spec; cases change it with JSON merges.
@@ -33,7 +35,7 @@ func merge(t *testing.T, base string, patch map[string]any) []byte {
 }
 
 func TestLoadConfigRefusesBadInput(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := kafkatest.NewPKI(t)
 	tlsSpec := map[string]any{"bootstrapServers": []string{"kafka:9093"}, "tls": map[string]any{"secretRef": map[string]any{"name": "kafka-tls"}}}
 	saslSpec := map[string]any{"bootstrapServers": []string{"kafka:9092"}, "sasl": map[string]any{"mechanism": "SCRAM-SHA-512", "secretRef": map[string]any{"name": "kafka-user"}}}
 	for _, tt := range []struct {
@@ -83,16 +85,16 @@ func TestLoadConfigRefusesBadInput(t *testing.T) {
 		}, tlsFiles: map[string]string{}, want: []string{`spec.kafka.tls.secretRef: Secret "kafka-tls" is not mounted`}},
 		{name: "TLS certificate without key", json: func(t *testing.T) []byte {
 			return merge(t, minimal, map[string]any{"kafka": tlsSpec})
-		}, tlsFiles: map[string]string{"tls.crt": string(pki.clientCert)}, want: []string{"tls.key is missing"}},
+		}, tlsFiles: map[string]string{"tls.crt": string(pki.ClientCert)}, want: []string{"tls.key is missing"}},
 		{name: "TLS key without certificate", json: func(t *testing.T) []byte {
 			return merge(t, minimal, map[string]any{"kafka": tlsSpec})
-		}, tlsFiles: map[string]string{"tls.key": string(pki.clientKey)}, want: []string{"tls.crt is missing"}},
+		}, tlsFiles: map[string]string{"tls.key": string(pki.ClientKey)}, want: []string{"tls.crt is missing"}},
 		{name: "TLS CA not PEM", json: func(t *testing.T) []byte {
 			return merge(t, minimal, map[string]any{"kafka": tlsSpec})
 		}, tlsFiles: map[string]string{"ca.crt": "not a certificate"}, want: []string{"ca.crt holds no PEM certificate"}},
 		{name: "TLS key does not match", json: func(t *testing.T) []byte {
 			return merge(t, minimal, map[string]any{"kafka": tlsSpec})
-		}, tlsFiles: map[string]string{"tls.crt": string(pki.clientCert), "tls.key": string(pki.serverKey)}, want: []string{"tls.crt and tls.key"}},
+		}, tlsFiles: map[string]string{"tls.crt": string(pki.ClientCert), "tls.key": string(pki.ServerKey)}, want: []string{"tls.crt and tls.key"}},
 		{name: "SASL Secret not mounted", json: func(t *testing.T) []byte {
 			return merge(t, minimal, map[string]any{"kafka": saslSpec})
 		}, sasl: map[string]string{}, want: []string{"username is missing", "password is missing"}, onePerProblem: true},
@@ -139,14 +141,14 @@ func TestLoadConfigWithoutTemplate(t *testing.T) {
 
 func TestLoadConfigAppliesDefaultsAndReadsSecrets(t *testing.T) {
 	g := NewWithT(t)
-	pki := newTestPKI(t)
+	pki := kafkatest.NewPKI(t)
 	spec := merge(t, minimal, map[string]any{"kafka": map[string]any{
 		"bootstrapServers": []string{"kafka:9093"},
 		"tls":              map[string]any{"secretRef": map[string]any{"name": "kafka-tls"}},
 		"sasl":             map[string]any{"mechanism": "SCRAM-SHA-256", "secretRef": map[string]any{"name": "kafka-user"}},
 	}})
 	dirs := SecretDirs{
-		TLS:  writeFiles(t, map[string]string{"ca.crt": string(pki.caPEM), "tls.crt": string(pki.clientCert), "tls.key": string(pki.clientKey)}),
+		TLS:  writeFiles(t, map[string]string{"ca.crt": string(pki.CA), "tls.crt": string(pki.ClientCert), "tls.key": string(pki.ClientKey)}),
 		SASL: writeFiles(t, map[string]string{"username": "alice\n", "password": "s3cret"}),
 	}
 	cfg, err := LoadConfig(spec, dirs)

@@ -4,9 +4,9 @@ import (
 	"fmt"
 
 	"github.com/IBM/sarama"
-	"github.com/xdg-go/scram"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+	"github.com/kpipe-io/kpipe/runtime/kafkaauth"
 )
 
 // saramaConfig turns the pipeline's configuration into the sarama configuration shared by
@@ -48,56 +48,13 @@ func saramaConfig(cfg *Config) (*sarama.Config, error) {
 		sc.Net.TLS.Enable = true
 		sc.Net.TLS.Config = cfg.TLS
 	}
-	if cfg.SASL != nil {
-		if err := setSASL(sc, cfg.SASL); err != nil {
-			return nil, err
+	if c := cfg.SASL; c != nil {
+		if err := kafkaauth.SetSASL(sc, c.Mechanism, c.Username, c.Password); err != nil {
+			return nil, fmt.Errorf("spec.kafka.sasl.mechanism: %w", err)
 		}
 	}
 	if err := sc.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka client configuration: %w", err)
 	}
 	return sc, nil
-}
-
-func setSASL(sc *sarama.Config, c *SASLCredentials) error {
-	sc.Net.SASL.Enable = true
-	sc.Net.SASL.Handshake = true
-	sc.Net.SASL.User = c.Username
-	sc.Net.SASL.Password = c.Password
-	switch c.Mechanism {
-	case kpipev1.SASLPlain:
-		sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
-	case kpipev1.SASLSCRAMSHA256:
-		sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
-		sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA256} }
-	case kpipev1.SASLSCRAMSHA512:
-		sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
-		sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
-	default:
-		return fmt.Errorf("spec.kafka.sasl.mechanism: unsupported mechanism %q", c.Mechanism)
-	}
-	return nil
-}
-
-// scramClient runs one SCRAM conversation for sarama.
-type scramClient struct {
-	hash scram.HashGeneratorFcn
-	conv *scram.ClientConversation
-}
-
-func (c *scramClient) Begin(user, password, authzID string) error {
-	client, err := c.hash.NewClient(user, password, authzID)
-	if err != nil {
-		return fmt.Errorf("scram: %w", err)
-	}
-	c.conv = client.NewConversation()
-	return nil
-}
-
-func (c *scramClient) Step(challenge string) (string, error) {
-	return c.conv.Step(challenge)
-}
-
-func (c *scramClient) Done() bool {
-	return c.conv.Done()
 }

@@ -10,12 +10,14 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/kpipe-io/kpipe/test/kafkatest"
 )
 
 // TestTLSAndSASL runs a forward pipeline against a cluster that requires mutual TLS and
 // SASL, with each mechanism, credentials and certificates read from Secret files.
 func TestTLSAndSASL(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := kafkatest.NewPKI(t)
 	for _, tt := range []struct {
 		mechanism string
 		mech      sasl.Mechanism
@@ -29,10 +31,10 @@ func TestTLSAndSASL(t *testing.T) {
 			const n = 200
 			password := map[string]string{"PLAIN": "pw-plain", "SCRAM-SHA-256": "pw-256", "SCRAM-SHA-512": "pw-512"}[tt.mechanism]
 			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "in", "out"),
-				kfake.TLS(pki.serverTLS(t)), kfake.EnableSASL(), kfake.Superuser(tt.mechanism, "alice", password))
+				kfake.TLS(pki.ServerTLS(t)), kfake.EnableSASL(), kfake.Superuser(tt.mechanism, "alice", password))
 			g.Expect(err).NotTo(HaveOccurred())
 			t.Cleanup(c.Close)
-			cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DialTLSConfig(pki.clientTLS(t)),
+			cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DialTLSConfig(pki.ClientTLS(t)),
 				kgo.SASL(tt.mech), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 			g.Expect(err).NotTo(HaveOccurred())
 			t.Cleanup(cl.Close)
@@ -46,7 +48,7 @@ func TestTLSAndSASL(t *testing.T) {
 				"sasl":             map[string]any{"mechanism": tt.mechanism, "secretRef": map[string]any{"name": "kafka-user"}},
 			}
 			dirs := SecretDirs{
-				TLS:  writeFiles(t, map[string]string{"ca.crt": string(pki.caPEM), "tls.crt": string(pki.clientCert), "tls.key": string(pki.clientKey)}),
+				TLS:  writeFiles(t, map[string]string{"ca.crt": string(pki.CA), "tls.crt": string(pki.ClientCert), "tls.key": string(pki.ClientKey)}),
 				SASL: writeFiles(t, map[string]string{"username": "alice", "password": password}),
 			}
 			cfg, err := LoadConfig(specJSON(t, spec), dirs)
@@ -54,7 +56,7 @@ func TestTLSAndSASL(t *testing.T) {
 			r := startConfig(t, cfg)
 
 			// Read back with a client of the test's own.
-			rc, err := kgo.NewClient(kgo.SeedBrokers(tc.addrs...), kgo.DialTLSConfig(pki.clientTLS(t)), kgo.SASL(tt.mech),
+			rc, err := kgo.NewClient(kgo.SeedBrokers(tc.addrs...), kgo.DialTLSConfig(pki.ClientTLS(t)), kgo.SASL(tt.mech),
 				kgo.ConsumeTopics("out"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 			g.Expect(err).NotTo(HaveOccurred())
 			defer rc.Close()

@@ -2,15 +2,15 @@ package lag
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/xdg-go/scram"
+
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+	"github.com/kpipe-io/kpipe/runtime/kafkaauth"
 )
 
 // DefaultKafkaVersion is the protocol version spoken when a pipeline does not set one; it suits
@@ -58,31 +58,6 @@ func (c Connection) Key() string {
 	return b.String()
 }
 
-// TLSConfig builds a client TLS configuration from the keys of a TLS Secret: ca.crt, and
-// tls.crt with tls.key for mutual TLS. Errors name keys, never contents.
-func TLSConfig(data map[string][]byte, insecureSkipVerify bool) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecureSkipVerify} //nolint:gosec // the user's explicit choice, for tests
-	if ca := data["ca.crt"]; len(ca) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(ca) {
-			return nil, errors.New("key ca.crt holds no PEM certificate")
-		}
-		cfg.RootCAs = pool
-	}
-	crt, key := data["tls.crt"], data["tls.key"]
-	switch {
-	case len(crt) > 0 && len(key) > 0:
-		pair, err := tls.X509KeyPair(crt, key)
-		if err != nil {
-			return nil, errors.New("keys tls.crt and tls.key do not form a certificate and key pair")
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	case len(crt) > 0 || len(key) > 0:
-		return nil, errors.New("keys tls.crt and tls.key must be set together")
-	}
-	return cfg, nil
-}
-
 // SASLConfig builds SASL credentials from the keys username and password of a Secret.
 func SASLConfig(mechanism string, data map[string][]byte) (*SASL, error) {
 	var missing []string
@@ -127,41 +102,9 @@ func saramaConfig(c Connection, timeout time.Duration) (*sarama.Config, error) {
 		cfg.Net.TLS.Config = c.TLS
 	}
 	if s := c.SASL; s != nil {
-		cfg.Net.SASL.Enable = true
-		cfg.Net.SASL.Handshake = true
-		cfg.Net.SASL.User = s.User
-		cfg.Net.SASL.Password = s.Password
-		switch s.Mechanism {
-		case "PLAIN":
-			cfg.Net.SASL.Mechanism = sarama.SASLTypePlaintext
-		case "SCRAM-SHA-256":
-			cfg.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
-			cfg.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA256} }
-		case "SCRAM-SHA-512":
-			cfg.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
-			cfg.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
-		default:
-			return nil, fmt.Errorf("unsupported SASL mechanism %q", s.Mechanism)
+		if err := kafkaauth.SetSASL(cfg, kpipev1.SASLMechanism(s.Mechanism), s.User, s.Password); err != nil {
+			return nil, err
 		}
 	}
 	return cfg, nil
 }
-
-// scramClient adapts xdg-go/scram to sarama.SCRAMClient.
-type scramClient struct {
-	hash scram.HashGeneratorFcn
-	conv *scram.ClientConversation
-}
-
-func (s *scramClient) Begin(user, password, authzID string) error {
-	c, err := s.hash.NewClient(user, password, authzID)
-	if err != nil {
-		return err
-	}
-	s.conv = c.NewConversation()
-	return nil
-}
-
-func (s *scramClient) Step(challenge string) (string, error) { return s.conv.Step(challenge) }
-
-func (s *scramClient) Done() bool { return s.conv.Done() }

@@ -79,7 +79,7 @@ var _ = Describe("kpipe manager", func() {
 		}).Should(Succeed())
 
 		Expect(cmd.Process.Signal(syscall.SIGTERM)).To(Succeed())
-		Eventually(exited).WithTimeout(30 * time.Second).Should(Receive(BeNil()), "exit status 0 after SIGTERM")
+		Eventually(exited).WithTimeout(30*time.Second).Should(Receive(BeNil()), "exit status 0 after SIGTERM")
 
 		Expect(h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "kpipe-manager.kpipe.io"}, &lease)).To(Succeed())
 		Expect(lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "").To(BeTrue(), "the lease was released")
