@@ -502,20 +502,20 @@ func (tc *testCluster) committedAtEnd(b *testing.B, group, topic string, partiti
 // (pool 8, Key ordering), a plain sarama handler with a SyncProducer per message (naive, safe)
 // and one with an AsyncProducer that marks before the ack (fast, unsafe).
 //
-// Throughput: 30k messages on 6 partitions, output records per second from the first output
+// Throughput: 100k messages on 6 partitions, output records per second from the first output
 // record until all arrived or 5 s passed.
 //
-// Kill: 10k messages on 6 partitions. While the first instance runs, the output topic refuses
-// 10 produce requests (TOPIC_AUTHORIZATION_FAILED, which sarama does not retry), then the
-// instance is killed: the broker refuses its commits from then on and it is stopped without
+// Kill: 20k messages on 6 partitions, arriving over about 4 s. While the first instance runs,
+// the output topic refuses 10 produce requests (TOPIC_AUTHORIZATION_FAILED, which sarama does
+// not retry); a second later the instance is killed mid-stream: the broker refuses its commits from then on and it is stopped without
 // draining. A fresh instance of the same group then runs until the group committed the end
 // of the input, and the output is checked for every input value.
 //
 //	go test ./runtime -run '^$' -bench '^BenchmarkForwardPipeline$' -benchtime 1x -v
 func BenchmarkForwardPipeline(b *testing.B) {
 	const (
-		n     = 30_000
-		nKill = 10_000
+		n     = 100_000
+		nKill = 20_000
 	)
 	names := []string{"kpipe", "sarama-sync", "sarama-async"}
 	topics := map[string]int32{"fwin": 6}
@@ -526,9 +526,6 @@ func BenchmarkForwardPipeline(b *testing.B) {
 	}
 	tc := newTestCluster(b, topics)
 	tc.produce(input{topic: "fwin", n: n, keys: 600, partitions: 6}, 0, n)
-	for _, name := range names {
-		tc.produce(input{topic: "kin-" + name, n: nKill, keys: 600, partitions: 6}, 0, nKill)
-	}
 	rates := map[string]float64{}
 	lost := map[string]string{}
 	runs := 0
@@ -556,8 +553,19 @@ func BenchmarkForwardPipeline(b *testing.B) {
 }
 
 // forwardKill runs the kill scenario for one forwarder and describes what reached the output.
+// The input keeps arriving while the first instance runs, so the faults and the kill land
+// mid-stream.
 func forwardKill(b *testing.B, tc *testCluster, name string, n int) string {
 	in, out, group := "kin-"+name, "kout-"+name, "kill-"+name
+	feed := input{topic: in, n: n, keys: 600, partitions: 6}
+	tc.produce(feed, 0, n/10)
+	var producing sync.WaitGroup
+	producing.Go(func() {
+		for from := n / 10; from < n; from += 300 {
+			tc.produce(feed, from, min(from+300, n))
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 	stop := runFor(forwarder(b, tc, name, in, out, group))
 	waitOutput := func(at int64) {
 		deadline := time.Now().Add(time.Minute)
@@ -565,19 +573,26 @@ func forwardKill(b *testing.B, tc *testCluster, name string, n int) string {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	waitOutput(int64(n / 5))
+	waitOutput(int64(n / 20))
 	faults := tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: out, Err: kerr.TopicAuthorizationFailed, Count: 10})
-	waitOutput(int64(n / 2))
-	time.Sleep(1500 * time.Millisecond) // an auto-commit interval passes
+	waitOutput(int64(n / 5))
+	time.Sleep(1200 * time.Millisecond) // an auto-commit interval passes
 	faults.Remove()
-	refuse := tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: group, Err: kerr.RequestTimedOut, Count: -1})
+	refuse := tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.GroupAuthorizationFailed, Count: -1})
+	killedAt := tc.countOutput(out)
 	stop()
 	refuse.Remove()
+	var committedAtKill int64
+	for _, o := range tc.committed(group, in, 6) {
+		committedAtKill += max(o, 0)
+	}
+	producing.Wait()
 
 	stop = runFor(forwarder(b, tc, name, in, out, group))
 	ok := tc.committedAtEnd(b, group, in, 6, 2*time.Minute)
 	stop()
 	distinct, records := tc.distinctValues(b, out, n)
+	b.Logf("%s: killed with %d of %d on the output and %d input offsets committed", name, killedAt, n, committedAtKill)
 	if !ok {
 		return fmt.Sprintf("group never committed the end of the input; %d of %d values on the output", distinct, n)
 	}
