@@ -49,6 +49,10 @@ verify: ## Fail when gofmt, go vet or the generated files are not clean.
 test: verify envtest ## Verify, then run every test (unit, envtest, end-to-end).
 	KUBEBUILDER_ASSETS="$$(cat $(BIN)/.envtest-assets)" go test ./... -timeout $(TEST_TIMEOUT) $(GINKGO_FLAGS)
 
+.PHONY: bench
+bench: ## Benchmarks against the peers, one table of ratios (about 10 minutes; not part of test).
+	hack/bench.sh
+
 .PHONY: envtest
 envtest: ## Build (once) or find kube-apiserver, etcd and kubectl for envtest.
 	@mkdir -p $(BIN)
