@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -226,6 +227,7 @@ func kgoGroupRun(b *testing.B, addrs []string, topic, group string, c *counter) 
 // kpipe with a registered no-op Go handler (pool 8, Key ordering), by a plain sarama
 // consumer-group handler (MarkMessage per message, auto-commit) and by franz-go's kgo
 // consumer. The clock starts after the first 50k messages of each and stops at the last.
+// KPIPE_BENCH_ONLY=kpipe (or sarama, kgo) runs one of them, for a CPU profile.
 //
 //	go test ./runtime -run '^$' -bench '^BenchmarkConsume$' -benchtime 1x -v
 func BenchmarkConsume(b *testing.B) {
@@ -237,6 +239,9 @@ func BenchmarkConsume(b *testing.B) {
 	runs := 0
 	for b.Loop() {
 		for _, name := range []string{"sarama", "kpipe", "kgo"} {
+			if only := os.Getenv("KPIPE_BENCH_ONLY"); only != "" && only != name {
+				continue // for profiling one of them
+			}
 			c := newCounter(n)
 			c.warm = n / 10
 			group := fmt.Sprintf("consume-%s-%d", name, runs)
