@@ -51,7 +51,7 @@ test: verify envtest ## Verify, then run every test (unit, envtest, end-to-end).
 
 .PHONY: bench
 bench: ## Benchmarks against the peers, one table of ratios (about 10 minutes; not part of test).
-	hack/bench.sh
+	@hack/bench.sh
 
 .PHONY: envtest
 envtest: ## Build (once) or find kube-apiserver, etcd and kubectl for envtest.

@@ -32,6 +32,7 @@ run() { # name package bench-regexp [extra go test flags...]
 }
 
 began=$SECONDS
+rm -f "$out"/*.log
 run consume ./runtime '^BenchmarkConsume$' -timeout 10m
 run parallelism ./runtime '^BenchmarkParallelism$' -timeout 10m
 run forward ./runtime '^BenchmarkForwardPipeline$' -timeout 10m
@@ -44,7 +45,9 @@ echo "# kpipe benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "Machine: $(nproc) CPUs ($cpu), $(go version | sed 's/^go version //'). Command: make bench (hack/bench.sh), $((SECONDS - began)) s."
 echo "Shared machine, other builds running: absolute numbers are noisy; compare the ratios of one run."
-cat "$out"/*.log | grep -ho 'BENCH|.*' | sed 's/^BENCH|//' | awk -F'|' '
+for name in consume parallelism forward lag operator scaling; do
+	[[ -f $out/$name.log && $skip != *" $name "* ]] && cat "$out/$name.log"
+done | grep -ho 'BENCH|.*' | sed 's/^BENCH|//' | awk -F'|' '
 	$1 != section {
 		section = $1
 		printf "\n### %s\n\n| | kpipe | peer | kpipe / peer | note |\n| --- | --- | --- | --- | --- |\n", section
