@@ -512,8 +512,9 @@ func (tc *testCluster) committedAtEnd(b *testing.B, group, topic string, partiti
 //
 // Kill: 20k messages on 6 partitions, arriving over about 4 s. While the first instance runs,
 // the output topic refuses 10 produce requests (TOPIC_AUTHORIZATION_FAILED, which sarama does
-// not retry); a second later the instance is killed mid-stream: the broker refuses its commits from then on and it is stopped without
-// draining. A fresh instance of the same group then runs until the group committed the end
+// not retry); a second later the instance is killed mid-stream: the broker refuses its
+// commits from then on (GROUP_AUTHORIZATION_FAILED; kfake still applies a commit it answers
+// with REQUEST_TIMED_OUT) and it is stopped without draining. A fresh instance of the same group then runs until the group committed the end
 // of the input, and the output is checked for every input value.
 //
 //	go test ./runtime -run '^$' -bench '^BenchmarkForwardPipeline$' -benchtime 1x -v
