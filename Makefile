@@ -50,7 +50,7 @@ test: verify envtest ## Verify, then run every test (unit, envtest, end-to-end).
 	KUBEBUILDER_ASSETS="$$(cat $(BIN)/.envtest-assets)" go test ./... -timeout $(TEST_TIMEOUT) $(GINKGO_FLAGS)
 
 .PHONY: bench
-bench: ## Benchmarks against the peers, one table of ratios (about 10 minutes; not part of test).
+bench: ## Benchmarks against the peers, one table of ratios (a few minutes; not part of test).
 	@hack/bench.sh
 
 .PHONY: envtest
