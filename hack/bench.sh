@@ -3,7 +3,7 @@
 # measured in this run (`make bench`). Each benchmark logs its rows as
 # "BENCH|section|row|kpipe|peer|ratio|note"; this script only collects them.
 #
-#   hack/bench.sh            # everything, about 10 minutes on 2 cores
+#   hack/bench.sh                      # everything, 3-4 minutes on 2 cores
 #   BENCH_SKIP=operator hack/bench.sh   # leave out parts (consume parallelism forward lag operator scaling)
 #
 # The operator-scale benchmark needs envtest's binaries: KUBEBUILDER_ASSETS, or bin/.envtest-assets
