@@ -53,6 +53,10 @@ test: verify envtest ## Verify, then run every test (unit, envtest, end-to-end).
 demo: envtest build ## The whole loop on this machine: embedded Kafka, control plane, operator, replicas. DEMO_FLAGS=-keep-running keeps it up.
 	KUBEBUILDER_ASSETS="$$(cat $(BIN)/.envtest-assets)" go run ./hack/demo -kpipe $(BIN)/kpipe $(DEMO_FLAGS)
 
+.PHONY: bench
+bench: envtest ## Benchmarks against the peers, one table of ratios (a few minutes; not part of test).
+	@hack/bench.sh
+
 .PHONY: envtest
 envtest: ## Build (once) or find kube-apiserver, etcd and kubectl for envtest.
 	@mkdir -p $(BIN)

@@ -1,0 +1,210 @@
+// Package scalesim replays traffic traces through two autoscalers — kpipe's scaling policy
+// (the real pure functions of controllers/scaling) and a model of KEDA's Kafka scaler driving
+// the Kubernetes HPA with its defaults — and measures what each costs and achieves.
+//
+// The world is simulated one second at a time. The trace's traffic is spread evenly over the
+// partitions (the stuck one included: producers do not know it is stuck), each replica processes
+// Rate messages per second over the partitions it owns (assigned round-robin, as balancing
+// assignors do; a replica's capacity goes to its partitions that have messages waiting), and a
+// stuck partition processes nothing. Committed offsets are the processed positions. Every
+// change of the replica count pauses all consumption for RebalancePause (pods starting and the
+// group rebalancing), for both autoscalers alike.
+package scalesim
+
+import (
+	"time"
+
+	"github.com/kpipe-io/kpipe/controllers/scaling"
+)
+
+// Trace is a traffic pattern.
+type Trace struct {
+	Name       string
+	Partitions int
+	// Duration is how long the simulation runs.
+	Duration time.Duration
+	// Traffic is the total produce rate, in messages per second, at second t.
+	Traffic func(t int) float64
+	// Stuck is the partition that stops processing from StuckFrom on; -1 for none.
+	Stuck     int
+	StuckFrom time.Duration
+}
+
+// World are the simulation's constants, the same for both autoscalers.
+type World struct {
+	// Rate is what one replica processes per second over the partitions it owns.
+	Rate float64
+	// RebalancePause is how long consumption stops after a replica count change.
+	RebalancePause time.Duration
+	// MinReplicas and MaxReplicas bound both autoscalers.
+	MinReplicas, MaxReplicas int32
+	// LagPerReplica is kpipe's lagPerReplica and KEDA's lagThreshold.
+	LagPerReplica int64
+}
+
+// Autoscaler decides replica counts. Step is called every simulated second with the offsets
+// of that second and the current replica count, and returns the replica count to run.
+type Autoscaler interface {
+	Step(now time.Time, offsets []scaling.Offsets, current int32) int32
+}
+
+// Result is what one replay measured.
+type Result struct {
+	// Drain is the time from the highest lag of the partitions that are not stuck to the
+	// first second after it when their lag is back at or below the drain level
+	// (LagPerReplica); the simulation's end when it never is.
+	Drain time.Duration
+	// Backlogged is how long, in all, the lag of the partitions that are not stuck was above
+	// the drain level.
+	Backlogged time.Duration
+	// ReplicaSeconds is the sum over the simulation of the replicas running.
+	ReplicaSeconds int64
+	// ScaleChanges is the number of replica count changes.
+	ScaleChanges int
+	// MaxLag is the highest total lag seen.
+	MaxLag int64
+	// MaxReplicas is the highest replica count.
+	MaxReplicas int32
+}
+
+// Run replays tr through a.
+func Run(w World, tr Trace, a Autoscaler) Result {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	n := tr.Partitions
+	produced := make([]float64, n)  // newest offset, fractional
+	processed := make([]float64, n) // committed offset, fractional
+	replicas := w.MinReplicas
+	var res Result
+	pausedUntil := -1
+	var peak int64
+	peakAt, drainedAt := -1, -1
+	secs := int(tr.Duration / time.Second)
+	for t := 0; t < secs; t++ {
+		now := start.Add(time.Duration(t) * time.Second)
+		stuck := tr.Stuck >= 0 && time.Duration(t)*time.Second >= tr.StuckFrom
+		per := tr.Traffic(t) / float64(n)
+		for p := range produced {
+			produced[p] += per
+		}
+		if t >= pausedUntil {
+			consume(w.Rate, replicas, produced, processed, stuck, tr.Stuck)
+		}
+		offsets := make([]scaling.Offsets, n)
+		var total, unstuck int64
+		for p := range offsets {
+			newest, committed := int64(produced[p]), int64(processed[p])
+			offsets[p] = scaling.Offsets{TopicPartition: scaling.TopicPartition{Topic: "t", Partition: int32(p)},
+				Newest: newest, Oldest: 0, Committed: committed}
+			total += newest - committed
+			if !(stuck && p == tr.Stuck) {
+				unstuck += newest - committed
+			}
+		}
+		res.MaxLag = max(res.MaxLag, total)
+		if unstuck > w.LagPerReplica {
+			res.Backlogged += time.Second
+		}
+		if unstuck > peak {
+			peak, peakAt, drainedAt = unstuck, t, -1
+		}
+		if peakAt >= 0 && drainedAt < 0 && unstuck <= w.LagPerReplica {
+			drainedAt = t
+		}
+		next := a.Step(now, offsets, replicas)
+		if next != replicas {
+			res.ScaleChanges++
+			pausedUntil = t + 1 + int(w.RebalancePause/time.Second)
+			replicas = next
+		}
+		res.MaxReplicas = max(res.MaxReplicas, replicas)
+		res.ReplicaSeconds += int64(replicas)
+	}
+	if drainedAt < 0 {
+		drainedAt = secs
+	}
+	if peakAt >= 0 {
+		res.Drain = time.Duration(drainedAt-peakAt) * time.Second
+	}
+	return res
+}
+
+// consume lets each replica process up to rate messages over the partitions it owns
+// (partition p belongs to replica p mod replicas), sharing its capacity among the partitions
+// with messages waiting. The stuck partition processes nothing.
+func consume(rate float64, replicas int32, produced, processed []float64, stuck bool, stuckPartition int) {
+	if replicas <= 0 {
+		return
+	}
+	owned := make([][]int, replicas)
+	for p := range produced {
+		if stuck && p == stuckPartition {
+			continue
+		}
+		r := p % int(replicas)
+		owned[r] = append(owned[r], p)
+	}
+	for _, ps := range owned {
+		left := rate
+		open := ps
+		for left > 1e-9 && len(open) > 0 {
+			share := left / float64(len(open))
+			var still []int
+			for _, p := range open {
+				take := min(share, produced[p]-processed[p])
+				processed[p] += take
+				left -= take
+				if produced[p]-processed[p] > 1e-9 {
+					still = append(still, p)
+				}
+			}
+			open = still
+		}
+	}
+}
+
+// Kpipe is kpipe's policy as the reconciler applies it: a poll every PollInterval, lag per
+// partition with scaling.Lag, stalled partitions with scaling.TrackStalls, the replica count
+// with scaling.Decide.
+type Kpipe struct {
+	Params       scaling.Params
+	PollInterval time.Duration
+	StallPolls   int
+
+	lastPoll  time.Time
+	stalls    map[scaling.TopicPartition]scaling.StallState
+	history   []scaling.Recommendation
+	idleSince *time.Time
+	decided   int32
+}
+
+// Step implements Autoscaler.
+func (k *Kpipe) Step(now time.Time, offsets []scaling.Offsets, current int32) int32 {
+	if !k.lastPoll.IsZero() && now.Sub(k.lastPoll) < k.PollInterval {
+		return current
+	}
+	k.lastPoll = now
+	lags := make([]scaling.PartitionLag, len(offsets))
+	for i, o := range offsets {
+		lags[i] = scaling.Lag(o, true)
+	}
+	st := scaling.TrackStalls(k.stalls, lags, current > 0, k.StallPolls)
+	k.stalls = st.State
+	stalled := map[scaling.TopicPartition]bool{}
+	for _, tp := range st.Stalled {
+		stalled[tp] = true
+	}
+	var lag, stalledLag int64
+	for _, pl := range lags {
+		if stalled[pl.TopicPartition] {
+			stalledLag += pl.Lag
+		} else {
+			lag += pl.Lag
+		}
+	}
+	d := scaling.Decide(scaling.Input{
+		Params: k.Params, Now: now, Partitions: int32(len(offsets)), Lag: lag, StalledLag: stalledLag,
+		Progress: st.Progress, Current: current, IdleSince: k.idleSince, History: k.history,
+	})
+	k.history, k.idleSince = d.History, d.IdleSince
+	return d.Replicas
+}
