@@ -50,12 +50,27 @@ func TestCrashLosesNothing(t *testing.T) {
 	spec := specJSON(t, tc.baseSpec("crash"))
 	a := start(t, spec, WithShutdownTimeout(0))
 	g.Eventually(func() int64 { return tc.countOutput("out") }).WithTimeout(time.Minute).Should(BeNumerically(">=", n/8))
+	// Let a periodic commit land first, so the restart resumes from mid-stream offsets.
+	g.Eventually(func() int64 {
+		var sum int64
+		for _, o := range tc.committed("crash", "in", 6) {
+			sum += max(o, 0)
+		}
+		return sum
+	}).WithTimeout(time.Minute).Should(BeNumerically(">", 0))
 
 	// The crash: no commit reaches the broker any more, and whatever is in flight is dropped.
-	refuse := tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.RequestTimedOut, Count: -1})
+	// (GROUP_AUTHORIZATION_FAILED is refused before the write; kfake applies a commit it
+	// answers REQUEST_TIMED_OUT, as a broker may, so that would not be a crash.)
+	refuse := tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.GroupAuthorizationFailed, Count: -1})
 	a.stop(t)
 	refuse.Remove()
 	committedAtCrash := tc.committed("crash", "in", 6)
+	var resumeFrom int64
+	for _, o := range committedAtCrash {
+		resumeFrom += max(o, 0)
+	}
+	g.Expect(resumeFrom).To(BeNumerically(">", 0), "the restart resumes from committed offsets")
 
 	b := start(t, spec)
 	wait()
