@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -42,16 +43,38 @@ func init() {
 	metrics.Registry.MustRegister(partitionLag, pipelineLag, desiredReplicas, stalledPartitions, pollDuration, kafkaErrors)
 }
 
+// partitionSeries remembers the partition-lag series of each pipeline ({group, topic,
+// partition} by "namespace/name"), so that a poll deletes only the series that went away
+// instead of scanning every series of every pipeline.
+var (
+	partitionSeriesMu sync.Mutex
+	partitionSeries   = map[string]map[[3]string]bool{}
+)
+
 func recordLag(ns, name, group string, lags []scaling.PartitionLag, total int64, stalled int) {
-	partitionLag.DeletePartialMatch(prometheus.Labels{"namespace": ns, "pipeline": name})
+	now := make(map[[3]string]bool, len(lags))
 	for _, pl := range lags {
-		partitionLag.WithLabelValues(ns, name, group, pl.Topic, strconv.Itoa(int(pl.Partition))).Set(float64(pl.Lag))
+		l := [3]string{group, pl.Topic, strconv.Itoa(int(pl.Partition))}
+		now[l] = true
+		partitionLag.WithLabelValues(ns, name, l[0], l[1], l[2]).Set(float64(pl.Lag))
+	}
+	partitionSeriesMu.Lock()
+	before := partitionSeries[ns+"/"+name]
+	partitionSeries[ns+"/"+name] = now
+	partitionSeriesMu.Unlock()
+	for l := range before {
+		if !now[l] {
+			partitionLag.DeleteLabelValues(ns, name, l[0], l[1], l[2])
+		}
 	}
 	pipelineLag.WithLabelValues(ns, name).Set(float64(total))
 	stalledPartitions.WithLabelValues(ns, name).Set(float64(stalled))
 }
 
 func forgetMetrics(ns, name string) {
+	partitionSeriesMu.Lock()
+	delete(partitionSeries, ns+"/"+name)
+	partitionSeriesMu.Unlock()
 	l := prometheus.Labels{"namespace": ns, "pipeline": name}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{partitionLag, pipelineLag, desiredReplicas, stalledPartitions, kafkaErrors} {
 		v.DeletePartialMatch(l)

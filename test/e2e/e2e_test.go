@@ -337,6 +337,36 @@ spec:
 		Eventually(func(g Gomega) { expectForwarded(g, "payments-out", 1000) }).Should(Succeed())
 	})
 
+	It("loses nothing when a process is killed mid-stream, and the runner restarts it", func() {
+		const from, to, chunk = 1000, 31_000, 1000
+		before := h.Runner.Stats().Restarts
+		// Traffic keeps coming while a process dies: 1000 messages every 100ms for 3s.
+		produced := make(chan error, 1)
+		go func() {
+			defer GinkgoRecover()
+			for i := from; i < to; i += chunk {
+				if err := h.Kafka.ProduceValues(ctx, "payments", i, i+chunk, key); err != nil {
+					produced <- err
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			produced <- nil
+		}()
+		time.Sleep(time.Second) // a third of the way in, with commits behind the work done
+		killed, err := h.Runner.Kill(payments)
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(produced).WithTimeout(time.Minute).Should(Receive(BeNil()))
+
+		Eventually(func(g Gomega) {
+			g.Expect(h.Runner.Stats().Restarts).To(BeNumerically(">", before), "%s was restarted", killed)
+			dups := expectForwarded(g, "payments-out", to)
+			g.Expect(pipeline(payments).Status.Lag).To(BeZero())
+			GinkgoWriter.Printf("SIGKILL of %s mid-stream: nothing lost, %d duplicates among %d messages\n", killed, dups, to)
+		}).Should(Succeed())
+		Eventually(func(g Gomega) { ready(g) }).Should(Succeed())
+	})
+
 	It("stops every process when the KafkaPipeline is deleted", func() {
 		out, err := h.Env.Kubectl(ctx, "delete", "kafkapipeline", "payments", "-n", ns)
 		Expect(err).NotTo(HaveOccurred(), out)

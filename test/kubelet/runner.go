@@ -512,6 +512,27 @@ func (r *Runner) Stats() Stats {
 	return s
 }
 
+// Kill sends SIGKILL to one running process of a Deployment, as a node losing a pod would:
+// no drain, no final commit. The runner restarts it. It returns the process's name.
+func (r *Runner) Kill(key types.NamespacedName) (string, error) {
+	r.mu.Lock()
+	d := r.deps[key]
+	var procs []*process
+	if d != nil {
+		procs = append(procs, d.procs...)
+	}
+	r.mu.Unlock()
+	for _, p := range procs {
+		p.mu.Lock()
+		cmd, running := p.cmd, p.running
+		p.mu.Unlock()
+		if running && cmd.Process != nil {
+			return p.name, syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}
+	return "", fmt.Errorf("no running process for %s", key)
+}
+
 // Processes lists the live processes of one Deployment: name and HTTP address, sorted.
 func (r *Runner) Processes(key types.NamespacedName) []string {
 	r.mu.Lock()
