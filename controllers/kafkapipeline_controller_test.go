@@ -126,7 +126,7 @@ var _ = Describe("KafkaPipeline controller", func() {
 				ps := d.Spec.Template.Spec
 				c := ps.Containers[0]
 				g.Expect(c.Image).To(Equal(testImage))
-				g.Expect(c.Args).To(Equal([]string{"run"}))
+				g.Expect(c.Args).To(Equal([]string{"run", "--shutdown-timeout=25s"}))
 				g.Expect(c.ReadinessProbe.HTTPGet.Path).To(Equal("/readyz"))
 				g.Expect(c.LivenessProbe.HTTPGet.Path).To(Equal("/healthz"))
 				g.Expect(*ps.TerminationGracePeriodSeconds).To(Equal(int64(30)))

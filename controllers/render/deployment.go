@@ -11,6 +11,7 @@ import (
 	"maps"
 	"sort"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -134,7 +135,7 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 		Name:            ContainerName,
 		Image:           image,
 		ImagePullPolicy: tpl.ImagePullPolicy,
-		Args:            []string{"run"},
+		Args:            []string{"run", "--shutdown-timeout=" + ShutdownTimeout(kp.Spec.TerminationGracePeriodSeconds()).String()},
 		Env:             env,
 		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: kpipev1.HTTPPort, Protocol: corev1.ProtocolTCP}},
 		Resources:       resources(tpl.Resources),
@@ -213,6 +214,14 @@ func secretVolume(name, secret string) corev1.Volume {
 		SecretName:  secret,
 		DefaultMode: ptr.To[int32](0o440), // readable by the pod's fsGroup, not by others
 	}}}
+}
+
+// ShutdownTimeout is how long `kpipe run` drains after SIGTERM for a pod grace period: a sixth
+// of it (at least a second) is left for flushing the producer, committing and leaving the
+// group before the kubelet kills the container. 30s gives 25s.
+func ShutdownTimeout(graceSeconds int64) time.Duration {
+	drain := graceSeconds - max(1, graceSeconds/6)
+	return time.Duration(max(drain, 1)) * time.Second
 }
 
 func probe(path string, period, failures int32) *corev1.Probe {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -57,7 +58,7 @@ func TestDeployment(t *testing.T) {
 			in:   Input{Pipeline: pipeline(), Image: "kpipe:1", Replicas: 3},
 			check: func(t *testing.T, d *appsv1.Deployment) {
 				c := d.Spec.Template.Spec.Containers[0]
-				if c.Image != "kpipe:1" || strings.Join(c.Args, " ") != "run" {
+				if c.Image != "kpipe:1" || strings.Join(c.Args, " ") != "run --shutdown-timeout=25s" {
 					t.Errorf("image %q args %v", c.Image, c.Args)
 				}
 				if *d.Spec.Replicas != 3 {
@@ -225,6 +226,9 @@ func TestDeployment(t *testing.T) {
 					ps.Containers[0].ImagePullPolicy != corev1.PullAlways || len(ps.TopologySpreadConstraints) != 1 {
 					t.Errorf("overrides not applied: %+v", ps)
 				}
+				if args := strings.Join(ps.Containers[0].Args, " "); args != "run --shutdown-timeout=1m40s" {
+					t.Errorf("the runtime's drain does not follow the 120s grace period: %s", args)
+				}
 				env := envOf(ps.Containers[0])
 				if env["LOG_LEVEL"].Value != "debug" {
 					t.Errorf("user env missing")
@@ -363,5 +367,19 @@ func TestSecretsHash(t *testing.T) {
 	}
 	if SecretsHash() != "" {
 		t.Error("no secrets, non-empty hash")
+	}
+}
+
+func TestShutdownTimeoutFitsTheGracePeriod(t *testing.T) {
+	for _, tc := range []struct {
+		grace int64
+		want  time.Duration
+	}{{30, 25 * time.Second}, {120, 100 * time.Second}, {6, 5 * time.Second}, {2, time.Second}, {1, time.Second}} {
+		if got := ShutdownTimeout(tc.grace); got != tc.want {
+			t.Errorf("grace %ds: drain %s, want %s", tc.grace, got, tc.want)
+		}
+		if tc.grace > 1 && ShutdownTimeout(tc.grace) >= time.Duration(tc.grace)*time.Second {
+			t.Errorf("grace %ds: the drain leaves no time to commit", tc.grace)
+		}
 	}
 }
