@@ -238,6 +238,19 @@ var _ = Describe("the KafkaPipeline API", func() {
 
 // The kubectl a user has, against the real API server: apply, get, explain.
 var _ = Describe("kubectl", func() {
+	It("installs the operator from config/default", func() {
+		out, err := env.Kubectl(ctx, "apply", "--server-side", "--force-conflicts", "-k", "config/default")
+		Expect(err).NotTo(HaveOccurred(), out)
+		for _, want := range []string{
+			"customresourcedefinition.apiextensions.k8s.io/kafkapipelines.kpipe.io serverside-applied",
+			"namespace/kpipe-system serverside-applied",
+			"clusterrole.rbac.authorization.k8s.io/kpipe-manager serverside-applied",
+			"deployment.apps/kpipe-manager serverside-applied",
+		} {
+			Expect(out).To(ContainSubstring(want))
+		}
+	})
+
 	It("applies the samples, shows the printer columns and explains the fields", func() {
 		Expect(env.Kubectl(ctx, "create", "namespace", "samples")).Error().NotTo(HaveOccurred())
 		out, err := env.Kubectl(ctx, "apply", "-n", "samples", "-f", "config/samples/")
