@@ -71,7 +71,7 @@ build: ## Build bin/kpipe.
 
 .PHONY: run
 run: build ## Run the operator against the cluster of the current kubeconfig.
-	$(BIN)/kpipe manager --leader-elect=false
+	$(BIN)/kpipe manager --leader-elect=false --pipeline-image $(IMG)
 
 .PHONY: install
 install: manifests ## Install the CRD into the cluster of the current kubeconfig.
