@@ -178,8 +178,9 @@ func consume(rate float64, replicas int32, produced, processed []float64, stuck 
 }
 
 // Kpipe is kpipe's policy as the reconciler applies it: a poll every PollInterval, lag per
-// partition with scaling.Lag, stalled partitions with scaling.TrackStalls, the replica count
-// with scaling.Decide.
+// partition with scaling.Lag, stalled partitions with scaling.TrackStalls, produce and
+// per-replica rates with scaling.MeasureRates and scaling.Capacity (from the same offsets, one
+// poll to the next), the replica count with scaling.Decide.
 type Kpipe struct {
 	Params       scaling.Params
 	PollInterval time.Duration
@@ -189,7 +190,9 @@ type Kpipe struct {
 	stalls    map[scaling.TopicPartition]scaling.StallState
 	history   []scaling.Recommendation
 	idleSince *time.Time
-	decided   int32
+	prev      scaling.Poll
+	capacity  scaling.Capacity
+	lastScale time.Time
 }
 
 // Step implements Autoscaler.
@@ -216,10 +219,28 @@ func (k *Kpipe) Step(now time.Time, offsets []scaling.Offsets, current int32) in
 			lag += pl.Lag
 		}
 	}
+	poll := scaling.Poll{Offsets: offsets, NewestAt: now, CommittedAt: now, Replicas: current}
+	rates := scaling.MeasureRates(k.prev, poll, stalled)
+	k.capacity = k.capacity.Observe(now, rates.PerReplica)
+	if debugRates != nil {
+		debugRates(now, rates, k.capacity.Estimate(now))
+	}
+	params := k.Params
+	params.PollInterval = k.PollInterval
 	d := scaling.Decide(scaling.Input{
-		Params: k.Params, Now: now, Partitions: int32(len(offsets)), Lag: lag, StalledLag: stalledLag,
+		Params: params, Now: now, Partitions: int32(len(offsets)), Lag: lag, StalledLag: stalledLag,
 		Progress: st.Progress, Current: current, IdleSince: k.idleSince, History: k.history,
+		ProduceRate: rates.Produce, ReplicaRate: k.capacity.Estimate(now), LastScale: k.lastScale,
 	})
 	k.history, k.idleSince = d.History, d.IdleSince
+	if d.Replicas != current {
+		k.lastScale = now
+	}
+	// The replicas that may consume until the next poll: the old ones while they stop, the
+	// new ones once they start.
+	poll.Replicas = max(current, d.Replicas)
+	k.prev = poll
 	return d.Replicas
 }
+
+var debugRates func(time.Time, scaling.Rates, float64)
