@@ -74,9 +74,12 @@ type Result struct {
 	MaxReplicas int32
 }
 
+// simStart is the simulated time of second 0.
+var simStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // Run replays tr through a.
 func Run(w World, tr Trace, a Autoscaler) Result {
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	start := simStart
 	n := tr.Partitions
 	produced := make([]float64, n)  // newest offset, fractional
 	processed := make([]float64, n) // processed offset, fractional
@@ -222,8 +225,8 @@ func (k *Kpipe) Step(now time.Time, offsets []scaling.Offsets, current int32) in
 	poll := scaling.Poll{Offsets: offsets, NewestAt: now, CommittedAt: now, Replicas: current}
 	rates := scaling.MeasureRates(k.prev, poll, stalled)
 	k.capacity = k.capacity.Observe(now, rates.PerReplica)
-	if debugRates != nil {
-		debugRates(now, rates, k.capacity.Estimate(now))
+	if observeRates != nil {
+		observeRates(now, rates, k.capacity.Estimate(now))
 	}
 	params := k.Params
 	params.PollInterval = k.PollInterval
@@ -243,4 +246,5 @@ func (k *Kpipe) Step(now time.Time, offsets []scaling.Offsets, current int32) in
 	return d.Replicas
 }
 
-var debugRates func(time.Time, scaling.Rates, float64)
+// observeRates, when set (by TestDecisionTrace), sees the rates of every kpipe poll.
+var observeRates func(now time.Time, r scaling.Rates, estimate float64)
