@@ -105,8 +105,12 @@ type Decision struct {
 //     minReplicas above the partition count is honoured: those replicas are standbys);
 //   - rounded down to the fewest replicas that give the busiest replica the same number of
 //     partitions (for 10 partitions only 1, 2, 3, 4, 5 and 10 are used);
+//   - settling: within two poll intervals of a scale change, lag the rebalance explains
+//     (produce rate x time since the change, plus the current replicas' share) does not add
+//     replicas while the current replicas keep up with the produce rate;
 //   - scale-ups are immediate; a scale-down goes to the highest recommendation made within the
-//     stabilization window;
+//     stabilization window, and never below the replicas that keep up with the produce rate
+//     at the estimated per-replica rate (the rate floor, capped at the current count);
 //   - with minReplicas 0: to zero once the pipeline has been idle (no lag, no commit progress)
 //     for the idle window; at zero it stays for the idle penalty, then wakes when the lag is
 //     above activationLag.
