@@ -108,6 +108,8 @@ type Decision struct {
 //   - settling: within two poll intervals of a scale change, lag the rebalance explains
 //     (produce rate x time since the change, plus the current replicas' share) does not add
 //     replicas while the current replicas keep up with the produce rate;
+//   - when the lag asks for more replicas than run now and they cannot keep up with the
+//     produce rate, the scale-up goes at least to the replicas that do;
 //   - scale-ups are immediate; a scale-down goes to the highest recommendation made within the
 //     stabilization window, and never below the replicas that keep up with the produce rate
 //     at the estimated per-replica rate (the rate floor, capped at the current count);
@@ -154,6 +156,13 @@ func Decide(in Input) Decision {
 			raw, settling = in.Current, true
 		}
 	}
+	// Scale-up to keep up: when the lag asks for more replicas than run now and the current
+	// replicas cannot keep up with the produce rate, the scale-up goes at least to the keep-up
+	// replicas, rather than to a count that rounding leaves as busy as now.
+	rateUp := false
+	if !settling && lagWants > in.Current && keepUp > in.Current && keepUp > raw {
+		raw, rateUp = keepUp, true
+	}
 	// Rate floor: lag alone reads near zero whenever the replicas keep up, and would scale a
 	// steady load down until they no longer do. A scale-down never goes below the replicas
 	// that keep up with the current produce rate. The floor holds replicas, it never adds any
@@ -184,6 +193,9 @@ func Decide(in Input) Decision {
 	d.Replicas = max(stabilized, floor)
 
 	why := fmt.Sprintf("lag %d (lagPerReplica %d) over %d partitions wants %d", in.Lag, p.LagPerReplica, in.Partitions, rec)
+	if rateUp {
+		why += fmt.Sprintf("; %d replicas cannot keep up with the produce rate %.0f msg/s at %.0f msg/s each", in.Current, in.ProduceRate, in.ReplicaRate)
+	}
 	if floor > rec {
 		why += fmt.Sprintf("; produce rate %.0f msg/s at %.0f msg/s per replica holds %d", in.ProduceRate, in.ReplicaRate, floor)
 	}

@@ -100,6 +100,10 @@ func TestDecide(t *testing.T) {
 		{"rate floor counts the busiest replica's partitions", Input{Params: params(maxR(20)), Partitions: 10, Lag: 100, Progress: true, Current: 10, ProduceRate: 3000, ReplicaRate: 1000}, 4, 4, ReasonScaledDown, false},
 		{"rate floor with an unknown per-replica rate does nothing", Input{Params: params(maxR(12)), Partitions: 12, Lag: 100, Progress: true, Current: 6, ProduceRate: 6000}, 1, 1, ReasonScaledDown, false},
 		{"rate floor does not keep an idle pipeline up", Input{Params: params(), Partitions: 4, Current: 1, ProduceRate: 100, ReplicaRate: 1000, IdleSince: at(-time.Minute)}, 0, 0, ReasonIdleToZero, true},
+		// Scale-up to keep up: rounding must not leave a scale-up as busy as now.
+		{"lag above the share and a produce rate beyond the replicas scale up to keep up", Input{Params: params(maxR(12)), Partitions: 12, Lag: 6800, Progress: true, Current: 6, ProduceRate: 6072, ReplicaRate: 1000}, 12, 12, ReasonScaledUp, false},
+		{"the same lag while the replicas keep up rounds down as before", Input{Params: params(maxR(12)), Partitions: 12, Lag: 6800, Progress: true, Current: 6, ProduceRate: 5900, ReplicaRate: 1000}, 6, 6, ReasonSteady, false},
+		{"a produce rate beyond the replicas without lag above their share adds nothing", Input{Params: params(maxR(12)), Partitions: 12, Lag: 5000, Progress: true, Current: 6, ProduceRate: 7000, ReplicaRate: 1000}, 6, 6, ReasonSteady, false},
 		// Settling: lag the rebalance after a scale change explains does not add replicas.
 		{"settling holds lag the rebalance explains", Input{Params: params(maxR(12)), Partitions: 12, Lag: 2004, Progress: true, Current: 1, ProduceRate: 600, ReplicaRate: 675, LastScale: t0.Add(-10 * time.Second)}, 1, 1, ReasonSettling, false},
 		{"settling ends after two poll intervals", Input{Params: params(maxR(12)), Partitions: 12, Lag: 2004, Progress: true, Current: 1, ProduceRate: 600, ReplicaRate: 675, LastScale: t0.Add(-20 * time.Second)}, 3, 3, ReasonScaledUp, false},
