@@ -235,6 +235,10 @@ func (r *KafkaPipelineReconciler) toObservation(run *reconcileRun, res *lag.Resu
 	return obs
 }
 
+// runtimeCommitInterval is how often `kpipe run` commits (the runtime's default commit
+// interval): a committed offset trails the processed one by up to this much.
+const runtimeCommitInterval = time.Second
+
 // measureRates compares this poll's offsets with the previous poll's: the produce rate of the
 // partitions that are not stalled, and a per-replica rate sample for the capacity estimate.
 // It uses only what the lag reader returned, with the times it read them; a shared read that
@@ -252,7 +256,7 @@ func (r *KafkaPipelineReconciler) measureRates(run *reconcileRun, res *lag.Resul
 	// Extra reconciles (a Deployment update) and reads not refreshed since the previous poll
 	// are not polls: commits land once a second, so a short interval is mostly noise. Keep
 	// the previous poll, and remember that these replicas ran meanwhile.
-	rates := scaling.MeasureRates(st.lastPoll, cur, stalled)
+	rates := scaling.MeasureRates(st.lastPoll, cur, stalled, runtimeCommitInterval)
 	if !rates.OK || cur.CommittedAt.Sub(st.lastPoll.CommittedAt) < run.spec.Scaling.PollInterval.Duration/2 {
 		st.lastPoll.Replicas = max(st.lastPoll.Replicas, cur.Replicas)
 		return

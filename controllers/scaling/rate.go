@@ -20,9 +20,12 @@ type Rates struct {
 	Produce float64
 	// Consume is the growth of the committed offsets, in messages per second.
 	Consume float64
-	// PerReplica is Consume divided by the most replicas that ran during the interval: a
-	// lower bound of what one replica can process (replicas that were starting, idle or
-	// rebalancing only make it lower). Zero when no replica ran.
+	// PerReplica is what the replicas committed during the interval, divided by the most
+	// replicas that ran and by the interval plus one commit interval (a committed offset
+	// trails the processed one by up to a commit interval, so the work committed in the
+	// interval may have taken that much longer): a lower bound of what one replica can
+	// process; replicas that were starting, idle or rebalancing only make it lower. Zero when
+	// no replica ran.
 	PerReplica float64
 	// OK is false when the two polls cannot be compared (no earlier poll, no time between
 	// them).
@@ -32,8 +35,8 @@ type Rates struct {
 // MeasureRates compares two polls. Partitions in skip (stalled ones) are left out; so is a
 // partition whose log-end offset went back (the topic was re-created) and, for the consume
 // rate, one whose committed offset is missing, out of range or went back (a reset): a reset is
-// not consumption.
-func MeasureRates(prev, cur Poll, skip map[TopicPartition]bool) Rates {
+// not consumption. commitInterval is how often the consumers commit.
+func MeasureRates(prev, cur Poll, skip map[TopicPartition]bool, commitInterval time.Duration) Rates {
 	var r Rates
 	dNewest := cur.NewestAt.Sub(prev.NewestAt).Seconds()
 	dCommitted := cur.CommittedAt.Sub(prev.CommittedAt).Seconds()
@@ -59,7 +62,7 @@ func MeasureRates(prev, cur Poll, skip map[TopicPartition]bool) Rates {
 	r.Produce = float64(produced) / dNewest
 	r.Consume = float64(consumed) / dCommitted
 	if n := max(prev.Replicas, cur.Replicas); n > 0 {
-		r.PerReplica = r.Consume / float64(n)
+		r.PerReplica = float64(consumed) / (dCommitted + max(commitInterval, 0).Seconds()) / float64(n)
 	}
 	return r
 }

@@ -38,9 +38,14 @@ func TestMeasureRates(t *testing.T) {
 		{"the same read twice", prev, prev, nil, 0, 0, 0, false},
 		{"no replica ran", Poll{Offsets: offs(0, 0), NewestAt: prevAt, CommittedAt: prevAt}, Poll{Offsets: offs(100, 0), NewestAt: t0, CommittedAt: t0}, nil, 10, 0, 0, true},
 	}
+	// One commit interval of slack: 2500 messages committed in 10 s may have taken 11 s.
+	r := MeasureRates(cases[0].prev, cases[0].cur, nil, time.Second)
+	if want := 2500.0 / 11 / 4; math.Abs(r.PerReplica-want) > 1e-9 || r.Consume != 250 {
+		t.Errorf("with a 1 s commit interval: %+v, want perReplica %v, consume 250", r, want)
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := MeasureRates(c.prev, c.cur, c.skip)
+			r := MeasureRates(c.prev, c.cur, c.skip, 0)
 			near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 			if r.OK != c.ok || !near(r.Produce, c.produce) || !near(r.Consume, c.consume) || !near(r.PerReplica, c.perRepl) {
 				t.Errorf("got %+v, want produce %v consume %v perReplica %v ok %v", r, c.produce, c.consume, c.perRepl, c.ok)

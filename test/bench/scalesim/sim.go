@@ -188,6 +188,8 @@ type Kpipe struct {
 	Params       scaling.Params
 	PollInterval time.Duration
 	StallPolls   int
+	// CommitInterval is the consumers' commit interval, as the reconciler knows the runtime's.
+	CommitInterval time.Duration
 
 	lastPoll  time.Time
 	stalls    map[scaling.TopicPartition]scaling.StallState
@@ -223,7 +225,7 @@ func (k *Kpipe) Step(now time.Time, offsets []scaling.Offsets, current int32) in
 		}
 	}
 	poll := scaling.Poll{Offsets: offsets, NewestAt: now, CommittedAt: now, Replicas: current}
-	rates := scaling.MeasureRates(k.prev, poll, stalled)
+	rates := scaling.MeasureRates(k.prev, poll, stalled, k.CommitInterval)
 	k.capacity = k.capacity.Observe(now, rates.PerReplica)
 	if observeRates != nil {
 		observeRates(now, rates, k.capacity.Estimate(now))
