@@ -85,8 +85,9 @@ const (
 type Decision struct {
 	// Replicas is the replica count to apply.
 	Replicas int32
-	// Recommendation is what the lag alone asked for at this poll, bounds and partition
-	// rounding applied, before stabilization.
+	// Recommendation is what this poll asked for, bounds and partition rounding applied,
+	// before stabilization: the lag's count (after settling and the scale-up to keep up), or
+	// the rate floor when that is higher. Only the lag's count enters History.
 	Recommendation int32
 	// Reason is one of the Reason constants; Message says why in words.
 	Reason  string
