@@ -79,6 +79,12 @@ type pipelineState struct {
 	progress  bool
 	trackedAt time.Time
 	failures  int
+
+	// Rates: the previous poll, the per-replica rate samples and the produce rate of the last
+	// interval (see scaling.MeasureRates and scaling.Capacity).
+	lastPoll scaling.Poll
+	capacity scaling.Capacity
+	produce  float64
 }
 
 // Least privilege: the operator reads pipelines and never writes their spec; it writes their

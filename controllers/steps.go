@@ -225,6 +225,7 @@ func (r *KafkaPipelineReconciler) toObservation(run *reconcileRun, res *lag.Resu
 	for _, tp := range st.stalled {
 		stalled[tp] = true
 	}
+	r.measureRates(run, res, stalled)
 	for _, pl := range obs.lags {
 		if stalled[pl.TopicPartition] {
 			obs.stalledLag += pl.Lag
@@ -232,6 +233,37 @@ func (r *KafkaPipelineReconciler) toObservation(run *reconcileRun, res *lag.Resu
 	}
 	recordLag(run.key.Namespace, run.key.Name, run.spec.Group, obs.lags, obs.lag, len(st.stalled))
 	return obs
+}
+
+// runtimeCommitInterval is how often `kpipe run` commits (the runtime's default commit
+// interval): a committed offset trails the processed one by up to this much.
+const runtimeCommitInterval = time.Second
+
+// measureRates compares this poll's offsets with the previous poll's: the produce rate of the
+// partitions that are not stalled, and a per-replica rate sample for the capacity estimate.
+// It uses only what the lag reader returned, with the times it read them; a shared read that
+// was not refreshed since the previous poll measures nothing (no time between the reads).
+func (r *KafkaPipelineReconciler) measureRates(run *reconcileRun, res *lag.Result, stalled map[scaling.TopicPartition]bool) {
+	st := run.st
+	cur := scaling.Poll{Offsets: res.Offsets, NewestAt: res.NewestAt, CommittedAt: res.CommittedAt, Replicas: run.current}
+	if run.dep != nil {
+		cur.Replicas = max(cur.Replicas, run.dep.Status.Replicas) // old pods of a rollout consume too
+	}
+	if st.lastPoll.NewestAt.IsZero() {
+		st.lastPoll = cur
+		return
+	}
+	// Extra reconciles (a Deployment update) and reads not refreshed since the previous poll
+	// are not polls: commits land once a second, so a short interval is mostly noise. Keep
+	// the previous poll, and remember that these replicas ran meanwhile.
+	rates := scaling.MeasureRates(st.lastPoll, cur, stalled, runtimeCommitInterval)
+	if !rates.OK || cur.CommittedAt.Sub(st.lastPoll.CommittedAt) < run.spec.Scaling.PollInterval.Duration/2 {
+		st.lastPoll.Replicas = max(st.lastPoll.Replicas, cur.Replicas)
+		return
+	}
+	st.capacity = st.capacity.Observe(run.now, rates.PerReplica)
+	st.produce = rates.Produce
+	st.lastPoll = cur
 }
 
 // decide sets run.desired: zero when suspended, spec.replicas in Manual mode, the scaling
@@ -255,6 +287,9 @@ func (r *KafkaPipelineReconciler) decide(run *reconcileRun) {
 		run.st.history = d.History
 		run.desired = d.Replicas
 		run.st.idleSince = d.IdleSince
+		// The replicas that may consume until the next poll: the old count while its pods
+		// stop, the new one once they start.
+		run.st.lastPoll.Replicas = max(run.st.lastPoll.Replicas, d.Replicas)
 		switch {
 		case d.Replicas > 0:
 			run.st.zeroSince = nil
@@ -281,6 +316,7 @@ func (r *KafkaPipelineReconciler) policyInput(run *reconcileRun) scaling.Input {
 			LagPerReplica: *s.LagPerReplica, ActivationLag: *s.ActivationLag,
 			IdleWindow: run.spec.Idle.Window.Duration, IdlePenalty: run.spec.Idle.Penalty.Duration,
 			ScaleDownStabilization: s.ScaleDownStabilization.Duration,
+			PollInterval:           s.PollInterval.Duration,
 		},
 		Now:           run.now,
 		Partitions:    obs.partitions,
@@ -290,6 +326,11 @@ func (r *KafkaPipelineReconciler) policyInput(run *reconcileRun) scaling.Input {
 		NeedsConsumer: obs.needsConsumer,
 		Current:       run.current,
 		History:       run.st.history,
+		ProduceRate:   run.st.produce,
+		ReplicaRate:   run.st.capacity.Estimate(run.now),
+	}
+	if kp.Status.LastScaleTime != nil {
+		in.LastScale = kp.Status.LastScaleTime.Time
 	}
 	if run.st.initialized {
 		in.IdleSince, in.ZeroSince = run.st.idleSince, run.st.zeroSince

@@ -57,6 +57,11 @@ type Result struct {
 	Partitions map[string]int32
 	// Offsets holds every partition of every topic, sorted by topic and partition.
 	Offsets []scaling.Offsets
+	// NewestAt is when the log-end (newest) offsets were read: the read may be shared with
+	// other pipelines of the same cluster, so it can be older than the poll. CommittedAt is
+	// when the group's committed offsets were fetched. Rates divide by these, not by the time
+	// between reconciles.
+	NewestAt, CommittedAt time.Time
 }
 
 // Reader is the shared lag reader. It is safe for concurrent use.
@@ -508,7 +513,7 @@ func (c *conn) committed(q Query) (map[scaling.TopicPartition]int64, error) {
 
 func (c *conn) result(q Query, committed map[scaling.TopicPartition]int64, committedAt time.Time) (*Result, error) {
 	var errs []error
-	res := &Result{Partitions: map[string]int32{}}
+	res := &Result{Partitions: map[string]int32{}, NewestAt: c.readAt, CommittedAt: committedAt}
 	for _, t := range q.Topics {
 		if err, ok := c.topicErr[t]; ok {
 			errs = append(errs, &TopicError{Topic: t, Err: err})

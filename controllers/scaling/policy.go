@@ -18,6 +18,9 @@ type Params struct {
 	IdleWindow             time.Duration
 	IdlePenalty            time.Duration
 	ScaleDownStabilization time.Duration
+	// PollInterval is how often Kafka is polled. A scale change settles for two poll
+	// intervals (see Input.LastScale), and the settling rule projects the lag one poll ahead.
+	PollInterval time.Duration
 }
 
 // Recommendation is the replica count the policy wanted at one poll.
@@ -53,6 +56,16 @@ type Input struct {
 	ZeroSince *time.Time
 	// History holds earlier recommendations, for the scale-down stabilization window.
 	History []Recommendation
+
+	// ProduceRate is the growth of the log-end offsets of the partitions that are not
+	// stalled, in messages per second, between the last two polls (zero when unknown).
+	ProduceRate float64
+	// ReplicaRate is the estimated number of messages per second one replica processes (the
+	// highest per-replica commit rate measured recently, see Capacity), or zero when unknown.
+	// The rate floor and the settling rule apply only when it is known.
+	ReplicaRate float64
+	// LastScale is when the replica count last changed, or zero when unknown.
+	LastScale time.Time
 }
 
 // Reasons of a decision. They are used as event reasons and in the Idle condition.
@@ -65,14 +78,16 @@ const (
 	ReasonIdlePenalty     = "IdlePenalty"
 	ReasonBelowActivation = "BelowActivationLag"
 	ReasonActivated       = "Activated"
+	ReasonSettling        = "SettlingAfterScale"
 )
 
 // Decision is the outcome of one poll.
 type Decision struct {
 	// Replicas is the replica count to apply.
 	Replicas int32
-	// Recommendation is what the lag alone asked for at this poll, bounds and partition
-	// rounding applied, before stabilization.
+	// Recommendation is what this poll asked for, bounds and partition rounding applied,
+	// before stabilization: the lag's count (after settling and the scale-up to keep up), or
+	// the rate floor when that is higher. Only the lag's count enters History.
 	Recommendation int32
 	// Reason is one of the Reason constants; Message says why in words.
 	Reason  string
@@ -91,8 +106,14 @@ type Decision struct {
 //     minReplicas above the partition count is honoured: those replicas are standbys);
 //   - rounded down to the fewest replicas that give the busiest replica the same number of
 //     partitions (for 10 partitions only 1, 2, 3, 4, 5 and 10 are used);
+//   - settling: within two poll intervals of a scale change, lag the rebalance explains
+//     (produce rate x time since the change, plus the current replicas' share) does not add
+//     replicas while the current replicas keep up with the produce rate;
+//   - when the lag asks for more replicas than run now and they cannot keep up with the
+//     produce rate, the scale-up goes at least to the replicas that do;
 //   - scale-ups are immediate; a scale-down goes to the highest recommendation made within the
-//     stabilization window;
+//     stabilization window, and never below the replicas that keep up with the produce rate
+//     at the estimated per-replica rate (the rate floor, capped at the current count);
 //   - with minReplicas 0: to zero once the pipeline has been idle (no lag, no commit progress)
 //     for the idle window; at zero it stays for the idle penalty, then wakes when the lag is
 //     above activationLag.
@@ -114,11 +135,49 @@ func Decide(in Input) Decision {
 		return decideAtZero(in, d, total)
 	}
 
-	raw := ceilDiv(in.Lag, p.LagPerReplica)
+	lagWants := ceilDiv(in.Lag, p.LagPerReplica)
+	raw := lagWants
+	upper := upperBound(p, in.Partitions)
+	// What keeps up with the produce rate at the estimated per-replica rate (0: unknown).
+	var keepUp int32
+	if in.ReplicaRate > 0 && in.ProduceRate > 0 {
+		keepUp = RateReplicas(in.ProduceRate, in.ReplicaRate, in.Partitions, upper)
+	}
+	// Settling: a scale change pauses consumption while the group rebalances, and lag builds
+	// up meanwhile; at the next poll that lag says nothing yet about whether the new count
+	// keeps up. Within two poll intervals of a change, lag up to what the produce rate builds
+	// in the time since the change (plus the replicas' own share) does not add replicas,
+	// provided the current replicas keep up with the produce rate. Lag beyond that, or a
+	// produce rate they cannot keep up with, scales up as usual.
+	settling := false
+	if raw > in.Current && in.Current > 0 && in.ReplicaRate > 0 && !in.LastScale.IsZero() &&
+		in.Now.Sub(in.LastScale) < 2*p.PollInterval && keepUp <= in.Current {
+		explained := in.ProduceRate*in.Now.Sub(in.LastScale).Seconds() + float64(in.Current)*float64(p.LagPerReplica)
+		if float64(in.Lag) <= explained {
+			raw, settling = in.Current, true
+		}
+	}
+	// Scale-up to keep up: when the lag asks for more replicas than run now and the current
+	// replicas cannot keep up with the produce rate, the scale-up goes at least to the keep-up
+	// replicas, rather than to a count that rounding leaves as busy as now.
+	rateUp := false
+	if !settling && lagWants > in.Current && keepUp > in.Current && keepUp > raw {
+		raw, rateUp = keepUp, true
+	}
+	// Rate floor: lag alone reads near zero whenever the replicas keep up, and would scale a
+	// steady load down until they no longer do. A scale-down never goes below the replicas
+	// that keep up with the current produce rate. The floor holds replicas, it never adds any
+	// (lag does that), so an underestimated per-replica rate cannot push a pipeline up; it is
+	// not part of the stabilization history, so once the produce rate drops the count falls to
+	// what lag asked for within the window.
+	var floor int32
+	if !idle && keepUp > 0 && in.Current > 0 {
+		floor = bound(min(keepUp, in.Current), p, in.Partitions)
+	}
 	if in.StalledLag > 0 && raw == 0 {
 		raw = 1 // someone must keep owning the stalled partitions
 	}
-	if raw == 0 && p.MinReplicas == 0 {
+	if raw == 0 && floor == 0 && p.MinReplicas == 0 {
 		if !in.NeedsConsumer && d.IdleSince != nil && in.Now.Sub(*d.IdleSince) >= p.IdleWindow {
 			d.Replicas, d.Recommendation, d.Reason = 0, 0, ReasonIdleToZero
 			d.Message = fmt.Sprintf("no lag and no commit progress for %s (idle window %s): scaling to zero",
@@ -129,19 +188,33 @@ func Decide(in Input) Decision {
 		raw = 1 // keep one replica until the idle window confirms the pipeline is idle
 	}
 	rec := bound(raw, p, in.Partitions)
-	d.Recommendation = rec
 	d.History = stabilize(in.History, in.Now, p.ScaleDownStabilization, rec)
-	d.Replicas = maxRecommendation(d.History)
+	stabilized := maxRecommendation(d.History)
+	d.Recommendation = max(rec, floor)
+	d.Replicas = max(stabilized, floor)
 
 	why := fmt.Sprintf("lag %d (lagPerReplica %d) over %d partitions wants %d", in.Lag, p.LagPerReplica, in.Partitions, rec)
+	if rateUp {
+		why += fmt.Sprintf("; %d replicas cannot keep up with the produce rate %.0f msg/s at %.0f msg/s each", in.Current, in.ProduceRate, in.ReplicaRate)
+	}
+	if floor > rec {
+		why += fmt.Sprintf("; produce rate %.0f msg/s at %.0f msg/s per replica holds %d", in.ProduceRate, in.ReplicaRate, floor)
+	}
 	if in.StalledLag > 0 {
 		why += fmt.Sprintf("; %d lag on stalled partitions does not add replicas", in.StalledLag)
 	}
 	switch {
+	case settling && d.Replicas == in.Current:
+		d.Reason = ReasonSettling
+		d.Message = fmt.Sprintf("lag %d (lagPerReplica %d) would want %d, but the scale change at %s is settling: the rebalance explains up to %.0f msg/s x %s, and %d replicas at %.0f msg/s each keep up with the produce rate",
+			in.Lag, p.LagPerReplica, bound(lagWants, p, in.Partitions), in.LastScale.UTC().Format(time.RFC3339), in.ProduceRate,
+			in.Now.Sub(in.LastScale).Round(time.Second), in.Current, in.ReplicaRate)
 	case d.Replicas > in.Current:
 		d.Reason, d.Message = ReasonScaledUp, why
 	case d.Replicas < in.Current:
 		d.Reason, d.Message = ReasonScaledDown, why+fmt.Sprintf(" (highest within the %s stabilization window)", p.ScaleDownStabilization)
+	case stabilized < in.Current:
+		d.Reason, d.Message = ReasonSteady, why+fmt.Sprintf("; the produce rate holds %d", d.Replicas)
 	case rec < in.Current:
 		d.Reason, d.Message = ReasonStabilizing, why+fmt.Sprintf("; holding %d within the %s stabilization window", d.Replicas, p.ScaleDownStabilization)
 	default:
@@ -206,12 +279,40 @@ func ceilDiv(lag, per int64) int32 {
 	return int32(n)
 }
 
+// upperBound is min(maxReplicas, partitions) (maxReplicas when the partitions are unknown).
+func upperBound(p Params, partitions int32) int32 {
+	if partitions > 0 && partitions < p.MaxReplicas {
+		return partitions
+	}
+	return p.MaxReplicas
+}
+
+// RateReplicas is the fewest replicas, up to upper, with which the busiest replica keeps up
+// with the produce rate: it owns ceil(partitions / n) partitions of produce / partitions
+// messages per second each (the traffic spread evenly, as the default partitioner does), and
+// processes perReplica messages per second. upper when none does.
+func RateReplicas(produce, perReplica float64, partitions, upper int32) int32 {
+	if produce <= 0 {
+		return 0
+	}
+	if perReplica <= 0 || upper <= 0 {
+		return max(upper, 0)
+	}
+	if partitions <= 0 {
+		partitions = upper
+	}
+	perPartition := produce / float64(partitions)
+	for n := int32(1); n < upper; n++ {
+		if float64(busiest(partitions, n))*perPartition <= perReplica {
+			return n
+		}
+	}
+	return upper
+}
+
 // bound applies [min, min(max, partitions)] and the partition rounding.
 func bound(n int32, p Params, partitions int32) int32 {
-	upper := p.MaxReplicas
-	if partitions > 0 && partitions < upper {
-		upper = partitions
-	}
+	upper := upperBound(p, partitions)
 	if n > upper {
 		n = upper
 	}

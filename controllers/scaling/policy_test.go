@@ -13,6 +13,7 @@ func params(mut ...func(*Params)) Params {
 	p := Params{
 		MinReplicas: 0, MaxReplicas: 10, LagPerReplica: 1000, ActivationLag: 0,
 		IdleWindow: time.Minute, IdlePenalty: 5 * time.Minute, ScaleDownStabilization: 5 * time.Minute,
+		PollInterval: 10 * time.Second,
 	}
 	for _, m := range mut {
 		m(&p)
@@ -91,6 +92,24 @@ func TestDecide(t *testing.T) {
 		{"stalled lag held by stabilization", Input{Params: params(), Partitions: 12, StalledLag: 50_000, Current: 2, History: hist(-time.Second, 2)}, 2, 1, ReasonStabilizing, false},
 		{"stalled lag keeps the pipeline awake", Input{Params: params(), Partitions: 12, StalledLag: 10, Current: 1, IdleSince: at(-time.Hour)}, 1, 1, ReasonSteady, false},
 		{"healthy lag still scales beside a stalled partition", Input{Params: params(), Partitions: 12, Lag: 3000, StalledLag: 90_000, Current: 1}, 3, 3, ReasonScaledUp, false},
+		// Rate floor: a scale-down keeps the replicas that keep up with the produce rate.
+		{"rate floor holds a scale-down at what keeps up", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 12, ProduceRate: 3000, ReplicaRate: 1000}, 3, 3, ReasonScaledDown, false},
+		{"rate floor holds the current count", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 3, ProduceRate: 3000, ReplicaRate: 1000}, 3, 3, ReasonSteady, false},
+		{"rate floor never adds replicas", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 2, ProduceRate: 6000, ReplicaRate: 1000}, 2, 2, ReasonSteady, false},
+		{"rate floor is not remembered by stabilization", Input{Params: params(maxR(12)), Partitions: 12, Lag: 100, Progress: true, Current: 6, ProduceRate: 600, ReplicaRate: 1000, History: hist(-time.Minute, 2)}, 2, 1, ReasonScaledDown, false},
+		{"rate floor counts the busiest replica's partitions", Input{Params: params(maxR(20)), Partitions: 10, Lag: 100, Progress: true, Current: 10, ProduceRate: 3000, ReplicaRate: 1000}, 4, 4, ReasonScaledDown, false},
+		{"rate floor with an unknown per-replica rate does nothing", Input{Params: params(maxR(12)), Partitions: 12, Lag: 100, Progress: true, Current: 6, ProduceRate: 6000}, 1, 1, ReasonScaledDown, false},
+		{"rate floor does not keep an idle pipeline up", Input{Params: params(), Partitions: 4, Current: 1, ProduceRate: 100, ReplicaRate: 1000, IdleSince: at(-time.Minute)}, 0, 0, ReasonIdleToZero, true},
+		// Scale-up to keep up: rounding must not leave a scale-up as busy as now.
+		{"lag above the share and a produce rate beyond the replicas scale up to keep up", Input{Params: params(maxR(12)), Partitions: 12, Lag: 6800, Progress: true, Current: 6, ProduceRate: 6072, ReplicaRate: 1000}, 12, 12, ReasonScaledUp, false},
+		{"the same lag while the replicas keep up rounds down as before", Input{Params: params(maxR(12)), Partitions: 12, Lag: 6800, Progress: true, Current: 6, ProduceRate: 5900, ReplicaRate: 1000}, 6, 6, ReasonSteady, false},
+		{"a produce rate beyond the replicas without lag above their share adds nothing", Input{Params: params(maxR(12)), Partitions: 12, Lag: 5000, Progress: true, Current: 6, ProduceRate: 7000, ReplicaRate: 1000}, 6, 6, ReasonSteady, false},
+		// Settling: lag the rebalance after a scale change explains does not add replicas.
+		{"settling holds lag the rebalance explains", Input{Params: params(maxR(12)), Partitions: 12, Lag: 2004, Progress: true, Current: 1, ProduceRate: 600, ReplicaRate: 675, LastScale: t0.Add(-10 * time.Second)}, 1, 1, ReasonSettling, false},
+		{"settling ends after two poll intervals", Input{Params: params(maxR(12)), Partitions: 12, Lag: 2004, Progress: true, Current: 1, ProduceRate: 600, ReplicaRate: 675, LastScale: t0.Add(-20 * time.Second)}, 3, 3, ReasonScaledUp, false},
+		{"settling does not hold replicas that cannot keep up", Input{Params: params(maxR(12)), Partitions: 12, Lag: 9000, Progress: true, Current: 1, ProduceRate: 5000, ReplicaRate: 1000, LastScale: t0.Add(-10 * time.Second)}, 6, 6, ReasonScaledUp, false},
+		{"settling does not hold lag beyond what the rebalance explains", Input{Params: params(maxR(12)), Partitions: 12, Lag: 20_000, Progress: true, Current: 1, ProduceRate: 600, ReplicaRate: 1000, LastScale: t0.Add(-10 * time.Second)}, 12, 12, ReasonScaledUp, false},
+		{"settling needs a known per-replica rate", Input{Params: params(maxR(12)), Partitions: 12, Lag: 2004, Progress: true, Current: 1, ProduceRate: 600, LastScale: t0.Add(-10 * time.Second)}, 3, 3, ReasonScaledUp, false},
 	}
 	if len(cases) < 25 {
 		t.Fatalf("only %d cases", len(cases))

@@ -6,7 +6,9 @@
 // partitions (the stuck one included: producers do not know it is stuck), each replica processes
 // Rate messages per second over the partitions it owns (assigned round-robin, as balancing
 // assignors do; a replica's capacity goes to its partitions that have messages waiting), and a
-// stuck partition processes nothing. Committed offsets are the processed positions. Every
+// stuck partition processes nothing. Committed offsets are the processed positions as of the
+// last commit: like kpipe's runtime, consumers commit every CommitInterval (1 s), so the
+// offsets read in a second show what was processed up to the start of that second. Every
 // change of the replica count pauses all consumption for RebalancePause (pods starting and the
 // group rebalancing), for both autoscalers alike.
 package scalesim
@@ -40,6 +42,9 @@ type World struct {
 	MinReplicas, MaxReplicas int32
 	// LagPerReplica is kpipe's lagPerReplica and KEDA's lagThreshold.
 	LagPerReplica int64
+	// CommitInterval is how often consumers commit what they processed (whole seconds; zero
+	// commits every second).
+	CommitInterval time.Duration
 }
 
 // Autoscaler decides replica counts. Step is called every simulated second with the offsets
@@ -48,7 +53,9 @@ type Autoscaler interface {
 	Step(now time.Time, offsets []scaling.Offsets, current int32) int32
 }
 
-// Result is what one replay measured.
+// Result is what one replay measured. Lag here is the backlog, produced - processed: what the
+// world has not processed yet. The autoscalers see committed offsets, which trail the
+// processed ones by up to a commit interval.
 type Result struct {
 	// Drain is the time from the highest lag of the partitions that are not stuck to the
 	// first second after it when their lag is back at or below the drain level
@@ -61,18 +68,23 @@ type Result struct {
 	ReplicaSeconds int64
 	// ScaleChanges is the number of replica count changes.
 	ScaleChanges int
-	// MaxLag is the highest total lag seen.
+	// MaxLag is the highest total backlog.
 	MaxLag int64
 	// MaxReplicas is the highest replica count.
 	MaxReplicas int32
 }
 
+// simStart is the simulated time of second 0.
+var simStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // Run replays tr through a.
 func Run(w World, tr Trace, a Autoscaler) Result {
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	start := simStart
 	n := tr.Partitions
 	produced := make([]float64, n)  // newest offset, fractional
-	processed := make([]float64, n) // committed offset, fractional
+	processed := make([]float64, n) // processed offset, fractional
+	committed := make([]int64, n)   // committed offset: processed as of the last commit
+	commitEvery := max(int(w.CommitInterval/time.Second), 1)
 	replicas := w.MinReplicas
 	var res Result
 	pausedUntil := -1
@@ -82,6 +94,11 @@ func Run(w World, tr Trace, a Autoscaler) Result {
 	for t := 0; t < secs; t++ {
 		now := start.Add(time.Duration(t) * time.Second)
 		stuck := tr.Stuck >= 0 && time.Duration(t)*time.Second >= tr.StuckFrom
+		if t%commitEvery == 0 {
+			for p := range processed {
+				committed[p] = int64(processed[p])
+			}
+		}
 		per := tr.Traffic(t) / float64(n)
 		for p := range produced {
 			produced[p] += per
@@ -92,12 +109,13 @@ func Run(w World, tr Trace, a Autoscaler) Result {
 		offsets := make([]scaling.Offsets, n)
 		var total, unstuck int64
 		for p := range offsets {
-			newest, committed := int64(produced[p]), int64(processed[p])
+			newest := int64(produced[p])
 			offsets[p] = scaling.Offsets{TopicPartition: scaling.TopicPartition{Topic: "t", Partition: int32(p)},
-				Newest: newest, Oldest: 0, Committed: committed}
-			total += newest - committed
+				Newest: newest, Oldest: 0, Committed: committed[p]}
+			backlog := newest - int64(processed[p]) // what the world has not processed yet
+			total += backlog
 			if !(stuck && p == tr.Stuck) {
-				unstuck += newest - committed
+				unstuck += backlog
 			}
 		}
 		res.MaxLag = max(res.MaxLag, total)
@@ -163,18 +181,23 @@ func consume(rate float64, replicas int32, produced, processed []float64, stuck 
 }
 
 // Kpipe is kpipe's policy as the reconciler applies it: a poll every PollInterval, lag per
-// partition with scaling.Lag, stalled partitions with scaling.TrackStalls, the replica count
-// with scaling.Decide.
+// partition with scaling.Lag, stalled partitions with scaling.TrackStalls, produce and
+// per-replica rates with scaling.MeasureRates and scaling.Capacity (from the same offsets, one
+// poll to the next), the replica count with scaling.Decide.
 type Kpipe struct {
 	Params       scaling.Params
 	PollInterval time.Duration
 	StallPolls   int
+	// CommitInterval is the consumers' commit interval, as the reconciler knows the runtime's.
+	CommitInterval time.Duration
 
 	lastPoll  time.Time
 	stalls    map[scaling.TopicPartition]scaling.StallState
 	history   []scaling.Recommendation
 	idleSince *time.Time
-	decided   int32
+	prev      scaling.Poll
+	capacity  scaling.Capacity
+	lastScale time.Time
 }
 
 // Step implements Autoscaler.
@@ -201,10 +224,29 @@ func (k *Kpipe) Step(now time.Time, offsets []scaling.Offsets, current int32) in
 			lag += pl.Lag
 		}
 	}
+	poll := scaling.Poll{Offsets: offsets, NewestAt: now, CommittedAt: now, Replicas: current}
+	rates := scaling.MeasureRates(k.prev, poll, stalled, k.CommitInterval)
+	k.capacity = k.capacity.Observe(now, rates.PerReplica)
+	if observeRates != nil {
+		observeRates(now, rates, k.capacity.Estimate(now))
+	}
+	params := k.Params
+	params.PollInterval = k.PollInterval
 	d := scaling.Decide(scaling.Input{
-		Params: k.Params, Now: now, Partitions: int32(len(offsets)), Lag: lag, StalledLag: stalledLag,
+		Params: params, Now: now, Partitions: int32(len(offsets)), Lag: lag, StalledLag: stalledLag,
 		Progress: st.Progress, Current: current, IdleSince: k.idleSince, History: k.history,
+		ProduceRate: rates.Produce, ReplicaRate: k.capacity.Estimate(now), LastScale: k.lastScale,
 	})
 	k.history, k.idleSince = d.History, d.IdleSince
+	if d.Replicas != current {
+		k.lastScale = now
+	}
+	// The replicas that may consume until the next poll: the old ones while they stop, the
+	// new ones once they start.
+	poll.Replicas = max(current, d.Replicas)
+	k.prev = poll
 	return d.Replicas
 }
+
+// observeRates, when set (by TestDecisionTrace), sees the rates of every kpipe poll.
+var observeRates func(now time.Time, r scaling.Rates, estimate float64)

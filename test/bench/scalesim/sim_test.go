@@ -137,8 +137,9 @@ func newKpipe(w World) *Kpipe {
 	return &Kpipe{
 		Params: scaling.Params{MinReplicas: w.MinReplicas, MaxReplicas: w.MaxReplicas, LagPerReplica: w.LagPerReplica,
 			IdleWindow: 5 * time.Minute, IdlePenalty: 5 * time.Minute, ScaleDownStabilization: 5 * time.Minute},
-		PollInterval: 10 * time.Second,
-		StallPolls:   6,
+		PollInterval:   10 * time.Second,
+		StallPolls:     6,
+		CommitInterval: w.CommitInterval,
 	}
 }
 

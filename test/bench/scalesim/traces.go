@@ -44,7 +44,9 @@ func Traces() []Trace {
 }
 
 // DefaultWorld is the world of the benchmark: 1000 msg/s per replica, lagPerReplica (KEDA's
-// lagThreshold) 1000, 1 to 12 replicas, a 5 s pause per replica count change.
+// lagThreshold) 1000, 1 to 12 replicas, a 5 s pause per replica count change, commits every
+// second (kpipe's runtime default).
 func DefaultWorld() World {
-	return World{Rate: 1000, RebalancePause: 5 * time.Second, MinReplicas: 1, MaxReplicas: 12, LagPerReplica: 1000}
+	return World{Rate: 1000, RebalancePause: 5 * time.Second, MinReplicas: 1, MaxReplicas: 12, LagPerReplica: 1000,
+		CommitInterval: time.Second}
 }
