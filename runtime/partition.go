@@ -48,15 +48,21 @@ func newPartition(ctx context.Context, sess sarama.ConsumerGroupSession, topic s
 	}
 }
 
-// add starts tracking a consumed offset.
-func (pt *partition) add(offset int64) error {
+// addAll starts tracking the offsets of consumed messages and returns the messages it
+// took, in ms's array: a message delivered twice is logged and left out.
+func (pt *partition) addAll(ms []*sarama.ConsumerMessage) []*sarama.ConsumerMessage {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	if err := pt.tracker.Add(offset); err != nil {
-		return err
+	out := ms[:0]
+	for _, m := range ms {
+		if err := pt.tracker.Add(m.Offset); err != nil {
+			pt.log.Warn("skipping a message delivered twice", "err", err)
+			continue
+		}
+		pt.inFlight++
+		out = append(out, m)
 	}
-	pt.inFlight++
-	return nil
+	return out
 }
 
 // complete records a finished message and marks the new commit offset when it moved.

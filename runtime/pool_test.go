@@ -70,10 +70,11 @@ func TestPoolLanes(t *testing.T) {
 				feeders.Go(func() {
 					for o := range int64(perPartition) {
 						m := &sarama.ConsumerMessage{Topic: "t", Partition: p, Offset: o, Key: []byte(strconv.Itoa(int(o) % keys))}
-						if !pl.acquire(ctx) || !pl.submit(ctx, &job{msg: m}) {
+						if !pl.acquire(ctx) {
 							t.Error("pool refused a message")
 							return
 						}
+						pl.submit(&job{msg: m})
 					}
 				})
 			}
@@ -106,5 +107,123 @@ func TestJitteredBackoff(t *testing.T) {
 				t.Fatalf("attempt %d: backoff %s outside [%s, %s]", attempt, got, want/2, want)
 			}
 		}
+	}
+}
+
+// TestPoolBatches feeds the pool in batches, as the consumer does (as many slots as are
+// free, up to 64, then the messages of one partition submitted together), and checks that
+// lanes keep their order, every message is processed once, and the pool never holds more
+// messages than its slots.
+func TestPoolBatches(t *testing.T) {
+	const partitions, keys, perPartition, buffer, workers = 3, 5, 2000, 4, 3
+	for _, ordering := range []kpipev1.Ordering{kpipev1.OrderingPartition, kpipev1.OrderingKey, kpipev1.OrderingUnordered} {
+		t.Run(string(ordering), func(t *testing.T) {
+			pl := newPool(ordering, buffer, workers)
+			var (
+				mu          sync.Mutex
+				outstanding int // slots taken by the feeders minus messages processed
+				most        int
+				running     = map[laneKey]bool{}
+				last        = map[laneKey]int64{}
+				processed   = map[[2]int64]int{}
+			)
+			ctx, cancel := context.WithCancel(context.Background())
+			var done sync.WaitGroup
+			done.Add(partitions * perPartition)
+			pl.start(ctx, workers, func(j *job) {
+				lane := laneKey{partition: j.msg.Partition}
+				if ordering == kpipev1.OrderingKey {
+					lane.key = string(j.msg.Key)
+				}
+				mu.Lock()
+				processed[[2]int64{int64(j.msg.Partition), j.msg.Offset}]++
+				if ordering != kpipev1.OrderingUnordered {
+					if running[lane] {
+						t.Errorf("lane %v runs two messages at once", lane)
+					}
+					if prev, ok := last[lane]; ok && j.msg.Offset <= prev {
+						t.Errorf("lane %v: offset %d after %d", lane, j.msg.Offset, prev)
+					}
+					running[lane], last[lane] = true, j.msg.Offset
+				}
+				mu.Unlock()
+				if rand.IntN(10) == 0 {
+					time.Sleep(time.Duration(rand.IntN(100)) * time.Microsecond)
+				}
+				mu.Lock()
+				running[lane] = false
+				outstanding--
+				mu.Unlock()
+				done.Done()
+			})
+			var feeders sync.WaitGroup
+			for p := range int32(partitions) {
+				feeders.Go(func() {
+					for o := int64(0); o < perPartition; {
+						n := pl.acquireUpTo(ctx, 64)
+						if n == 0 {
+							t.Error("pool refused a message")
+							return
+						}
+						mu.Lock()
+						outstanding += n
+						most = max(most, outstanding)
+						if outstanding > buffer+workers {
+							t.Errorf("%d messages held by the pool, more than its %d slots", outstanding, buffer+workers)
+						}
+						mu.Unlock()
+						// Sometimes fewer messages are at hand than slots were taken.
+						use := min(n, rand.IntN(n)+1, int(perPartition-o))
+						mu.Lock()
+						outstanding -= n - use
+						mu.Unlock()
+						pl.release(n - use)
+						js := make([]*job, 0, use)
+						for range use {
+							js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Partition: p, Offset: o, Key: []byte(strconv.Itoa(int(o) % keys))}})
+							o++
+						}
+						pl.submitAll(js)
+					}
+				})
+			}
+			feeders.Wait()
+			done.Wait()
+			cancel()
+			pl.wait()
+			for k, n := range processed {
+				if n != 1 {
+					t.Errorf("message %v processed %d times", k, n)
+				}
+			}
+			if len(processed) != partitions*perPartition {
+				t.Errorf("%d messages processed, want %d", len(processed), partitions*perPartition)
+			}
+			if len(pl.lanes) != 0 || pl.held != 0 {
+				t.Errorf("%d lanes left busy, %d slots held", len(pl.lanes), pl.held)
+			}
+			t.Logf("%s: at most %d of %d slots taken", ordering, most, buffer+workers)
+		})
+	}
+}
+
+// TestPoolAcquireEndsWithContext: a consumer waiting for a slot of a full pool gives up when
+// its context ends, and a slot given back lets the next one in.
+func TestPoolAcquireEndsWithContext(t *testing.T) {
+	pl := newPool(kpipev1.OrderingKey, 1, 1)
+	if n := pl.acquireUpTo(context.Background(), 5); n != 2 {
+		t.Fatalf("took %d slots of an empty pool of 2, want 2", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan int)
+	go func() { got <- pl.acquireUpTo(ctx, 1) }()
+	cancel()
+	if n := <-got; n != 0 {
+		t.Fatalf("took %d slots of a full pool after the context ended", n)
+	}
+	go func() { got <- pl.acquireUpTo(context.Background(), 3) }()
+	pl.release(1)
+	if n := <-got; n != 1 {
+		t.Fatalf("took %d slots after one was given back, want 1", n)
 	}
 }

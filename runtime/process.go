@@ -25,6 +25,7 @@ const (
 type job struct {
 	msg      *sarama.ConsumerMessage
 	part     *partition
+	lane     laneKey // set by the pool, in Partition and Key ordering
 	start    time.Time
 	attempt  int  // attempts started so far
 	ackSlot  bool // holds a slot of the producer window
