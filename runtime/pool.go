@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"hash/maphash"
 	"sync"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
@@ -33,6 +34,7 @@ type pool struct {
 	ready       []*job             // messages a worker may start, at most one per lane; ready[head:] are waiting
 	head        int                // ready[:head] were taken
 	lanes       map[laneKey][]*job // busy lanes and the messages waiting in them
+	seed        maphash.Seed       // of the key hashes in laneKey
 	idle        int                // workers waiting for work
 	spaceWait   int                // consumers waiting for a slot
 	stopped     bool               // the workers' context ended
@@ -42,10 +44,13 @@ type pool struct {
 	maxTakeOnce int // most messages a worker takes at once
 }
 
+// laneKey names a lane. In Key mode it holds a hash of the key, not the key: a message's
+// key then costs no allocation, and two keys whose hashes collide (about one pair in 2^64)
+// merely share a lane, which keeps both keys' order.
 type laneKey struct {
 	topic     string
 	partition int32
-	key       string
+	key       uint64
 }
 
 // maxWorkerTake bounds the messages one worker takes from the ready queue at once: they run
@@ -58,6 +63,7 @@ func newPool(ordering kpipev1.Ordering, buffer, workers int) *pool {
 		capacity:    buffer + workers,
 		workers:     max(workers, 1),
 		lanes:       map[laneKey][]*job{},
+		seed:        maphash.MakeSeed(),
 		maxTakeOnce: maxWorkerTake,
 	}
 	pl.workReady.L = &pl.mu
@@ -245,7 +251,7 @@ func (pl *pool) submitAll(js []*job) {
 func (pl *pool) laneOf(j *job) laneKey {
 	k := laneKey{topic: j.msg.Topic, partition: j.msg.Partition}
 	if pl.ordering == kpipev1.OrderingKey {
-		k.key = string(j.msg.Key)
+		k.key = maphash.Bytes(pl.seed, j.msg.Key)
 	}
 	return k
 }

@@ -123,15 +123,15 @@ func TestPoolBatches(t *testing.T) {
 				mu          sync.Mutex
 				outstanding int // slots taken by the feeders minus messages processed
 				most        int
-				running     = map[laneKey]bool{}
-				last        = map[laneKey]int64{}
+				running     = map[testLane]bool{}
+				last        = map[testLane]int64{}
 				processed   = map[[2]int64]int{}
 			)
 			ctx, cancel := context.WithCancel(context.Background())
 			var done sync.WaitGroup
 			done.Add(partitions * perPartition)
 			pl.start(ctx, workers, func(j *job) {
-				lane := laneKey{partition: j.msg.Partition}
+				lane := testLane{partition: j.msg.Partition}
 				if ordering == kpipev1.OrderingKey {
 					lane.key = string(j.msg.Key)
 				}
@@ -205,6 +205,11 @@ func TestPoolBatches(t *testing.T) {
 			t.Logf("%s: at most %d of %d slots taken", ordering, most, buffer+workers)
 		})
 	}
+}
+
+type testLane struct {
+	partition int32
+	key       string
 }
 
 // TestPoolAcquireEndsWithContext: a consumer waiting for a slot of a full pool gives up when
