@@ -19,29 +19,28 @@ import (
 // the ready queue; when a worker is done with a lane's message, the lane's next one becomes
 // ready, so a lane never runs on two workers at once and keeps its order.
 //
-// Messages are handed over in batches to keep the cost per message low: a consumer takes
-// slots and submits the messages it has at hand under one lock, and a worker takes its
-// share of the ready messages (each of a different lane) under one lock and gives back
-// their slots and lanes under one more. A worker waits on a condition variable only when
-// nothing is ready.
+// The hand-off is cheap per message: a consumer takes slots for the messages it has at hand
+// and submits them under one lock; a worker gives back the slot and lane of the message it
+// finished and takes the next ready one under one lock, and waits on a condition variable
+// only when nothing is ready. A worker takes one message at a time, so a message that hangs
+// holds up its own lane only.
 type pool struct {
 	ordering kpipev1.Ordering
 	capacity int // slots: buffer + workers
-	workers  int
 
-	mu          sync.Mutex
-	held        int                // slots taken: messages held by the pool
-	ready       []*job             // messages a worker may start, at most one per lane; ready[head:] are waiting
-	head        int                // ready[:head] were taken
-	lanes       map[laneKey][]*job // busy lanes and the messages waiting in them
-	seed        maphash.Seed       // of the key hashes in laneKey
-	idle        int                // workers waiting for work
-	spaceWait   int                // consumers waiting for a slot
-	stopped     bool               // the workers' context ended
-	workReady   sync.Cond          // signalled when a message becomes ready or the workers stop
-	spaceFreed  sync.Cond          // broadcast when slots are given back or a waiting consumer's ctx ends
-	wg          sync.WaitGroup
-	maxTakeOnce int // most messages a worker takes at once
+	mu         sync.Mutex
+	held       int                // slots taken: messages held by the pool
+	ready      []*job             // messages a worker may start, at most one per lane; ready[head:] are waiting
+	head       int                // ready[:head] were taken
+	lanes      map[laneKey][]*job // busy lanes and the messages waiting in them
+	seed       maphash.Seed       // of the key hashes in laneKey
+	idle       int                // workers waiting for work
+	waking     int                // of them, signalled and not yet running
+	spaceWait  int                // consumers waiting for a slot
+	stopped    bool               // the workers' context ended
+	workReady  sync.Cond          // signalled when a message becomes ready or the workers stop
+	spaceFreed sync.Cond          // broadcast when slots are given back or a waiting consumer's ctx ends
+	wg         sync.WaitGroup
 }
 
 // laneKey names a lane. In Key mode it holds a hash of the key, not the key: a message's
@@ -53,18 +52,12 @@ type laneKey struct {
 	key       uint64
 }
 
-// maxWorkerTake bounds the messages one worker takes from the ready queue at once: they run
-// one after the other on that worker, so a slow one delays the others a little.
-const maxWorkerTake = 16
-
 func newPool(ordering kpipev1.Ordering, buffer, workers int) *pool {
 	pl := &pool{
-		ordering:    ordering,
-		capacity:    buffer + workers,
-		workers:     max(workers, 1),
-		lanes:       map[laneKey][]*job{},
-		seed:        maphash.MakeSeed(),
-		maxTakeOnce: maxWorkerTake,
+		ordering: ordering,
+		capacity: buffer + workers,
+		lanes:    map[laneKey][]*job{},
+		seed:     maphash.MakeSeed(),
 	}
 	pl.workReady.L = &pl.mu
 	pl.spaceFreed.L = &pl.mu
@@ -88,46 +81,43 @@ func (pl *pool) start(ctx context.Context, n int, process func(*job)) {
 func (pl *pool) wait() { pl.wg.Wait() }
 
 func (pl *pool) work(ctx context.Context, process func(*job)) {
-	var batch []*job
+	var j *job // the message this worker was last done with
 	pl.mu.Lock()
 	for {
+		if j != nil {
+			pl.finishLocked(j)
+		}
 		for pl.head == len(pl.ready) && !pl.stopped {
 			pl.idle++
 			pl.workReady.Wait()
 			pl.idle--
+			if pl.waking > 0 {
+				pl.waking--
+			}
 		}
 		if pl.stopped {
 			pl.mu.Unlock()
 			return
 		}
-		// Take a fair share of what is ready, so that the other workers get some too.
-		waiting := len(pl.ready) - pl.head
-		n := min((waiting+pl.workers-1)/pl.workers, pl.maxTakeOnce)
-		batch = append(batch[:0], pl.ready[pl.head:pl.head+n]...)
-		pl.take(n)
-		if pl.head < len(pl.ready) && pl.idle > 0 {
-			pl.workReady.Signal() // more for the next worker
-		}
+		j = pl.ready[pl.head]
+		pl.take(1)
+		pl.wakeLocked()
 		pl.mu.Unlock()
-
-		done := 0
-		for _, j := range batch {
-			if ctx.Err() != nil {
-				break
-			}
-			process(j)
-			done++
-		}
-
-		pl.mu.Lock()
-		for _, j := range batch[:done] {
-			pl.finishLocked(j)
-		}
-		clear(batch)
-		if done < len(batch) {
-			pl.mu.Unlock()
+		if ctx.Err() != nil {
 			return
 		}
+		process(j)
+		pl.mu.Lock()
+	}
+}
+
+// wakeLocked wakes an idle worker when messages are ready and no worker is already on its
+// way to them; that one wakes the next if messages are still left when it took one. pl.mu
+// is held.
+func (pl *pool) wakeLocked() {
+	if pl.head < len(pl.ready) && pl.idle > pl.waking && pl.waking == 0 {
+		pl.waking++
+		pl.workReady.Signal()
 	}
 }
 
@@ -159,9 +149,6 @@ func (pl *pool) finishLocked(j *job) {
 	q[0] = nil
 	pl.lanes[j.lane] = q[1:]
 	pl.pushReadyLocked(next)
-	if pl.idle > 0 {
-		pl.workReady.Signal()
-	}
 }
 
 // pushReadyLocked makes j ready; pl.mu is held. The queue reuses its array: it never holds
@@ -242,9 +229,7 @@ func (pl *pool) submitAll(js []*job) {
 		}
 		pl.pushReadyLocked(j)
 	}
-	if pl.idle > 0 && pl.head < len(pl.ready) {
-		pl.workReady.Signal() // a worker woken with more ready than its share wakes another
-	}
+	pl.wakeLocked()
 	pl.mu.Unlock()
 }
 
