@@ -22,7 +22,7 @@ type partition struct {
 	log      *slog.Logger
 	consumed prometheus.Counter // kpipe_messages_consumed_total of the topic
 	revoked  chan struct{}      // closed when the partition starts to drain
-	changed  chan struct{}      // signalled whenever a message finishes
+	changed  chan struct{}      // signalled whenever a message finishes while draining
 	// ctx is what handlers of the partition's messages get: it ends when the runtime gives
 	// up on them (drain timeout after revocation, end of the shutdown grace period).
 	ctx    context.Context
@@ -30,6 +30,7 @@ type partition struct {
 
 	mu       sync.Mutex
 	inFlight int
+	draining bool  // drain waits for the messages in flight
 	closed   bool  // released: finishing messages no longer mark offsets
 	marked   int64 // last offset marked for commit, -1 if none
 }
@@ -94,7 +95,11 @@ func (pt *partition) abandon() {
 	pt.signal()
 }
 
+// signal wakes drain; pt.mu is held.
 func (pt *partition) signal() {
+	if !pt.draining {
+		return
+	}
 	select {
 	case pt.changed <- struct{}{}:
 	default:
@@ -124,6 +129,7 @@ func (pt *partition) drain(ctx context.Context, bound time.Duration) {
 	defer timer.Stop()
 	for {
 		pt.mu.Lock()
+		pt.draining = true
 		n := pt.inFlight
 		pt.mu.Unlock()
 		if n == 0 {

@@ -43,13 +43,13 @@ type pool struct {
 	wg         sync.WaitGroup
 }
 
-// laneKey names a lane. In Key mode it holds a hash of the key, not the key: a message's
-// key then costs no allocation, and two keys whose hashes collide (about one pair in 2^64)
-// merely share a lane, which keeps both keys' order.
+// laneKey names a lane: a partition and, in Key mode, a hash of the message's topic and
+// key (in Partition mode, of the topic). A lane name then costs no allocation and hashes
+// fast; two lanes whose hashes collide (about one pair in 2^64) merely become one lane, which
+// keeps the order of both.
 type laneKey struct {
-	topic     string
 	partition int32
-	key       uint64
+	hash      uint64
 }
 
 func newPool(ordering kpipev1.Ordering, buffer, workers int) *pool {
@@ -234,9 +234,12 @@ func (pl *pool) submitAll(js []*job) {
 }
 
 func (pl *pool) laneOf(j *job) laneKey {
-	k := laneKey{topic: j.msg.Topic, partition: j.msg.Partition}
+	var h maphash.Hash
+	h.SetSeed(pl.seed)
+	h.WriteString(j.msg.Topic)
 	if pl.ordering == kpipev1.OrderingKey {
-		k.key = maphash.Bytes(pl.seed, j.msg.Key)
+		h.WriteByte(0)
+		h.Write(j.msg.Key)
 	}
-	return k
+	return laneKey{partition: j.msg.Partition, hash: h.Sum64()}
 }
