@@ -66,7 +66,9 @@ func (pt *partition) addAll(ms []*sarama.ConsumerMessage) []*sarama.ConsumerMess
 	return out
 }
 
-// complete records a finished message and marks the new commit offset when it moved.
+// complete records a finished message and moves the offset to mark when it advanced. The
+// offset is handed to sarama (MarkOffset) only before a commit (markForCommit), not for
+// every message.
 func (pt *partition) complete(offset int64) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
@@ -81,9 +83,18 @@ func (pt *partition) complete(offset int64) {
 		return
 	}
 	if advanced {
-		pt.sess.MarkOffset(pt.topic, pt.id, next, "")
 		pt.marked = next
 	}
+}
+
+// markForCommit marks the partition's offset to commit in the session and returns it, -1
+// if none. Marking is idempotent, and sarama ignores a mark below the last one.
+func (pt *partition) markForCommit() int64 {
+	off := pt.markedOffset()
+	if off >= 0 {
+		pt.sess.MarkOffset(pt.topic, pt.id, off, "")
+	}
+	return off
 }
 
 // abandon records a message given up on: its offset is never marked, so neither is any
@@ -148,11 +159,11 @@ func (pt *partition) drain(ctx context.Context, bound time.Duration) {
 }
 
 // close stops marking offsets for the partition, cancels the context of its messages still
-// running, and returns the last offset marked.
+// running, marks the last offset to commit in the session and returns it.
 func (pt *partition) close() int64 {
 	pt.cancel()
 	pt.mu.Lock()
-	defer pt.mu.Unlock()
 	pt.closed = true
-	return pt.marked
+	pt.mu.Unlock()
+	return pt.markForCommit()
 }

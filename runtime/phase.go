@@ -295,7 +295,7 @@ func (h *groupHandler) commitEvery(ctx context.Context, sess sarama.ConsumerGrou
 		h.mu.Lock()
 		marked := make(map[*partition]int64, len(h.parts))
 		for pt := range h.parts {
-			marked[pt] = pt.markedOffset()
+			marked[pt] = pt.markForCommit()
 		}
 		h.mu.Unlock()
 		sess.Commit()
