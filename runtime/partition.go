@@ -22,7 +22,7 @@ type partition struct {
 	log      *slog.Logger
 	consumed prometheus.Counter // kpipe_messages_consumed_total of the topic
 	revoked  chan struct{}      // closed when the partition starts to drain
-	changed  chan struct{}      // signalled whenever a message finishes
+	changed  chan struct{}      // signalled whenever a message finishes while draining
 	// ctx is what handlers of the partition's messages get: it ends when the runtime gives
 	// up on them (drain timeout after revocation, end of the shutdown grace period).
 	ctx    context.Context
@@ -30,6 +30,7 @@ type partition struct {
 
 	mu       sync.Mutex
 	inFlight int
+	draining bool  // drain waits for the messages in flight
 	closed   bool  // released: finishing messages no longer mark offsets
 	marked   int64 // last offset marked for commit, -1 if none
 }
@@ -48,18 +49,26 @@ func newPartition(ctx context.Context, sess sarama.ConsumerGroupSession, topic s
 	}
 }
 
-// add starts tracking a consumed offset.
-func (pt *partition) add(offset int64) error {
+// addAll starts tracking the offsets of consumed messages and returns the messages it
+// took, in ms's array: a message delivered twice is logged and left out.
+func (pt *partition) addAll(ms []*sarama.ConsumerMessage) []*sarama.ConsumerMessage {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	if err := pt.tracker.Add(offset); err != nil {
-		return err
+	out := ms[:0]
+	for _, m := range ms {
+		if err := pt.tracker.Add(m.Offset); err != nil {
+			pt.log.Warn("skipping a message delivered twice", "err", err)
+			continue
+		}
+		pt.inFlight++
+		out = append(out, m)
 	}
-	pt.inFlight++
-	return nil
+	return out
 }
 
-// complete records a finished message and marks the new commit offset when it moved.
+// complete records a finished message and moves the offset to mark when it advanced. The
+// offset is handed to sarama (MarkOffset) only before a commit (markForCommit), not for
+// every message.
 func (pt *partition) complete(offset int64) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
@@ -74,9 +83,18 @@ func (pt *partition) complete(offset int64) {
 		return
 	}
 	if advanced {
-		pt.sess.MarkOffset(pt.topic, pt.id, next, "")
 		pt.marked = next
 	}
+}
+
+// markForCommit marks the partition's offset to commit in the session and returns it, -1
+// if none. Marking is idempotent, and sarama ignores a mark below the last one.
+func (pt *partition) markForCommit() int64 {
+	off := pt.markedOffset()
+	if off >= 0 {
+		pt.sess.MarkOffset(pt.topic, pt.id, off, "")
+	}
+	return off
 }
 
 // abandon records a message given up on: its offset is never marked, so neither is any
@@ -88,7 +106,11 @@ func (pt *partition) abandon() {
 	pt.signal()
 }
 
+// signal wakes drain; pt.mu is held.
 func (pt *partition) signal() {
+	if !pt.draining {
+		return
+	}
 	select {
 	case pt.changed <- struct{}{}:
 	default:
@@ -118,6 +140,7 @@ func (pt *partition) drain(ctx context.Context, bound time.Duration) {
 	defer timer.Stop()
 	for {
 		pt.mu.Lock()
+		pt.draining = true
 		n := pt.inFlight
 		pt.mu.Unlock()
 		if n == 0 {
@@ -136,11 +159,11 @@ func (pt *partition) drain(ctx context.Context, bound time.Duration) {
 }
 
 // close stops marking offsets for the partition, cancels the context of its messages still
-// running, and returns the last offset marked.
+// running, marks the last offset to commit in the session and returns it.
 func (pt *partition) close() int64 {
 	pt.cancel()
 	pt.mu.Lock()
-	defer pt.mu.Unlock()
 	pt.closed = true
-	return pt.marked
+	pt.mu.Unlock()
+	return pt.markForCommit()
 }

@@ -142,28 +142,30 @@ func (ph *phase) watchIdle(ctx context.Context, stop context.CancelFunc) {
 	}
 }
 
-// admit takes one consumed message into the pool; false when ctx ended first.
-func (ph *phase) admit(ctx context.Context, pt *partition, m *sarama.ConsumerMessage) bool {
-	if !ph.pool.acquire(ctx) {
-		return false
-	}
-	if err := pt.add(m.Offset); err != nil {
-		ph.pool.release()
-		pt.log.Warn("skipping a message delivered twice", "err", err)
-		return true
+// maxAdmit bounds the messages a consumer takes into the pool at once.
+const maxAdmit = 64
+
+// admit takes consumed messages of one partition into the pool, in order; each holds one
+// of the slots the caller took for them. js is scratch space, returned for reuse.
+func (ph *phase) admit(pt *partition, ms []*sarama.ConsumerMessage, js []*job) []*job {
+	took := pt.addAll(ms)
+	ph.pool.release(len(ms) - len(took))
+	if len(took) == 0 {
+		return js
 	}
 	now := time.Now()
 	ph.lastConsumed.Store(now.UnixNano())
-	ph.inFlight.Add(1)
-	pt.consumed.Inc()
-	ph.p.metrics.inFlight.Inc()
-	j := &job{msg: m, part: pt, start: now}
-	if !ph.pool.submit(ctx, j) {
-		ph.pool.release()
-		ph.finish(j, resultAbandoned)
-		return false
+	n := len(took)
+	ph.inFlight.Add(int64(n))
+	pt.consumed.Add(float64(n))
+	ph.p.metrics.inFlight.Add(float64(n))
+	js = js[:0]
+	for _, m := range took {
+		js = append(js, &job{msg: m, part: pt, start: now})
 	}
-	return true
+	ph.pool.submitAll(js)
+	clear(js)
+	return js
 }
 
 // groupHandler is the sarama.ConsumerGroupHandler of a phase.
@@ -212,15 +214,47 @@ func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 
 	ctx := sess.Context()
 	msgs := claim.Messages()
+	var (
+		ms []*sarama.ConsumerMessage
+		js []*job
+	)
 loop:
 	for {
+		var first *sarama.ConsumerMessage
 		select {
 		case <-ctx.Done():
 			break loop
 		case m, ok := <-msgs:
-			if !ok || !ph.admit(ctx, pt, m) {
+			if !ok {
 				break loop
 			}
+			first = m
+		}
+		// Take slots for the messages already waiting too, and admit them together.
+		n := ph.pool.acquireUpTo(ctx, maxAdmit)
+		if n == 0 {
+			break loop
+		}
+		ms = append(ms[:0], first)
+		open := true
+	fill:
+		for len(ms) < n {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					open = false
+					break fill
+				}
+				ms = append(ms, m)
+			default:
+				break fill
+			}
+		}
+		ph.pool.release(n - len(ms))
+		js = ph.admit(pt, ms, js)
+		clear(ms)
+		if !open {
+			break loop
 		}
 	}
 	// A revoked partition waits for its messages at most the drain timeout; at shutdown
@@ -261,7 +295,7 @@ func (h *groupHandler) commitEvery(ctx context.Context, sess sarama.ConsumerGrou
 		h.mu.Lock()
 		marked := make(map[*partition]int64, len(h.parts))
 		for pt := range h.parts {
-			marked[pt] = pt.markedOffset()
+			marked[pt] = pt.markForCommit()
 		}
 		h.mu.Unlock()
 		sess.Commit()

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"hash/maphash"
 	"sync"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
@@ -15,34 +16,62 @@ import (
 //
 // Ordering uses lanes. In Partition mode a lane is a partition, in Key mode a key of a
 // partition; Unordered has no lanes. A message whose lane is busy waits in the lane, not in
-// the buffer; the worker that finishes a lane's message goes on with the lane's next one, so
-// a lane never runs on two workers at once and keeps its order.
+// the ready queue; when a worker is done with a lane's message, the lane's next one becomes
+// ready, so a lane never runs on two workers at once and keeps its order.
+//
+// The hand-off is cheap per message: a consumer takes slots for the messages it has at hand
+// and submits them under one lock; a worker gives back the slot and lane of the message it
+// finished and takes the next ready one under one lock, and waits on a condition variable
+// only when nothing is ready. A worker takes one message at a time, so a message that hangs
+// holds up its own lane only.
 type pool struct {
 	ordering kpipev1.Ordering
-	ready    chan *job     // the bounded buffer: messages a worker may start
-	slots    chan struct{} // one per message held by the pool
-	mu       sync.Mutex
-	lanes    map[laneKey][]*job // busy lanes and the messages waiting in them
-	wg       sync.WaitGroup
+	capacity int // slots: buffer + workers
+
+	mu         sync.Mutex
+	held       int                // slots taken: messages held by the pool
+	ready      []*job             // messages a worker may start, at most one per lane; ready[head:] are waiting
+	head       int                // ready[:head] were taken
+	lanes      map[laneKey][]*job // busy lanes and the messages waiting in them
+	seed       maphash.Seed       // of the key hashes in laneKey
+	idle       int                // workers waiting for work
+	waking     int                // of them, signalled and not yet running
+	spaceWait  int                // consumers waiting for a slot
+	stopped    bool               // the workers' context ended
+	workReady  sync.Cond          // signalled when a message becomes ready or the workers stop
+	spaceFreed sync.Cond          // broadcast when slots are given back or a waiting consumer's ctx ends
+	wg         sync.WaitGroup
 }
 
+// laneKey names a lane: a partition and, in Key mode, a hash of the message's topic and
+// key (in Partition mode, of the topic). A lane name then costs no allocation and hashes
+// fast; two lanes whose hashes collide (about one pair in 2^64) merely become one lane, which
+// keeps the order of both.
 type laneKey struct {
-	topic     string
 	partition int32
-	key       string
+	hash      uint64
 }
 
 func newPool(ordering kpipev1.Ordering, buffer, workers int) *pool {
-	return &pool{
+	pl := &pool{
 		ordering: ordering,
-		ready:    make(chan *job, buffer),
-		slots:    make(chan struct{}, buffer+workers),
+		capacity: buffer + workers,
 		lanes:    map[laneKey][]*job{},
+		seed:     maphash.MakeSeed(),
 	}
+	pl.workReady.L = &pl.mu
+	pl.spaceFreed.L = &pl.mu
+	return pl
 }
 
 // start runs n workers until ctx ends. process must not block past ctx.
 func (pl *pool) start(ctx context.Context, n int, process func(*job)) {
+	context.AfterFunc(ctx, func() {
+		pl.mu.Lock()
+		pl.stopped = true
+		pl.mu.Unlock()
+		pl.workReady.Broadcast()
+	})
 	for range n {
 		pl.wg.Go(func() { pl.work(ctx, process) })
 	}
@@ -52,87 +81,165 @@ func (pl *pool) start(ctx context.Context, n int, process func(*job)) {
 func (pl *pool) wait() { pl.wg.Wait() }
 
 func (pl *pool) work(ctx context.Context, process func(*job)) {
+	var j *job // the message this worker was last done with
+	pl.mu.Lock()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case j := <-pl.ready:
-			for j != nil && ctx.Err() == nil {
-				process(j)
-				<-pl.slots
-				j = pl.next(j)
+		if j != nil {
+			pl.finishLocked(j)
+		}
+		for pl.head == len(pl.ready) && !pl.stopped {
+			pl.idle++
+			pl.workReady.Wait()
+			pl.idle--
+			if pl.waking > 0 {
+				pl.waking--
 			}
 		}
+		if pl.stopped {
+			pl.mu.Unlock()
+			return
+		}
+		j = pl.ready[pl.head]
+		pl.take(1)
+		pl.wakeLocked()
+		pl.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		process(j)
+		pl.mu.Lock()
 	}
+}
+
+// wakeLocked wakes an idle worker when messages are ready and no worker is already on its
+// way to them; that one wakes the next if messages are still left when it took one. pl.mu
+// is held.
+func (pl *pool) wakeLocked() {
+	if pl.head < len(pl.ready) && pl.idle > pl.waking && pl.waking == 0 {
+		pl.waking++
+		pl.workReady.Signal()
+	}
+}
+
+// take removes the first n ready messages; pl.mu is held.
+func (pl *pool) take(n int) {
+	clear(pl.ready[pl.head : pl.head+n])
+	pl.head += n
+	if pl.head == len(pl.ready) {
+		pl.ready, pl.head = pl.ready[:0], 0
+	}
+}
+
+// finishLocked gives back the slot of a message a worker is done with and makes the next
+// message of its lane ready; pl.mu is held.
+func (pl *pool) finishLocked(j *job) {
+	pl.held--
+	if pl.spaceWait > 0 {
+		pl.spaceFreed.Broadcast()
+	}
+	if pl.ordering == kpipev1.OrderingUnordered {
+		return
+	}
+	q := pl.lanes[j.lane]
+	if len(q) == 0 {
+		delete(pl.lanes, j.lane)
+		return
+	}
+	next := q[0]
+	q[0] = nil
+	pl.lanes[j.lane] = q[1:]
+	pl.pushReadyLocked(next)
+}
+
+// pushReadyLocked makes j ready; pl.mu is held. The queue reuses its array: it never holds
+// more than the pool's slots.
+func (pl *pool) pushReadyLocked(j *job) {
+	if len(pl.ready) == cap(pl.ready) && pl.head > 0 {
+		n := copy(pl.ready, pl.ready[pl.head:])
+		clear(pl.ready[n:])
+		pl.ready, pl.head = pl.ready[:n], 0
+	}
+	pl.ready = append(pl.ready, j)
 }
 
 // acquire takes a slot for a message about to be consumed; false when ctx ended first.
-func (pl *pool) acquire(ctx context.Context) bool {
-	select {
-	case pl.slots <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
+func (pl *pool) acquire(ctx context.Context) bool { return pl.acquireUpTo(ctx, 1) == 1 }
 
-// release gives back a slot taken by acquire for a message that never reached the pool.
-func (pl *pool) release() { <-pl.slots }
-
-// submit hands a message (holding a slot) to the pool; false when ctx ended first, and then
-// the message is not in the pool.
-func (pl *pool) submit(ctx context.Context, j *job) bool {
-	if pl.ordering != kpipev1.OrderingUnordered {
-		k := pl.laneOf(j)
-		pl.mu.Lock()
-		if q, busy := pl.lanes[k]; busy {
-			pl.lanes[k] = append(q, j)
-			pl.mu.Unlock()
-			return true
-		}
-		pl.lanes[k] = nil
-		pl.mu.Unlock()
-		// Only the consumer of j's partition submits to j's lane, so nothing can have
-		// queued behind j if the send below fails.
-		select {
-		case pl.ready <- j:
-			return true
-		case <-ctx.Done():
-			pl.mu.Lock()
-			delete(pl.lanes, k)
-			pl.mu.Unlock()
-			return false
-		}
-	}
-	select {
-	case pl.ready <- j:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// next returns the message waiting behind j in j's lane, or nil and frees the lane.
-func (pl *pool) next(j *job) *job {
-	if pl.ordering == kpipev1.OrderingUnordered {
-		return nil
-	}
-	k := pl.laneOf(j)
+// acquireUpTo takes between 1 and n slots, as many as are free, waiting for one when none
+// is; it returns how many it took, 0 when ctx ended first.
+func (pl *pool) acquireUpTo(ctx context.Context, n int) int {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	q := pl.lanes[k]
-	if len(q) == 0 {
-		delete(pl.lanes, k)
-		return nil
+	if pl.held >= pl.capacity {
+		if ctx.Err() != nil {
+			return 0
+		}
+		stop := context.AfterFunc(ctx, func() {
+			pl.mu.Lock()
+			pl.spaceFreed.Broadcast()
+			pl.mu.Unlock()
+		})
+		defer stop()
+		pl.spaceWait++
+		for pl.held >= pl.capacity && ctx.Err() == nil {
+			pl.spaceFreed.Wait()
+		}
+		pl.spaceWait--
+		if pl.held >= pl.capacity {
+			return 0
+		}
 	}
-	pl.lanes[k] = q[1:]
-	return q[0]
+	n = min(n, pl.capacity-pl.held)
+	pl.held += n
+	return n
+}
+
+// release gives back n slots taken by acquire for messages that never reached the pool.
+func (pl *pool) release(n int) {
+	if n <= 0 {
+		return
+	}
+	pl.mu.Lock()
+	pl.held -= n
+	if pl.spaceWait > 0 {
+		pl.spaceFreed.Broadcast()
+	}
+	pl.mu.Unlock()
+}
+
+// submit hands a message (holding a slot) to the pool. It never waits: the slot is its room.
+func (pl *pool) submit(j *job) { pl.submitAll([]*job{j}) }
+
+// submitAll hands messages (each holding a slot) to the pool, in their order. Only the
+// consumer of a partition submits that partition's messages.
+func (pl *pool) submitAll(js []*job) {
+	if pl.ordering != kpipev1.OrderingUnordered {
+		for _, j := range js {
+			j.lane = pl.laneOf(j)
+		}
+	}
+	pl.mu.Lock()
+	for _, j := range js {
+		if pl.ordering != kpipev1.OrderingUnordered {
+			if q, busy := pl.lanes[j.lane]; busy {
+				pl.lanes[j.lane] = append(q, j)
+				continue
+			}
+			pl.lanes[j.lane] = nil
+		}
+		pl.pushReadyLocked(j)
+	}
+	pl.wakeLocked()
+	pl.mu.Unlock()
 }
 
 func (pl *pool) laneOf(j *job) laneKey {
-	k := laneKey{topic: j.msg.Topic, partition: j.msg.Partition}
+	var h maphash.Hash
+	h.SetSeed(pl.seed)
+	h.WriteString(j.msg.Topic)
 	if pl.ordering == kpipev1.OrderingKey {
-		k.key = string(j.msg.Key)
+		h.WriteByte(0)
+		h.Write(j.msg.Key)
 	}
-	return k
+	return laneKey{partition: j.msg.Partition, hash: h.Sum64()}
 }

@@ -70,10 +70,11 @@ func TestPoolLanes(t *testing.T) {
 				feeders.Go(func() {
 					for o := range int64(perPartition) {
 						m := &sarama.ConsumerMessage{Topic: "t", Partition: p, Offset: o, Key: []byte(strconv.Itoa(int(o) % keys))}
-						if !pl.acquire(ctx) || !pl.submit(ctx, &job{msg: m}) {
+						if !pl.acquire(ctx) {
 							t.Error("pool refused a message")
 							return
 						}
+						pl.submit(&job{msg: m})
 					}
 				})
 			}
@@ -107,4 +108,194 @@ func TestJitteredBackoff(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestPoolBatches feeds the pool in batches, as the consumer does (as many slots as are
+// free, up to 64, then the messages of one partition submitted together), and checks that
+// lanes keep their order, every message is processed once, and the pool never holds more
+// messages than its slots.
+func TestPoolBatches(t *testing.T) {
+	const partitions, keys, perPartition, buffer, workers = 3, 5, 2000, 4, 3
+	for _, ordering := range []kpipev1.Ordering{kpipev1.OrderingPartition, kpipev1.OrderingKey, kpipev1.OrderingUnordered} {
+		t.Run(string(ordering), func(t *testing.T) {
+			pl := newPool(ordering, buffer, workers)
+			var (
+				mu          sync.Mutex
+				outstanding int // slots taken by the feeders minus messages processed
+				most        int
+				running     = map[testLane]bool{}
+				last        = map[testLane]int64{}
+				processed   = map[[2]int64]int{}
+			)
+			ctx, cancel := context.WithCancel(context.Background())
+			var done sync.WaitGroup
+			done.Add(partitions * perPartition)
+			pl.start(ctx, workers, func(j *job) {
+				lane := testLane{partition: j.msg.Partition}
+				if ordering == kpipev1.OrderingKey {
+					lane.key = string(j.msg.Key)
+				}
+				mu.Lock()
+				processed[[2]int64{int64(j.msg.Partition), j.msg.Offset}]++
+				if ordering != kpipev1.OrderingUnordered {
+					if running[lane] {
+						t.Errorf("lane %v runs two messages at once", lane)
+					}
+					if prev, ok := last[lane]; ok && j.msg.Offset <= prev {
+						t.Errorf("lane %v: offset %d after %d", lane, j.msg.Offset, prev)
+					}
+					running[lane], last[lane] = true, j.msg.Offset
+				}
+				mu.Unlock()
+				if rand.IntN(10) == 0 {
+					time.Sleep(time.Duration(rand.IntN(100)) * time.Microsecond)
+				}
+				mu.Lock()
+				running[lane] = false
+				outstanding--
+				mu.Unlock()
+				done.Done()
+			})
+			var feeders sync.WaitGroup
+			for p := range int32(partitions) {
+				feeders.Go(func() {
+					for o := int64(0); o < perPartition; {
+						n := pl.acquireUpTo(ctx, 64)
+						if n == 0 {
+							t.Error("pool refused a message")
+							return
+						}
+						mu.Lock()
+						outstanding += n
+						most = max(most, outstanding)
+						if outstanding > buffer+workers {
+							t.Errorf("%d messages held by the pool, more than its %d slots", outstanding, buffer+workers)
+						}
+						mu.Unlock()
+						// Sometimes fewer messages are at hand than slots were taken.
+						use := min(n, rand.IntN(n)+1, int(perPartition-o))
+						mu.Lock()
+						outstanding -= n - use
+						mu.Unlock()
+						pl.release(n - use)
+						js := make([]*job, 0, use)
+						for range use {
+							js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Partition: p, Offset: o, Key: []byte(strconv.Itoa(int(o) % keys))}})
+							o++
+						}
+						pl.submitAll(js)
+					}
+				})
+			}
+			feeders.Wait()
+			done.Wait()
+			cancel()
+			pl.wait()
+			for k, n := range processed {
+				if n != 1 {
+					t.Errorf("message %v processed %d times", k, n)
+				}
+			}
+			if len(processed) != partitions*perPartition {
+				t.Errorf("%d messages processed, want %d", len(processed), partitions*perPartition)
+			}
+			if len(pl.lanes) != 0 || pl.held != 0 {
+				t.Errorf("%d lanes left busy, %d slots held", len(pl.lanes), pl.held)
+			}
+			t.Logf("%s: at most %d of %d slots taken", ordering, most, buffer+workers)
+		})
+	}
+}
+
+type testLane struct {
+	partition int32
+	key       string
+}
+
+// TestPoolAcquireEndsWithContext: a consumer waiting for a slot of a full pool gives up when
+// its context ends, and a slot given back lets the next one in.
+func TestPoolAcquireEndsWithContext(t *testing.T) {
+	pl := newPool(kpipev1.OrderingKey, 1, 1)
+	if n := pl.acquireUpTo(context.Background(), 5); n != 2 {
+		t.Fatalf("took %d slots of an empty pool of 2, want 2", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan int)
+	go func() { got <- pl.acquireUpTo(ctx, 1) }()
+	cancel()
+	if n := <-got; n != 0 {
+		t.Fatalf("took %d slots of a full pool after the context ended", n)
+	}
+	go func() { got <- pl.acquireUpTo(context.Background(), 3) }()
+	pl.release(1)
+	if n := <-got; n != 1 {
+		t.Fatalf("took %d slots after one was given back, want 1", n)
+	}
+}
+
+// BenchmarkPoolHandoff measures the pool's cost per message with a no-op processor: 6
+// feeders (one per partition, as the consumer runs) submit batches of up to 8 messages of
+// 100 keys each to 8 workers, Key ordering, buffer 16.
+//
+//	go test ./runtime -run '^$' -bench '^BenchmarkPoolHandoff$'
+func BenchmarkPoolHandoff(b *testing.B) {
+	const partitions, workers, buffer, batch = 6, 8, 16, 8
+	pl := newPool(kpipev1.OrderingKey, buffer, workers)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var done sync.WaitGroup
+	pl.start(ctx, workers, func(*job) { done.Done() })
+	keys := make([][]byte, 100)
+	for i := range keys {
+		keys[i] = []byte(strconv.Itoa(i))
+	}
+	per := b.N/partitions + 1
+	done.Add(per * partitions)
+	b.ResetTimer()
+	var feeders sync.WaitGroup
+	for p := range int32(partitions) {
+		feeders.Go(func() {
+			js := make([]*job, 0, batch)
+			for o := 0; o < per; {
+				n := pl.acquireUpTo(ctx, min(batch, per-o))
+				js = js[:0]
+				for range n {
+					js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Partition: p, Offset: int64(o), Key: keys[o%len(keys)]}})
+					o++
+				}
+				pl.submitAll(js)
+			}
+		})
+	}
+	feeders.Wait()
+	done.Wait()
+}
+
+// TestPoolHangingMessageHoldsOnlyItsLane: while one message hangs on a worker, the messages
+// of other lanes submitted with it in one batch all run on the other worker.
+func TestPoolHangingMessageHoldsOnlyItsLane(t *testing.T) {
+	pl := newPool(kpipev1.OrderingKey, 16, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer pl.wait()
+	defer cancel()
+	hang := make(chan struct{})
+	var others sync.WaitGroup
+	others.Add(10)
+	pl.start(ctx, 2, func(j *job) {
+		if string(j.msg.Key) == "hang" {
+			<-hang
+			return
+		}
+		others.Done()
+	})
+	js := []*job{{msg: &sarama.ConsumerMessage{Topic: "t", Key: []byte("hang")}}}
+	for i := range 10 {
+		js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Offset: int64(i + 1), Key: []byte(strconv.Itoa(i))}})
+	}
+	if n := pl.acquireUpTo(ctx, len(js)); n != len(js) {
+		t.Fatalf("took %d slots, want %d", n, len(js))
+	}
+	pl.submitAll(js)
+	others.Wait() // hangs, and the test times out, if a message waits behind the hanging one
+	close(hang)
 }

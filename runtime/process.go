@@ -25,11 +25,18 @@ const (
 type job struct {
 	msg      *sarama.ConsumerMessage
 	part     *partition
+	lane     laneKey // set by the pool, in Partition and Key ordering
 	start    time.Time
 	attempt  int  // attempts started so far
 	ackSlot  bool // holds a slot of the producer window
 	stalled  bool // past its attempts with no dead-letter topic (kpipe_messages_stalled)
 	finished atomic.Bool
+
+	// The Message of the first attempt and room for its headers, allocated with the job.
+	// Retries get a Message of their own, so a handler that kept the first one never sees
+	// it change.
+	firstMsg Message
+	firstHdr [2]Header
 }
 
 // delivery rides along with a produced message (ProducerMessage.Metadata) so its ack or
@@ -101,17 +108,35 @@ func (ph *phase) callHandler(j *job) (err error) {
 			err = fmt.Errorf("handler panicked: %v", r)
 		}
 	}()
-	return ph.p.handler.Handle(j.part.ctx, toMessage(j.msg, j.attempt))
+	return ph.p.handler.Handle(j.part.ctx, j.message())
+}
+
+// message is what the handler gets for the current attempt.
+func (j *job) message() *Message {
+	if j.attempt == 1 {
+		fillMessage(&j.firstMsg, j.msg, j.attempt, j.firstHdr[:0])
+		return &j.firstMsg
+	}
+	return toMessage(j.msg, j.attempt)
 }
 
 func toMessage(m *sarama.ConsumerMessage, attempt int) *Message {
-	hs := make([]Header, 0, len(m.Headers))
+	out := &Message{}
+	fillMessage(out, m, attempt, make([]Header, 0, len(m.Headers)))
+	return out
+}
+
+// fillMessage sets *out from m; the headers go in hs's array when they fit.
+func fillMessage(out *Message, m *sarama.ConsumerMessage, attempt int, hs []Header) {
+	if cap(hs) < len(m.Headers) {
+		hs = make([]Header, 0, len(m.Headers))
+	}
 	for _, h := range m.Headers {
 		if h != nil {
 			hs = append(hs, Header{Key: string(h.Key), Value: h.Value})
 		}
 	}
-	return &Message{
+	*out = Message{
 		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
 		Key: m.Key, Value: m.Value, Headers: hs, Timestamp: m.Timestamp, Attempt: attempt,
 	}

@@ -18,6 +18,7 @@ import (
 type Tracker struct {
 	mu      sync.Mutex
 	pending []entry // ascending offsets; pending[0] is the oldest unfinished one
+	buf     []entry // the array pending lives in, reused once pending empties
 	last    int64   // last offset added, -1 before the first
 	next    int64   // offset to commit: every tracked offset below it has finished; -1 if none yet
 }
@@ -41,7 +42,13 @@ func (t *Tracker) Add(offset int64) error {
 		return fmt.Errorf("offset %d added after offset %d: offsets must ascend", offset, t.last)
 	}
 	t.last = offset
+	if len(t.pending) == 0 && cap(t.buf) > 0 {
+		t.pending = t.buf[:0]
+	}
 	t.pending = append(t.pending, entry{offset: offset})
+	if cap(t.pending) > cap(t.buf) {
+		t.buf = t.pending[:0:cap(t.pending)]
+	}
 	return nil
 }
 
@@ -68,7 +75,7 @@ func (t *Tracker) Done(offset int64) (next int64, advanced bool, err error) {
 	t.next = t.pending[n-1].offset + 1
 	t.pending = t.pending[n:]
 	if len(t.pending) == 0 {
-		t.pending = nil // let the backing array go
+		t.pending = t.buf[:0] // start over at the front of the array
 	}
 	return t.next, true, nil
 }
