@@ -175,7 +175,9 @@ func TestRequestsPerPoll(t *testing.T) {
 	if one.Of(kmsg.ListOffsets) != 3 || one.Of(kmsg.Metadata) != 1 || one.Of(kmsg.OffsetFetch) != 1 || one.Total() != 5 {
 		t.Errorf("one pipeline: %s; want 1 Metadata, 3 ListOffsets (one per broker), 1 OffsetFetch", one)
 	}
-	if small.Total() != one.Total() {
+	// 12 partitions may have their leaders on fewer than the 3 brokers (kfake places them at
+	// random), so the small cluster costs at most, not exactly, what the large one does.
+	if small.Total() > one.Total() || small.Of(kmsg.ListOffsets) > 3 {
 		t.Errorf("cost grows with partitions: %s vs %s", small, one)
 	}
 	if oneBroker.Of(kmsg.ListOffsets) != 1 {
