@@ -47,7 +47,7 @@ verify: ## Fail when gofmt, go vet or the generated files are not clean.
 
 .PHONY: test
 test: verify envtest ## Verify, then run every test (unit, envtest, end-to-end).
-	KUBEBUILDER_ASSETS="$$(cat $(BIN)/.envtest-assets)" go test ./... -timeout $(TEST_TIMEOUT) $(GINKGO_FLAGS)
+	KUBEBUILDER_ASSETS="$$(cat $(BIN)/.envtest-assets)" go test ./... -count=1 -timeout $(TEST_TIMEOUT) $(GINKGO_FLAGS)
 
 .PHONY: demo
 demo: envtest build ## The whole loop on this machine: embedded Kafka, control plane, operator, replicas. DEMO_FLAGS=-keep-running keeps it up.
