@@ -24,8 +24,10 @@ type Rates struct {
 	// replicas that ran and by the interval plus one commit interval (a committed offset
 	// trails the processed one by up to a commit interval, so the work committed in the
 	// interval may have taken that much longer): a lower bound of what one replica can
-	// process; replicas that were starting, idle or rebalancing only make it lower. Zero when
-	// no replica ran.
+	// process; replicas that were starting or rebalancing only make it lower. Zero when no
+	// replica ran, and when the interval ended with the replicas caught up (no more left to
+	// commit than two commit intervals of their work): replicas that ran out of work were idle
+	// part of the time, and their rate says nothing about what one replica can do.
 	PerReplica float64
 	// OK is false when the two polls cannot be compared (no earlier poll, no time between
 	// them).
@@ -47,7 +49,7 @@ func MeasureRates(prev, cur Poll, skip map[TopicPartition]bool, commitInterval t
 	for _, o := range prev.Offsets {
 		before[o.TopicPartition] = o
 	}
-	var produced, consumed int64
+	var produced, consumed, left int64
 	for _, o := range cur.Offsets {
 		p, ok := before[o.TopicPartition]
 		if !ok || skip[o.TopicPartition] || o.Newest < p.Newest {
@@ -56,12 +58,18 @@ func MeasureRates(prev, cur Poll, skip map[TopicPartition]bool, commitInterval t
 		produced += o.Newest - p.Newest
 		if p.Committed >= 0 && o.Committed >= p.Committed && o.Committed <= o.Newest {
 			consumed += o.Committed - p.Committed
+			left += o.Newest - o.Committed
 		}
 	}
 	r.OK = true
 	r.Produce = float64(produced) / dNewest
 	r.Consume = float64(consumed) / dCommitted
-	if n := max(prev.Replicas, cur.Replicas); n > 0 {
+	// Only an interval that ended with the replicas still behind measures what they can do:
+	// more left to commit than two commit intervals of their work (the commit trail alone is
+	// up to one). Replicas that caught up were idle part of the time, and a sample from them
+	// would understate a replica and overstate the replicas needed.
+	behind := float64(left) > r.Consume*2*max(commitInterval, 0).Seconds()
+	if n := max(prev.Replicas, cur.Replicas); n > 0 && behind {
 		r.PerReplica = float64(consumed) / (dCommitted + max(commitInterval, 0).Seconds()) / float64(n)
 	}
 	return r

@@ -37,11 +37,20 @@ func TestMeasureRates(t *testing.T) {
 		{"no earlier poll", Poll{}, Poll{Offsets: offs(10, 5), NewestAt: t0, CommittedAt: t0, Replicas: 1}, nil, 0, 0, 0, false},
 		{"the same read twice", prev, prev, nil, 0, 0, 0, false},
 		{"no replica ran", Poll{Offsets: offs(0, 0), NewestAt: prevAt, CommittedAt: prevAt}, Poll{Offsets: offs(100, 0), NewestAt: t0, CommittedAt: t0}, nil, 10, 0, 0, true},
+		{"replicas that caught up measure no capacity: they were idle part of the time",
+			prev, Poll{Offsets: offs(3000, 3000, 2000, 2000, 1500, -1), NewestAt: t0, CommittedAt: t0, Replicas: 4},
+			nil, 400, 310, 0, true},
 	}
 	// One commit interval of slack: 2500 messages committed in 10 s may have taken 11 s.
 	r := MeasureRates(cases[0].prev, cases[0].cur, nil, time.Second)
 	if want := 2500.0 / 11 / 4; math.Abs(r.PerReplica-want) > 1e-9 || r.Consume != 250 {
 		t.Errorf("with a 1 s commit interval: %+v, want perReplica %v, consume 250", r, want)
+	}
+	// At a steady 270 msg/s with a 1 s commit trail, 400 messages left are the trail, not a
+	// backlog: no sample.
+	steady := Poll{Offsets: offs(3000, 2800, 2000, 1800, 1500, -1), NewestAt: t0, CommittedAt: t0, Replicas: 4}
+	if r := MeasureRates(prev, steady, nil, time.Second); r.PerReplica != 0 || !r.OK {
+		t.Errorf("a commit trail taken for a backlog: %+v", r)
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
