@@ -82,14 +82,7 @@ func TestPoolLanes(t *testing.T) {
 			done.Wait()
 			cancel()
 			pl.wait()
-			for k, n := range processed {
-				if n != 1 {
-					t.Errorf("message %v processed %d times", k, n)
-				}
-			}
-			if len(processed) != partitions*perPartition {
-				t.Errorf("%d messages processed, want %d", len(processed), partitions*perPartition)
-			}
+			expectEachOnce(t, processed, partitions*perPartition)
 			if len(pl.lanes) != 0 {
 				t.Errorf("%d lanes left busy", len(pl.lanes))
 			}
@@ -191,14 +184,7 @@ func TestPoolBatches(t *testing.T) {
 			done.Wait()
 			cancel()
 			pl.wait()
-			for k, n := range processed {
-				if n != 1 {
-					t.Errorf("message %v processed %d times", k, n)
-				}
-			}
-			if len(processed) != partitions*perPartition {
-				t.Errorf("%d messages processed, want %d", len(processed), partitions*perPartition)
-			}
+			expectEachOnce(t, processed, partitions*perPartition)
 			if len(pl.lanes) != 0 || pl.held != 0 {
 				t.Errorf("%d lanes left busy, %d slots held", len(pl.lanes), pl.held)
 			}
@@ -298,4 +284,17 @@ func TestPoolHangingMessageHoldsOnlyItsLane(t *testing.T) {
 	pl.submitAll(js)
 	others.Wait() // hangs, and the test times out, if a message waits behind the hanging one
 	close(hang)
+}
+
+// expectEachOnce checks that want distinct messages were processed, each exactly once.
+func expectEachOnce(t *testing.T, processed map[[2]int64]int, want int) {
+	t.Helper()
+	for k, n := range processed {
+		if n != 1 {
+			t.Errorf("message %v processed %d times", k, n)
+		}
+	}
+	if len(processed) != want {
+		t.Errorf("%d messages processed, want %d", len(processed), want)
+	}
 }
