@@ -26,7 +26,7 @@ import (
 	"github.com/kpipe-io/kpipe/controllers/lag"
 	"github.com/kpipe-io/kpipe/controllers/render"
 	"github.com/kpipe-io/kpipe/controllers/scaling"
-	"github.com/kpipe-io/kpipe/runtime/kafkaauth"
+	"github.com/kpipe-io/kpipe/internal/kafkaclient"
 )
 
 // reconcileRun carries one reconcile's inputs and outputs from step to step.
@@ -109,22 +109,22 @@ func (r *KafkaPipelineReconciler) resolveSecrets(ctx context.Context, run *recon
 			}
 			data = s.Data
 		}
-		cfg, err := kafkaauth.TLS(data, t.InsecureSkipVerify)
+		cfg, err := kafkaclient.TLSFromSecret(data, t.InsecureSkipVerify)
 		if err != nil {
 			return &waitError{reason: ReasonSecretInvalid, err: fmt.Errorf("tls secret %q: %w", t.SecretRef.Name, err)}
 		}
-		run.conn.TLS = cfg
+		run.conn.Credentials.TLS = cfg
 	}
 	if s := k.SASL; s != nil {
 		sec, err := get(s.SecretRef.Name)
 		if err != nil {
 			return err
 		}
-		cfg, err := lag.SASLConfig(string(s.Mechanism), sec.Data)
+		cfg, err := kafkaclient.SASLFromSecret(s.Mechanism, sec.Data)
 		if err != nil {
 			return &waitError{reason: ReasonSecretInvalid, err: fmt.Errorf("sasl secret %q: %w", s.SecretRef.Name, err)}
 		}
-		run.conn.SASL = cfg
+		run.conn.Credentials.SASL = cfg
 	}
 	run.secretsHash = render.SecretsHash(secrets...)
 	run.conn.AuthHash = run.secretsHash

@@ -6,24 +6,20 @@ import (
 	"github.com/IBM/sarama"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
-	"github.com/kpipe-io/kpipe/runtime/kafkaauth"
+	"github.com/kpipe-io/kpipe/internal/kafkaclient"
 )
 
 // saramaConfig turns the pipeline's configuration into the sarama configuration shared by
 // its consumer group and its producer.
 func saramaConfig(cfg *Config) (*sarama.Config, error) {
 	spec := cfg.Spec
-	sc := sarama.NewConfig()
-	sc.ClientID = "kpipe"
+	clientID := "kpipe"
 	if cfg.Name != "" {
-		sc.ClientID = "kpipe-" + cfg.Name
+		clientID = "kpipe-" + cfg.Name
 	}
-	if spec.Kafka.Version != "" {
-		v, err := sarama.ParseKafkaVersion(spec.Kafka.Version)
-		if err != nil {
-			return nil, fmt.Errorf("spec.kafka.version: %w", err)
-		}
-		sc.Version = v
+	sc, err := kafkaclient.NewConfig(clientID, spec.Kafka.Version, cfg.Credentials)
+	if err != nil {
+		return nil, err
 	}
 
 	sc.Consumer.Return.Errors = true
@@ -44,15 +40,6 @@ func saramaConfig(cfg *Config) (*sarama.Config, error) {
 		sc.Net.MaxOpenRequests = 1
 	}
 
-	if cfg.TLS != nil {
-		sc.Net.TLS.Enable = true
-		sc.Net.TLS.Config = cfg.TLS
-	}
-	if c := cfg.SASL; c != nil {
-		if err := kafkaauth.SetSASL(sc, c.Mechanism, c.Username, c.Password); err != nil {
-			return nil, fmt.Errorf("spec.kafka.sasl.mechanism: %w", err)
-		}
-	}
 	if err := sc.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka client configuration: %w", err)
 	}

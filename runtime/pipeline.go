@@ -137,7 +137,7 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 		}
 	}
 	p.sarama = sc
-	if cfg.SASL != nil && cfg.SASL.Mechanism == kpipev1.SASLPlain && cfg.TLS == nil {
+	if c := cfg.Credentials; c.SASL != nil && c.SASL.Mechanism == kpipev1.SASLPlain && c.TLS == nil {
 		p.log.Warn("SASL PLAIN without TLS sends the password in clear text; set spec.kafka.tls")
 	}
 	return p, nil

@@ -8,7 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/kpipe-io/kpipe/runtime/kafkaauth"
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+	"github.com/kpipe-io/kpipe/internal/kafkaclient"
 	"github.com/kpipe-io/kpipe/test/kafkatest"
 )
 
@@ -25,11 +26,11 @@ func TestTLS(t *testing.T) {
 	r := NewReader(Options{Timeout: 5 * time.Second})
 	defer r.Close()
 	poll := func(authHash string, data map[string][]byte) error {
-		cfg, err := kafkaauth.TLS(data, false)
+		cfg, err := kafkaclient.TLSFromSecret(data, false)
 		if err != nil {
 			return err
 		}
-		_, err = r.Poll(context.Background(), Query{Pipeline: "ns/tls", Conn: Connection{BootstrapServers: kc.ListenAddrs(), TLS: cfg, AuthHash: authHash}, Topics: []string{"secure"}, Group: "g"})
+		_, err = r.Poll(context.Background(), Query{Pipeline: "ns/tls", Conn: Connection{BootstrapServers: kc.ListenAddrs(), Credentials: kafkaclient.Credentials{TLS: cfg}, AuthHash: authHash}, Topics: []string{"secure"}, Group: "g"})
 		return err
 	}
 	if err := poll("with-ca", map[string][]byte{"ca.crt": pki.CA, "tls.crt": pki.ClientCert, "tls.key": pki.ClientKey}); err != nil {
@@ -38,10 +39,10 @@ func TestTLS(t *testing.T) {
 	if err := poll("without-ca", map[string][]byte{"tls.crt": pki.ClientCert, "tls.key": pki.ClientKey}); err == nil {
 		t.Fatal("a broker signed by an unknown CA was trusted")
 	}
-	if _, err := kafkaauth.TLS(map[string][]byte{"tls.crt": pki.ClientCert}, false); err == nil || !strings.Contains(err.Error(), "together") {
+	if _, err := kafkaclient.TLSFromSecret(map[string][]byte{"tls.crt": pki.ClientCert}, false); err == nil || !strings.Contains(err.Error(), "together") {
 		t.Fatalf("tls.crt without tls.key: %v", err)
 	}
-	if _, err := kafkaauth.TLS(map[string][]byte{"ca.crt": []byte("not pem")}, false); err == nil || strings.Contains(err.Error(), "not pem") {
+	if _, err := kafkaclient.TLSFromSecret(map[string][]byte{"ca.crt": []byte("not pem")}, false); err == nil || strings.Contains(err.Error(), "not pem") {
 		t.Fatalf("bad ca.crt: %v (must not echo the contents)", err)
 	}
 }
@@ -58,11 +59,11 @@ func TestSASLMechanisms(t *testing.T) {
 			r := NewReader(Options{Timeout: 5 * time.Second})
 			defer r.Close()
 			for _, pw := range []string{"s3cret", "wrong"} {
-				sasl, err := SASLConfig(mech, map[string][]byte{"username": []byte("kpipe"), "password": []byte(pw)})
+				sasl, err := kafkaclient.SASLFromSecret(kpipev1.SASLMechanism(mech), map[string][]byte{"username": []byte("kpipe"), "password": []byte(pw)})
 				if err != nil {
 					t.Fatal(err)
 				}
-				_, err = r.Poll(context.Background(), Query{Pipeline: "ns/p", Conn: Connection{BootstrapServers: kc.ListenAddrs(), SASL: sasl, AuthHash: pw}, Topics: []string{"t"}, Group: "g"})
+				_, err = r.Poll(context.Background(), Query{Pipeline: "ns/p", Conn: Connection{BootstrapServers: kc.ListenAddrs(), Credentials: kafkaclient.Credentials{SASL: sasl}, AuthHash: pw}, Topics: []string{"t"}, Group: "g"})
 				if (err == nil) != (pw == "s3cret") {
 					t.Fatalf("password %q: err %v", pw, err)
 				}
@@ -72,7 +73,7 @@ func TestSASLMechanisms(t *testing.T) {
 			}
 		})
 	}
-	if _, err := SASLConfig("PLAIN", map[string][]byte{"username": []byte("u")}); err == nil || !strings.Contains(err.Error(), "password") {
+	if _, err := kafkaclient.SASLFromSecret(kpipev1.SASLPlain, map[string][]byte{"username": []byte("u")}); err == nil || !strings.Contains(err.Error(), "password") {
 		t.Fatalf("missing password: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kpipe-io/kpipe/internal/kafkaclient"
 	"github.com/kpipe-io/kpipe/test/kafkatest"
 )
 
@@ -23,7 +24,7 @@ type naiveLag struct {
 
 func newNaiveLag(addrs []string) (*naiveLag, error) {
 	sc := sarama.NewConfig()
-	sc.Version = DefaultKafkaVersion
+	sc.Version = kafkaclient.DefaultVersion
 	client, err := sarama.NewClient(addrs, sc)
 	if err != nil {
 		return nil, err
