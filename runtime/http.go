@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -33,17 +34,30 @@ const (
 )
 
 // httpHandler POSTs each message to a URL: 2xx is done; 408, 429, 5xx and transport
-// errors are retried; any other status sends the message to the dead-letter topic.
+// errors are retried; any other status, and a redirect to another host, sends the message to
+// the dead-letter topic. Its errors, which reach the logs and the dead-letter headers, name
+// the URL without its userinfo or query and quote at most a short, redacted excerpt of the
+// response.
 type httpHandler struct {
 	url     string
+	target  redactedURL
 	timeout time.Duration
 	client  *http.Client
 }
 
+// maxRedirects bounds the redirects followed within the configured URL's origin.
+const maxRedirects = 5
+
 func newHTTPHandler(spec *kpipev1.HTTPProcessor, workers int) *httpHandler {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = workers
-	return &httpHandler{url: spec.URL, timeout: spec.Timeout.Duration, client: &http.Client{Transport: tr}}
+	target := newRedactedURL(spec.URL)
+	return &httpHandler{
+		url:     spec.URL,
+		target:  target,
+		timeout: spec.Timeout.Duration,
+		client:  &http.Client{Transport: tr, CheckRedirect: target.checkRedirect},
+	}
 }
 
 func (h *httpHandler) Handle(ctx context.Context, m *Message) error {
@@ -51,12 +65,16 @@ func (h *httpHandler) Handle(ctx context.Context, m *Message) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(m.Value))
 	if err != nil {
-		return Permanent(fmt.Errorf("build request: %w", err))
+		return Permanent(fmt.Errorf("build request for %s: %w", h.target, h.target.scrub(err)))
 	}
 	setRequestHeaders(req.Header, m)
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("post to %s: %w", h.url, err)
+		err = fmt.Errorf("post to %s: %w", h.target, h.target.scrub(err))
+		if errors.Is(err, errRedirectElsewhere) {
+			return Permanent(err)
+		}
+		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
@@ -66,9 +84,9 @@ func (h *httpHandler) Handle(ctx context.Context, m *Message) error {
 	case code >= 200 && code < 300:
 		return nil
 	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
-		return fmt.Errorf("post to %s: %s: %s", h.url, resp.Status, bytes.TrimSpace(snippet))
+		return fmt.Errorf("post to %s: %s: %s", h.target, resp.Status, h.target.excerpt(snippet))
 	default:
-		return Permanent(fmt.Errorf("post to %s: %s: %s", h.url, resp.Status, bytes.TrimSpace(snippet)))
+		return Permanent(fmt.Errorf("post to %s: %s: %s", h.target, resp.Status, h.target.excerpt(snippet)))
 	}
 }
 
