@@ -58,11 +58,12 @@ lint-fix: lint ## make lint, applying the fixes the linters offer.
 golangci-lint: $(GOLANGCI_LINT) ## Build the pinned golangci-lint (with kube-api-linter) into bin/.
 
 .PHONY: verify
-verify: ## Fail when gofmt, go vet or the generated files are not clean.
+verify: ## Fail when gofmt, go vet, the generated files or the linters are not clean.
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard -- '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	hack/verify-generated.sh
+	@$(MAKE) --no-print-directory lint
 
 .PHONY: test
 test: verify envtest ## Verify, then run every test (unit, envtest, end-to-end).
