@@ -47,8 +47,12 @@ vet: ## go vet.
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## golangci-lint (.golangci.yml), then kube-api-linter on api/ (.golangci-kal.yml).
-	$(GOLANGCI_LINT) run $(GOLANGCI_LINT_FLAGS) ./...
-	$(GOLANGCI_LINT) run --config .golangci-kal.yml $(GOLANGCI_LINT_FLAGS) ./api/...
+	@rc=0; \
+	  echo "$(GOLANGCI_LINT) run $(GOLANGCI_LINT_FLAGS) ./..."; \
+	  $(GOLANGCI_LINT) run $(GOLANGCI_LINT_FLAGS) ./... || rc=1; \
+	  echo "$(GOLANGCI_LINT) run --config .golangci-kal.yml $(GOLANGCI_LINT_FLAGS) ./api/..."; \
+	  $(GOLANGCI_LINT) run --config .golangci-kal.yml $(GOLANGCI_LINT_FLAGS) ./api/... || rc=1; \
+	  exit $$rc
 
 .PHONY: lint-fix
 lint-fix: GOLANGCI_LINT_FLAGS += --fix
