@@ -7,6 +7,13 @@ BIN ?= $(CURDIR)/bin
 IMG ?= ghcr.io/kpipe-io/kpipe:dev
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+# golangci-lint v2 with the kube-api-linter module plugin linked in, built from
+# hack/tools/golangci-lint (its go.mod and go.sum must pin the same two versions).
+# kube-api-linter has no releases: its version is the pseudo-version of a commit.
+GOLANGCI_LINT_VERSION ?= v2.15.0
+KUBE_API_LINTER_VERSION ?= v0.0.0-20260716143926-092fe0c72997
+GOLANGCI_LINT ?= $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)-kal-$(lastword $(subst -, ,$(KUBE_API_LINTER_VERSION)))
+GOLANGCI_LINT_FLAGS ?=
 GINKGO_FLAGS ?=
 TEST_TIMEOUT ?= 25m
 
@@ -38,12 +45,29 @@ fmt: ## gofmt the code.
 vet: ## go vet.
 	go vet ./...
 
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## golangci-lint (.golangci.yml), then kube-api-linter on api/ (.golangci-kal.yml).
+	@rc=0; \
+	  echo "$(GOLANGCI_LINT) run $(GOLANGCI_LINT_FLAGS) ./..."; \
+	  $(GOLANGCI_LINT) run $(GOLANGCI_LINT_FLAGS) ./... || rc=1; \
+	  echo "$(GOLANGCI_LINT) run --config .golangci-kal.yml $(GOLANGCI_LINT_FLAGS) ./api/..."; \
+	  $(GOLANGCI_LINT) run --config .golangci-kal.yml $(GOLANGCI_LINT_FLAGS) ./api/... || rc=1; \
+	  exit $$rc
+
+.PHONY: lint-fix
+lint-fix: GOLANGCI_LINT_FLAGS += --fix
+lint-fix: lint ## make lint, applying the fixes the linters offer.
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Build the pinned golangci-lint (with kube-api-linter) into bin/.
+
 .PHONY: verify
-verify: ## Fail when gofmt, go vet or the generated files are not clean.
+verify: ## Fail when gofmt, go vet, the generated files or the linters are not clean.
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard -- '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	hack/verify-generated.sh
+	@$(MAKE) --no-print-directory lint
 
 .PHONY: test
 test: verify envtest ## Verify, then run every test (unit, envtest, end-to-end).
@@ -85,3 +109,12 @@ $(CONTROLLER_GEN):
 	@mkdir -p $(BIN)
 	GOBIN=$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 	mv $(BIN)/controller-gen $(CONTROLLER_GEN)
+
+LINT_TOOLS := hack/tools/golangci-lint
+$(GOLANGCI_LINT): $(LINT_TOOLS)/go.mod $(LINT_TOOLS)/go.sum $(LINT_TOOLS)/main.go
+	@mkdir -p $(BIN)
+	@for want in github.com/golangci/golangci-lint/v2@$(GOLANGCI_LINT_VERSION) sigs.k8s.io/kube-api-linter@$(KUBE_API_LINTER_VERSION); do \
+	  have=$$(go list -C $(LINT_TOOLS) -m -f '{{.Path}}@{{.Version}}' $${want%@*}); \
+	  if [ "$$have" != "$$want" ]; then echo "$(LINT_TOOLS)/go.mod requires $$have, the Makefile pins $$want" >&2; exit 1; fi; \
+	done
+	go build -C $(LINT_TOOLS) -trimpath -o $(GOLANGCI_LINT) .

@@ -55,8 +55,7 @@ func walkDurations(t reflect.Type, v any, path string, errs *[]error) {
 	if t.Kind() != reflect.Struct || !ok {
 		return
 	}
-	for i := range t.NumField() {
-		f := t.Field(i)
+	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		val, present := obj[name]
 		if name == "" || !present {

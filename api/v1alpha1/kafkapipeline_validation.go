@@ -214,15 +214,15 @@ func (s *ScalingSpec) validate(p *field.Path) field.ErrorList {
 	return errs
 }
 
-// positive reports a duration that is unset-but-required, not above zero, or below min.
-func positive(p *field.Path, d *metav1.Duration, min time.Duration) field.ErrorList {
+// positive reports a duration that is unset-but-required, not above zero, or below least.
+func positive(p *field.Path, d *metav1.Duration, least time.Duration) field.ErrorList {
 	switch {
 	case d == nil:
 		return field.ErrorList{field.Required(p, "a duration is required")}
 	case d.Duration <= 0:
 		return field.ErrorList{field.Invalid(p, d.Duration.String(), "must be a positive duration")}
-	case d.Duration < min:
-		return field.ErrorList{field.Invalid(p, d.Duration.String(), fmt.Sprintf("must be at least %s", min))}
+	case d.Duration < least:
+		return field.ErrorList{field.Invalid(p, d.Duration.String(), fmt.Sprintf("must be at least %s", least))}
 	}
 	return nil
 }

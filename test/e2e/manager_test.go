@@ -19,7 +19,7 @@ import (
 func freeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	Expect(err).NotTo(HaveOccurred())
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().String()
 }
 
@@ -28,7 +28,7 @@ func get(url string) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
 }
@@ -45,7 +45,7 @@ var _ = Describe("kpipe manager", func() {
 		logPath := filepath.Join(h.WorkDir, "manager.log")
 		logf, err := os.Create(logPath)
 		Expect(err).NotTo(HaveOccurred())
-		defer logf.Close()
+		defer func() { _ = logf.Close() }()
 		cmd.Stdout, cmd.Stderr = logf, logf
 		Expect(cmd.Start()).To(Succeed())
 		exited := make(chan error, 1)

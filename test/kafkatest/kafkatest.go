@@ -5,7 +5,7 @@ package kafkatest
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -87,7 +87,7 @@ func (c *Cluster) CreateTopic(ctx context.Context, topic string, partitions int3
 func (c *Cluster) Produce(ctx context.Context, topic string, n int, partitions ...int32) error {
 	var recs []*kgo.Record
 	for _, p := range partitions {
-		for i := 0; i < n; i++ {
+		for i := range n {
 			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: []byte(fmt.Sprintf("m%d", i))})
 		}
 	}
@@ -199,7 +199,7 @@ func (c Counts) String() string {
 	for k := range c {
 		keys = append(keys, int(k))
 	}
-	sort.Ints(keys)
+	slices.Sort(keys)
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
 		name := kmsg.NameForKey(int16(k))

@@ -110,7 +110,8 @@ func (k *Keda) Step(now time.Time, offsets []scaling.Offsets, current int32) int
 			kept = append(kept, r)
 		}
 	}
-	k.recs = append(kept, scaling.Recommendation{Time: now, Replicas: desired})
+	kept = append(kept, scaling.Recommendation{Time: now, Replicas: desired})
+	k.recs = kept
 	next := desired
 	if next < current {
 		for _, r := range k.recs {

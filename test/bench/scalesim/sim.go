@@ -91,7 +91,7 @@ func Run(w World, tr Trace, a Autoscaler) Result {
 	var peak int64
 	peakAt, drainedAt := -1, -1
 	secs := int(tr.Duration / time.Second)
-	for t := 0; t < secs; t++ {
+	for t := range secs {
 		now := start.Add(time.Duration(t) * time.Second)
 		stuck := tr.Stuck >= 0 && time.Duration(t)*time.Second >= tr.StuckFrom
 		if t%commitEvery == 0 {
@@ -114,7 +114,7 @@ func Run(w World, tr Trace, a Autoscaler) Result {
 				Newest: newest, Oldest: 0, Committed: committed[p]}
 			backlog := newest - int64(processed[p]) // what the world has not processed yet
 			total += backlog
-			if !(stuck && p == tr.Stuck) {
+			if !stuck || p != tr.Stuck {
 				unstuck += backlog
 			}
 		}
