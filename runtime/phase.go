@@ -29,18 +29,18 @@ type phase struct {
 
 // runPhase consumes until ctx ends or the pipeline goes idle, and reports which.
 func (p *Pipeline) runPhase(ctx context.Context) (idle bool, err error) {
-	brokers := p.cfg.Spec.Kafka.BootstrapServers
-	group, err := sarama.NewConsumerGroup(brokers, p.cfg.Spec.Group, p.sarama)
+	brokers := p.set.brokers
+	group, err := sarama.NewConsumerGroup(brokers, p.set.group, p.sarama)
 	if err != nil {
 		return false, fmt.Errorf("create consumer group: %w", err)
 	}
 	ph := &phase{
 		p:        p,
 		runCtx:   ctx,
-		pool:     newPool(p.cfg.Spec.Pool.Ordering, int(*p.cfg.Spec.Pool.Buffer), p.cfg.PoolSize()),
-		ackSlots: make(chan struct{}, p.opts.producerWindow),
+		pool:     newPool(p.set.ordering, p.set.buffer, p.set.poolSize),
+		ackSlots: make(chan struct{}, p.set.producerWindow),
 	}
-	if p.forwardTopic != "" || p.deadLetterTopic != "" {
+	if p.set.produces() {
 		if ph.producer, err = sarama.NewAsyncProducer(brokers, p.sarama); err != nil {
 			_ = group.Close()
 			return false, fmt.Errorf("create producer: %w", err)
@@ -61,7 +61,7 @@ func (p *Pipeline) runPhase(ctx context.Context) (idle bool, err error) {
 	}
 	wg.Go(func() { p.enforceGrace(ctx, workCtx, cancelWork) })
 	wg.Go(func() { ph.watchIdle(consumeCtx, stopConsuming) })
-	ph.pool.start(workCtx, p.cfg.PoolSize(), ph.process)
+	ph.pool.start(workCtx, p.set.poolSize, ph.process)
 
 	p.consume(consumeCtx, group, &groupHandler{ph: ph})
 
@@ -89,13 +89,13 @@ func (p *Pipeline) enforceGrace(ctx, workCtx context.Context, giveUp context.Can
 		return
 	case <-ctx.Done():
 	}
-	t := time.NewTimer(p.opts.shutdownTimeout)
+	t := time.NewTimer(p.set.shutdownTimeout)
 	defer t.Stop()
 	select {
 	case <-workCtx.Done():
 	case <-t.C:
 		p.log.Warn("shutdown timeout reached: abandoning messages in flight; they will be consumed again",
-			"timeout", p.opts.shutdownTimeout.String())
+			"timeout", p.set.shutdownTimeout.String())
 		giveUp()
 	}
 }
@@ -103,7 +103,7 @@ func (p *Pipeline) enforceGrace(ctx, workCtx context.Context, giveUp context.Can
 // consume calls Consume in a loop, one call per consumer group session, until ctx ends.
 func (p *Pipeline) consume(ctx context.Context, group sarama.ConsumerGroup, h sarama.ConsumerGroupHandler) {
 	for {
-		err := group.Consume(ctx, p.cfg.Spec.Topics, h)
+		err := group.Consume(ctx, p.set.topics, h)
 		switch {
 		case errors.Is(err, sarama.ErrClosedConsumerGroup), ctx.Err() != nil:
 			return
@@ -122,7 +122,7 @@ func (p *Pipeline) logGroupErrors(errs <-chan error) {
 
 // watchIdle stops consuming once nothing was consumed for idle.window and nothing is in flight.
 func (ph *phase) watchIdle(ctx context.Context, stop context.CancelFunc) {
-	window := ph.p.cfg.Spec.Idle.Window.Duration
+	window := ph.p.set.idleWindow
 	t := time.NewTimer(window)
 	defer t.Stop()
 	for {
@@ -188,7 +188,7 @@ func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	h.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stopCommit = cancel
-	h.committer.Go(func() { h.commitEvery(ctx, sess, p.opts.commitInterval) })
+	h.committer.Go(func() { h.commitEvery(ctx, sess, p.set.commitInterval) })
 	return nil
 }
 
@@ -259,9 +259,9 @@ loop:
 	}
 	// A revoked partition waits for its messages at most the drain timeout; at shutdown
 	// they get the whole grace period, which ends workCtx.
-	bound := ph.p.opts.drainTimeout
+	bound := ph.p.set.drainTimeout
 	if ph.runCtx.Err() != nil {
-		bound = ph.p.opts.shutdownTimeout
+		bound = ph.p.set.shutdownTimeout
 	}
 	pt.drain(ph.workCtx, bound)
 	pt.close()

@@ -54,7 +54,7 @@ func (ph *phase) process(j *job) {
 		ph.finish(j, resultAbandoned)
 		return
 	}
-	if ph.p.forwardTopic != "" {
+	if ph.p.set.forwardTopic != "" {
 		if !ph.acquireAck(j) {
 			ph.finish(j, resultAbandoned)
 			return
@@ -69,7 +69,6 @@ func (ph *phase) process(j *job) {
 // runHandler calls the handler until it succeeds, the message is dead-lettered, or the
 // runtime gives up on it (revocation, end of the grace period).
 func (ph *phase) runHandler(j *job) {
-	retry := ph.p.cfg.Spec.Retry
 	for {
 		j.attempt++
 		err := ph.callHandler(j)
@@ -83,15 +82,15 @@ func (ph *phase) runHandler(j *job) {
 			ph.finish(j, resultAbandoned)
 			return
 		}
-		final := IsPermanent(err) || j.attempt >= int(*retry.MaxAttempts)
-		if final && ph.p.deadLetterTopic != "" {
+		final := IsPermanent(err) || j.attempt >= ph.p.set.maxAttempts
+		if final && ph.p.set.deadLetterTopic != "" {
 			ph.sendDeadLetter(j, err)
 			return
 		}
-		wait := ph.p.backoff(j.attempt)
+		wait := ph.p.set.backoff(j.attempt)
 		if final {
 			// No dead-letter topic: never drop, keep trying at the longest wait.
-			wait = retry.MaxBackoff.Duration
+			wait = ph.p.set.maxBackoff
 			ph.stall(j, err)
 		}
 		ph.p.metrics.retries.Inc()
@@ -156,13 +155,6 @@ func (ph *phase) sleep(j *job, d time.Duration) bool {
 	}
 }
 
-// backoff is the wait after the given failed attempt: initialBackoff doubled per attempt,
-// capped at maxBackoff, with equal jitter (between half and all of it).
-func (p *Pipeline) backoff(attempt int) time.Duration {
-	r := p.cfg.Spec.Retry
-	return jitteredBackoff(attempt, r.InitialBackoff.Duration, r.MaxBackoff.Duration)
-}
-
 func jitteredBackoff(attempt int, initial, maxWait time.Duration) time.Duration {
 	d := initial
 	for i := 1; i < attempt && d < maxWait; i++ {
@@ -207,7 +199,7 @@ func (ph *phase) produce(j *job, pm *sarama.ProducerMessage, d *delivery) {
 
 func (ph *phase) forwardMessage(j *job) *sarama.ProducerMessage {
 	pm := &sarama.ProducerMessage{
-		Topic:   ph.p.forwardTopic,
+		Topic:   ph.p.set.forwardTopic,
 		Value:   sarama.ByteEncoder(j.msg.Value),
 		Headers: copyHeaders(j.msg.Headers, 0),
 	}
@@ -235,7 +227,7 @@ func (ph *phase) deadLetterMessage(j *job, cause error) *sarama.ProducerMessage 
 		sarama.RecordHeader{Key: []byte(HeaderSourceOffset), Value: []byte(strconv.FormatInt(m.Offset, 10))},
 		sarama.RecordHeader{Key: []byte(HeaderAttempts), Value: []byte(strconv.Itoa(j.attempt))},
 	)
-	pm := &sarama.ProducerMessage{Topic: ph.p.deadLetterTopic, Value: sarama.ByteEncoder(m.Value), Headers: hs}
+	pm := &sarama.ProducerMessage{Topic: ph.p.set.deadLetterTopic, Value: sarama.ByteEncoder(m.Value), Headers: hs}
 	if m.Key != nil {
 		pm.Key = sarama.ByteEncoder(m.Key)
 	}
@@ -293,27 +285,26 @@ func (ph *phase) acked(d *delivery) {
 // are written: their offset is never committed before.
 func (ph *phase) produceFailed(d *delivery, err error) {
 	j := d.job
-	retry := ph.p.cfg.Spec.Retry
 	if d.deadLetter {
 		d.dlqTries++
 		ph.p.log.Error("dead-letter write failed; retrying, the offset stays uncommitted",
 			"topic", j.msg.Topic, "partition", j.msg.Partition, "offset", j.msg.Offset, "tries", d.dlqTries, "err", err)
-		if !ph.sleep(j, ph.p.backoff(d.dlqTries)) {
+		if !ph.sleep(j, ph.p.set.backoff(d.dlqTries)) {
 			ph.finish(j, resultAbandoned)
 			return
 		}
 		ph.produce(j, ph.deadLetterMessage(j, d.cause), d)
 		return
 	}
-	err = fmt.Errorf("produce to %s: %w", ph.p.forwardTopic, err)
-	final := j.attempt >= int(*retry.MaxAttempts)
-	if final && ph.p.deadLetterTopic != "" {
+	err = fmt.Errorf("produce to %s: %w", ph.p.set.forwardTopic, err)
+	final := j.attempt >= ph.p.set.maxAttempts
+	if final && ph.p.set.deadLetterTopic != "" {
 		ph.produce(j, ph.deadLetterMessage(j, err), &delivery{job: j, deadLetter: true, cause: err})
 		return
 	}
-	wait := ph.p.backoff(j.attempt)
+	wait := ph.p.set.backoff(j.attempt)
 	if final {
-		wait = retry.MaxBackoff.Duration
+		wait = ph.p.set.maxBackoff
 		ph.stall(j, err)
 	}
 	ph.p.log.Debug("forward failed; retrying", "topic", j.msg.Topic, "partition", j.msg.Partition,
