@@ -12,15 +12,16 @@ import (
 	"github.com/kpipe-io/kpipe/runtime/offsets"
 )
 
-// partition is one claimed partition of one consumer group session: its offset tracker and
-// the count of its messages in flight.
+// partition is one claimed partition of one consumer group session. It owns the
+// partition's offset tracker and the count of its messages in flight, both under mu: the
+// count is what drain waits on, and kpipe_messages_in_flight reports its changes.
 type partition struct {
 	topic    string
 	id       int32
 	sess     sarama.ConsumerGroupSession
-	tracker  *offsets.Tracker
 	log      *slog.Logger
 	consumed prometheus.Counter // kpipe_messages_consumed_total of the topic
+	gauge    prometheus.Gauge   // kpipe_messages_in_flight, shared by every partition
 	revoked  chan struct{}      // closed when the partition starts to drain
 	changed  chan struct{}      // signalled whenever a message finishes while draining
 	// ctx is what handlers of the partition's messages get: it ends when the runtime gives
@@ -29,6 +30,7 @@ type partition struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
+	tracker  *offsets.Tracker // not safe for concurrent use: only called under mu
 	inFlight int
 	draining bool  // drain waits for the messages in flight
 	closed   bool  // released: finishing messages no longer mark offsets
@@ -41,6 +43,7 @@ func newPartition(ctx context.Context, sess sarama.ConsumerGroupSession, topic s
 		ctx: ctx, cancel: cancel,
 		topic: topic, id: id, sess: sess,
 		consumed: m.consumed.WithLabelValues(topic),
+		gauge:    m.inFlight,
 		tracker:  offsets.New(),
 		log:      log.With("topic", topic, "partition", id),
 		revoked:  make(chan struct{}),
@@ -49,19 +52,24 @@ func newPartition(ctx context.Context, sess sarama.ConsumerGroupSession, topic s
 	}
 }
 
-// addAll starts tracking the offsets of consumed messages and returns the messages it
-// took, in ms's array: a message delivered twice is logged and left out.
+// addAll starts tracking the offsets of consumed messages, counts them in flight, and
+// returns the messages it took, in ms's array: a message delivered twice is logged and
+// left out.
 func (pt *partition) addAll(ms []*sarama.ConsumerMessage) []*sarama.ConsumerMessage {
-	pt.mu.Lock()
-	defer pt.mu.Unlock()
 	out := ms[:0]
+	pt.mu.Lock()
 	for _, m := range ms {
 		if err := pt.tracker.Add(m.Offset); err != nil {
 			pt.log.Warn("skipping a message delivered twice", "err", err)
 			continue
 		}
-		pt.inFlight++
 		out = append(out, m)
+	}
+	pt.inFlight += len(out)
+	pt.mu.Unlock()
+	if n := float64(len(out)); n > 0 {
+		pt.consumed.Add(n)
+		pt.gauge.Add(n)
 	}
 	return out
 }
@@ -70,6 +78,7 @@ func (pt *partition) addAll(ms []*sarama.ConsumerMessage) []*sarama.ConsumerMess
 // offset is handed to sarama (MarkOffset) only before a commit (markForCommit), not for
 // every message.
 func (pt *partition) complete(offset int64) {
+	pt.gauge.Dec()
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	pt.inFlight--
@@ -100,6 +109,7 @@ func (pt *partition) markForCommit() int64 {
 // abandon records a message given up on: its offset is never marked, so neither is any
 // later one of this claim, and the message is consumed again after the partition is released.
 func (pt *partition) abandon() {
+	pt.gauge.Dec()
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	pt.inFlight--

@@ -20,14 +20,13 @@ import (
 // buffer, a processor per message, offsets committed only past finished messages, an idle
 // penalty, metrics and health. Create it with New and start it with Run.
 type Pipeline struct {
-	cfg             *Config
-	opts            options
-	sarama          *sarama.Config
-	handler         Handler // nil when forwarding
-	forwardTopic    string
-	deadLetterTopic string
-	log             *slog.Logger
-	metrics         *metrics
+	cfg     *Config
+	opts    options
+	set     settings // resolved from cfg and opts once, in New
+	sarama  *sarama.Config
+	handler Handler // nil when forwarding
+	log     *slog.Logger
+	metrics *metrics
 
 	running  atomic.Bool
 	sessions atomic.Int32 // consumer group sessions between Setup and Cleanup
@@ -118,7 +117,7 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 	if o.logger == nil {
 		o.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
-	p := &Pipeline{cfg: cfg, opts: o, metrics: newMetrics(cfg.Name, cfg.Namespace)}
+	p := &Pipeline{cfg: cfg, opts: o, set: newSettings(cfg, &o), metrics: newMetrics(cfg.Name, cfg.Namespace)}
 	p.log = o.logger
 	if cfg.Name != "" {
 		p.log = p.log.With("pipeline", cfg.Name, "namespace", cfg.Namespace)
@@ -144,15 +143,10 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 }
 
 func (p *Pipeline) resolveProcessor() error {
-	spec := p.cfg.Spec
-	if spec.DeadLetter != nil {
-		p.deadLetterTopic = spec.DeadLetter.Topic
-	}
-	switch pr := spec.Processor; {
-	case pr.Forward != nil:
-		p.forwardTopic = pr.Forward.Topic
+	switch pr := p.cfg.Spec.Processor; {
+	case pr.Forward != nil: // the producer writes to settings.forwardTopic
 	case pr.HTTP != nil:
-		p.handler = newHTTPHandler(pr.HTTP, p.cfg.PoolSize())
+		p.handler = newHTTPHandler(pr.HTTP, p.set.poolSize)
 	case pr.Handler != nil:
 		p.handler = p.opts.handler
 		if p.handler == nil {
@@ -200,8 +194,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return errors.New("pipeline is already running")
 	}
 	defer p.running.Store(false)
-	p.log.Info("pipeline starting", "topics", p.cfg.Spec.Topics, "group", p.cfg.Spec.Group,
-		"workers", p.cfg.PoolSize(), "buffer", *p.cfg.Spec.Pool.Buffer, "ordering", p.cfg.Spec.Pool.Ordering)
+	p.log.Info("pipeline starting", "topics", p.set.topics, "group", p.set.group,
+		"workers", p.set.poolSize, "buffer", p.set.buffer, "ordering", p.set.ordering)
 	failures := 0
 	for ctx.Err() == nil {
 		idle, err := p.runPhase(ctx)
@@ -222,8 +216,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 // penalty keeps the consumer stopped for idle.penalty.
 func (p *Pipeline) penalty(ctx context.Context) {
-	d := p.cfg.Spec.Idle.Penalty.Duration
-	p.log.Info("idle: consumer stopped for the penalty", "window", p.cfg.Spec.Idle.Window.Duration.String(), "penalty", d.String())
+	d := p.set.idlePenalty
+	p.log.Info("idle: consumer stopped for the penalty", "window", p.set.idleWindow.String(), "penalty", d.String())
 	p.idle.Store(true)
 	p.metrics.idle.Set(1)
 	p.metrics.idlePeriods.Inc()

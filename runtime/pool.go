@@ -194,6 +194,14 @@ func (pl *pool) acquireUpTo(ctx context.Context, n int) int {
 	return n
 }
 
+// empty reports whether no slot is taken: no message is waiting in the pool or being
+// processed, and no consumer is about to submit one.
+func (pl *pool) empty() bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.held == 0
+}
+
 // release gives back n slots taken by acquire for messages that never reached the pool.
 func (pl *pool) release(n int) {
 	if n <= 0 {

@@ -9,14 +9,13 @@ package offsets
 import (
 	"fmt"
 	"sort"
-	"sync"
 )
 
 // Tracker holds the offsets of one partition that were handed out and not yet finished.
-// Its memory is bounded by the number of messages in flight, not by lag. It is safe for
-// concurrent use.
+// Its memory is bounded by the number of messages in flight, not by lag. It is not safe for
+// concurrent use: the caller serializes the calls (the runtime makes them under the lock of
+// the partition the Tracker belongs to).
 type Tracker struct {
-	mu      sync.Mutex
 	pending []entry // ascending offsets; pending[0] is the oldest unfinished one
 	buf     []entry // the array pending lives in, reused once pending empties
 	last    int64   // last offset added, -1 before the first
@@ -36,8 +35,6 @@ func New() *Tracker {
 // Add records that offset was handed out. Offsets must be added in ascending order; gaps
 // (compacted records, transaction markers) are fine.
 func (t *Tracker) Add(offset int64) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if offset <= t.last {
 		return fmt.Errorf("offset %d added after offset %d: offsets must ascend", offset, t.last)
 	}
@@ -55,8 +52,6 @@ func (t *Tracker) Add(offset int64) error {
 // Done records that offset finished. It returns the offset to commit (one past the highest
 // offset below which everything finished) and whether that offset moved forward.
 func (t *Tracker) Done(offset int64) (next int64, advanced bool, err error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	i := sort.Search(len(t.pending), func(i int) bool { return t.pending[i].offset >= offset })
 	if i == len(t.pending) || t.pending[i].offset != offset {
 		return t.next, false, fmt.Errorf("offset %d is not in flight", offset)
@@ -82,15 +77,11 @@ func (t *Tracker) Done(offset int64) (next int64, advanced bool, err error) {
 
 // Next is the offset to commit, or -1 when nothing finished yet.
 func (t *Tracker) Next() int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	return t.next
 }
 
 // InFlight is the number of offsets added and not finished.
 func (t *Tracker) InFlight() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	n := 0
 	for _, e := range t.pending {
 		if !e.done {

@@ -1,0 +1,249 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/IBM/sarama"
+)
+
+// Headers kpipe adds to a message it writes to the dead-letter topic, next to the
+// message's own headers.
+const (
+	HeaderError           = "kpipe-error"            // the last error, as text
+	HeaderSourceTopic     = "kpipe-source-topic"     // topic the message was consumed from
+	HeaderSourcePartition = "kpipe-source-partition" // its partition, decimal
+	HeaderSourceOffset    = "kpipe-source-offset"    // its offset, decimal
+	HeaderAttempts        = "kpipe-attempts"         // attempts made, decimal
+)
+
+// producer writes forwarded messages and dead letters with one sarama AsyncProducer of the
+// phase, and finishes their jobs on the broker's ack. It owns the producer window (the
+// messages written and not yet acknowledged) and the goroutines that retry failed writes.
+type producer struct {
+	set     *settings
+	async   sarama.AsyncProducer
+	window  chan struct{} // a slot per message written and not yet finished
+	retries goroutines
+	log     *slog.Logger
+	metrics *metrics
+	ctx     context.Context // the work's: ends at the end of the grace period
+}
+
+// delivery rides along with a produced message (ProducerMessage.Metadata) so its ack or
+// error finds the job it belongs to.
+type delivery struct {
+	job        *job
+	deadLetter bool
+	cause      error // for a dead letter: the error that sent it there
+	dlqTries   int   // dead-letter writes attempted
+}
+
+// unacked is the number of slots of the producer window taken.
+func (pr *producer) unacked() int { return len(pr.window) }
+
+// forward writes a message to the forward topic; its job finishes on the ack.
+func (pr *producer) forward(j *job) {
+	if !pr.acquire(j) {
+		pr.finish(j, resultAbandoned)
+		return
+	}
+	j.attempt++
+	pr.produce(j, pr.forwardMessage(j), &delivery{job: j})
+}
+
+// deadLetter writes a message to the dead-letter topic; its job finishes on the ack.
+func (pr *producer) deadLetter(j *job, cause error) {
+	if !pr.acquire(j) {
+		pr.finish(j, resultAbandoned)
+		return
+	}
+	pr.produce(j, pr.deadLetterMessage(j, cause), &delivery{job: j, deadLetter: true, cause: cause})
+}
+
+// acquire takes a slot of the producer window, which bounds the messages waiting for a
+// broker ack.
+func (pr *producer) acquire(j *job) bool {
+	if j.ackSlot {
+		return true
+	}
+	select {
+	case pr.window <- struct{}{}:
+		j.ackSlot = true
+		return true
+	case <-pr.ctx.Done():
+		return false
+	case <-j.part.revoked:
+		return false
+	}
+}
+
+// finish finishes a job the producer took and gives its window slot back.
+func (pr *producer) finish(j *job, result string) {
+	if j.finish(result, pr.metrics) && j.ackSlot {
+		<-pr.window
+	}
+}
+
+// produce hands a message to the AsyncProducer; its ack or error comes back to run
+// through d.
+func (pr *producer) produce(j *job, pm *sarama.ProducerMessage, d *delivery) {
+	pm.Metadata = d
+	if pr.ctx.Err() != nil {
+		pr.finish(j, resultAbandoned)
+		return
+	}
+	select {
+	case pr.async.Input() <- pm:
+	case <-pr.ctx.Done():
+		pr.finish(j, resultAbandoned)
+	}
+}
+
+func (pr *producer) forwardMessage(j *job) *sarama.ProducerMessage {
+	pm := &sarama.ProducerMessage{
+		Topic:   pr.set.forwardTopic,
+		Value:   sarama.ByteEncoder(j.msg.Value),
+		Headers: copyHeaders(j.msg.Headers, 0),
+	}
+	if j.msg.Key != nil {
+		pm.Key = sarama.ByteEncoder(j.msg.Key)
+	}
+	return pm
+}
+
+func (pr *producer) deadLetterMessage(j *job, cause error) *sarama.ProducerMessage {
+	m := j.msg
+	hs := copyHeaders(m.Headers, 5)
+	hs = append(hs,
+		sarama.RecordHeader{Key: []byte(HeaderError), Value: []byte(cause.Error())},
+		sarama.RecordHeader{Key: []byte(HeaderSourceTopic), Value: []byte(m.Topic)},
+		sarama.RecordHeader{Key: []byte(HeaderSourcePartition), Value: []byte(strconv.Itoa(int(m.Partition)))},
+		sarama.RecordHeader{Key: []byte(HeaderSourceOffset), Value: []byte(strconv.FormatInt(m.Offset, 10))},
+		sarama.RecordHeader{Key: []byte(HeaderAttempts), Value: []byte(strconv.Itoa(j.attempt))},
+	)
+	pm := &sarama.ProducerMessage{Topic: pr.set.deadLetterTopic, Value: sarama.ByteEncoder(m.Value), Headers: hs}
+	if m.Key != nil {
+		pm.Key = sarama.ByteEncoder(m.Key)
+	}
+	return pm
+}
+
+func copyHeaders(in []*sarama.RecordHeader, extra int) []sarama.RecordHeader {
+	out := make([]sarama.RecordHeader, 0, len(in)+extra)
+	for _, h := range in {
+		if h != nil {
+			out = append(out, sarama.RecordHeader{Key: h.Key, Value: h.Value})
+		}
+	}
+	return out
+}
+
+// run reads the producer's acks and errors until both channels close (close). It never
+// blocks on anything else: a failed message is retried on a goroutine of its own.
+func (pr *producer) run() {
+	succ, errs := pr.async.Successes(), pr.async.Errors()
+	for succ != nil || errs != nil {
+		select {
+		case m, ok := <-succ:
+			if !ok {
+				succ = nil
+				continue
+			}
+			pr.acked(m.Metadata.(*delivery))
+		case e, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			d := e.Msg.Metadata.(*delivery)
+			if !pr.retries.spawn(func() { pr.failed(d, e.Err) }) {
+				pr.finish(d.job, resultAbandoned)
+			}
+		}
+	}
+}
+
+// close waits for the retries (they end with the work's context), then flushes the
+// AsyncProducer, which closes the channels run reads.
+func (pr *producer) close() {
+	pr.retries.close()
+	pr.async.AsyncClose()
+}
+
+func (pr *producer) acked(d *delivery) {
+	if d.deadLetter {
+		pr.metrics.deadLettered.Inc()
+		pr.log.Warn("message written to the dead-letter topic", "topic", d.job.msg.Topic,
+			"partition", d.job.msg.Partition, "offset", d.job.msg.Offset, "attempts", d.job.attempt, "err", d.cause)
+		pr.finish(d.job, resultDeadLettered)
+		return
+	}
+	pr.finish(d.job, resultOK)
+}
+
+// failed retries a write that failed, after a backoff; forwarded messages go to the
+// dead-letter topic after their last attempt, and dead letters are retried until they are
+// written: their offset is never committed before.
+func (pr *producer) failed(d *delivery, err error) {
+	j := d.job
+	if d.deadLetter {
+		d.dlqTries++
+		pr.log.Error("dead-letter write failed; retrying, the offset stays uncommitted",
+			"topic", j.msg.Topic, "partition", j.msg.Partition, "offset", j.msg.Offset, "tries", d.dlqTries, "err", err)
+		if !j.wait(pr.ctx, pr.set.backoff(d.dlqTries)) {
+			pr.finish(j, resultAbandoned)
+			return
+		}
+		pr.produce(j, pr.deadLetterMessage(j, d.cause), d)
+		return
+	}
+	err = fmt.Errorf("produce to %s: %w", pr.set.forwardTopic, err)
+	final := j.attempt >= pr.set.maxAttempts
+	if final && pr.set.deadLetterTopic != "" {
+		pr.produce(j, pr.deadLetterMessage(j, err), &delivery{job: j, deadLetter: true, cause: err})
+		return
+	}
+	wait := pr.set.backoff(j.attempt)
+	if final {
+		wait = pr.set.maxBackoff
+		j.stall(pr.metrics, pr.log, err)
+	}
+	pr.log.Debug("forward failed; retrying", "topic", j.msg.Topic, "partition", j.msg.Partition,
+		"offset", j.msg.Offset, "attempt", j.attempt, "err", err)
+	pr.metrics.retries.Inc()
+	if !j.wait(pr.ctx, wait) {
+		pr.finish(j, resultAbandoned)
+		return
+	}
+	j.attempt++
+	pr.produce(j, pr.forwardMessage(j), d)
+}
+
+// goroutines owns goroutines started on demand (retries) and refuses new ones once closed.
+type goroutines struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (g *goroutines) spawn(f func()) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Go(f)
+	return true
+}
+
+// close refuses new goroutines and waits for the running ones.
+func (g *goroutines) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
+}

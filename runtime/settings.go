@@ -1,0 +1,71 @@
+package runtime
+
+import (
+	"time"
+
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+)
+
+// settings are the values the stages run by, resolved once from the spec (defaulted and
+// validated) and the options when the Pipeline is created. No stage reads cfg.Spec.
+type settings struct {
+	brokers []string
+	topics  []string
+	group   string
+
+	poolSize int // spec.pool.size, or GOMAXPROCS when unset
+	buffer   int
+	ordering kpipev1.Ordering
+
+	maxAttempts    int
+	initialBackoff time.Duration
+	maxBackoff     time.Duration
+
+	forwardTopic    string // "" unless the processor is forward
+	deadLetterTopic string // "" without spec.deadLetter
+
+	idleWindow  time.Duration
+	idlePenalty time.Duration
+
+	drainTimeout    time.Duration // a revoked partition's wait for its messages in flight
+	shutdownTimeout time.Duration // the grace period after Run's context ends
+	commitInterval  time.Duration
+	producerWindow  int // messages written and not yet acknowledged
+}
+
+func newSettings(cfg *Config, o *options) settings {
+	spec := cfg.Spec
+	s := settings{
+		brokers:         spec.Kafka.BootstrapServers,
+		topics:          spec.Topics,
+		group:           spec.Group,
+		poolSize:        cfg.PoolSize(),
+		buffer:          int(*spec.Pool.Buffer),
+		ordering:        spec.Pool.Ordering,
+		maxAttempts:     int(*spec.Retry.MaxAttempts),
+		initialBackoff:  spec.Retry.InitialBackoff.Duration,
+		maxBackoff:      spec.Retry.MaxBackoff.Duration,
+		idleWindow:      spec.Idle.Window.Duration,
+		idlePenalty:     spec.Idle.Penalty.Duration,
+		drainTimeout:    o.drainTimeout,
+		shutdownTimeout: o.shutdownTimeout,
+		commitInterval:  o.commitInterval,
+		producerWindow:  o.producerWindow,
+	}
+	if spec.Processor.Forward != nil {
+		s.forwardTopic = spec.Processor.Forward.Topic
+	}
+	if spec.DeadLetter != nil {
+		s.deadLetterTopic = spec.DeadLetter.Topic
+	}
+	return s
+}
+
+// produces reports whether the pipeline writes to Kafka: it forwards or has a dead-letter topic.
+func (s *settings) produces() bool { return s.forwardTopic != "" || s.deadLetterTopic != "" }
+
+// backoff is the wait after the given failed attempt: initialBackoff doubled per attempt,
+// capped at maxBackoff, with equal jitter (between half and all of it).
+func (s *settings) backoff(attempt int) time.Duration {
+	return jitteredBackoff(attempt, s.initialBackoff, s.maxBackoff)
+}

@@ -1,0 +1,91 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// worker is what the pool's workers do with a message: forward it (through the producer) or
+// call the handler, retrying with backoff, and dead-letter it after its last attempt. It
+// holds no state of its own besides what it was built with; the pool runs it on
+// settings.poolSize goroutines.
+type worker struct {
+	set     *settings
+	handler Handler // nil when forwarding
+	out     *producer
+	log     *slog.Logger
+	metrics *metrics
+	ctx     context.Context // the work's: ends at the end of the grace period
+}
+
+// process is what a worker does with a message.
+func (w *worker) process(j *job) {
+	if j.part.isRevoked() {
+		j.finish(resultAbandoned, w.metrics)
+		return
+	}
+	if w.set.forwardTopic != "" {
+		w.out.forward(j)
+		return
+	}
+	w.runHandler(j)
+}
+
+// runHandler calls the handler until it succeeds, the message is dead-lettered, or the
+// runtime gives up on it (revocation, end of the grace period).
+func (w *worker) runHandler(j *job) {
+	for {
+		j.attempt++
+		err := w.call(j)
+		if err == nil {
+			j.finish(resultOK, w.metrics)
+			return
+		}
+		if j.part.ctx.Err() != nil {
+			// The runtime gave up on the message while it ran: its failure is not the
+			// message's fault, and the partition's next owner consumes it again.
+			j.finish(resultAbandoned, w.metrics)
+			return
+		}
+		final := IsPermanent(err) || j.attempt >= w.set.maxAttempts
+		if final && w.set.deadLetterTopic != "" {
+			w.out.deadLetter(j, err)
+			return
+		}
+		wait := w.set.backoff(j.attempt)
+		if final {
+			// No dead-letter topic: never drop, keep trying at the longest wait.
+			wait = w.set.maxBackoff
+			j.stall(w.metrics, w.log, err)
+		}
+		w.metrics.retries.Inc()
+		if !j.wait(w.ctx, wait) {
+			j.finish(resultAbandoned, w.metrics)
+			return
+		}
+	}
+}
+
+func (w *worker) call(j *job) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return w.handler.Handle(j.part.ctx, j.message())
+}
+
+// jitteredBackoff is initial doubled per failed attempt, capped at maxWait, with equal
+// jitter (between half and all of it).
+func jitteredBackoff(attempt int, initial, maxWait time.Duration) time.Duration {
+	d := initial
+	for i := 1; i < attempt && d < maxWait; i++ {
+		d *= 2
+	}
+	d = min(d, maxWait)
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
