@@ -18,7 +18,7 @@ func TestForwardEveryOrdering(t *testing.T) {
 		outPartitions int32
 		check         func(t *testing.T, in input, out []outRecord)
 	}{
-		{"Key", 6, func(t *testing.T, in input, out []outRecord) {
+		{"Key", 6, func(t *testing.T, _ input, out []outRecord) {
 			partOf := map[string]int32{}
 			for _, r := range out {
 				if p, ok := partOf[r.key]; ok && p != r.partition {

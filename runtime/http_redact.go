@@ -64,8 +64,7 @@ func (r redactedURL) checkRedirect(req *http.Request, via []*http.Request) error
 // scrub drops the URL that net/http puts into its errors (it may hold the query) and masks
 // any secret part of the URL in the cause, which stays reachable for errors.Is.
 func (r redactedURL) scrub(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
 		err = ue.Err
 	}
 	return &scrubbedError{msg: r.mask(err.Error()), cause: err}

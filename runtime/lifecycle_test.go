@@ -106,7 +106,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	g.Expect(total).To(Equal(started), "messages in flight at shutdown were cut off")
 	for p, c := range tc.committed("graceful", "in", 2) {
-		for o := int64(0); o < c; o++ {
+		for o := range c {
 			g.Expect(finished[p]).To(HaveKey(o), "partition %d committed to %d past unfinished offset %d", p, c, o)
 		}
 		next := max(c, 0)

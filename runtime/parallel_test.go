@@ -22,7 +22,7 @@ func TestKeyOrderingRunsKeysInParallel(t *testing.T) {
 			count       int
 			done        = make(chan struct{})
 		)
-		h := HandlerFunc(func(ctx context.Context, m *Message) error {
+		h := HandlerFunc(func(context.Context, *Message) error {
 			mu.Lock()
 			if first.IsZero() {
 				first = time.Now()

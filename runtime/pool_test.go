@@ -227,8 +227,7 @@ func TestPoolAcquireEndsWithContext(t *testing.T) {
 func BenchmarkPoolHandoff(b *testing.B) {
 	const partitions, workers, buffer, batch = 6, 8, 16, 8
 	pl := newPool(kpipev1.OrderingKey, buffer, workers)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := b.Context()
 	var done sync.WaitGroup
 	pl.start(ctx, workers, func(*job) { done.Done() })
 	keys := make([][]byte, 100)

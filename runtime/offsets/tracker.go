@@ -7,8 +7,9 @@
 package offsets
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"slices"
 )
 
 // Tracker holds the offsets of one partition that were handed out and not yet finished.
@@ -52,8 +53,8 @@ func (t *Tracker) Add(offset int64) error {
 // Done records that offset finished. It returns the offset to commit (one past the highest
 // offset below which everything finished) and whether that offset moved forward.
 func (t *Tracker) Done(offset int64) (next int64, advanced bool, err error) {
-	i := sort.Search(len(t.pending), func(i int) bool { return t.pending[i].offset >= offset })
-	if i == len(t.pending) || t.pending[i].offset != offset {
+	i, found := slices.BinarySearchFunc(t.pending, offset, func(e entry, o int64) int { return cmp.Compare(e.offset, o) })
+	if !found {
 		return t.next, false, fmt.Errorf("offset %d is not in flight", offset)
 	}
 	if t.pending[i].done {

@@ -61,7 +61,7 @@ func TestTrackerRejectsMisuse(t *testing.T) {
 func TestTrackerRandomOrder(t *testing.T) {
 	const n = 10000
 	tr := New()
-	for o := int64(0); o < n; o++ {
+	for o := range int64(n) {
 		if err := tr.Add(o); err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +74,7 @@ func TestTrackerRandomOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := int64(0); i < next; i++ {
+		for i := range next {
 			if !finished[i] {
 				t.Fatalf("commit offset %d passes unfinished offset %d", next, i)
 			}

@@ -106,18 +106,7 @@ func Run(w World, tr Trace, a Autoscaler) Result {
 		if t >= pausedUntil {
 			consume(w.Rate, replicas, produced, processed, stuck, tr.Stuck)
 		}
-		offsets := make([]scaling.Offsets, n)
-		var total, unstuck int64
-		for p := range offsets {
-			newest := int64(produced[p])
-			offsets[p] = scaling.Offsets{TopicPartition: scaling.TopicPartition{Topic: "t", Partition: int32(p)},
-				Newest: newest, Oldest: 0, Committed: committed[p]}
-			backlog := newest - int64(processed[p]) // what the world has not processed yet
-			total += backlog
-			if !stuck || p != tr.Stuck {
-				unstuck += backlog
-			}
-		}
+		offsets, total, unstuck := observe(produced, processed, committed, stuck, tr.Stuck)
 		res.MaxLag = max(res.MaxLag, total)
 		if unstuck > w.LagPerReplica {
 			res.Backlogged += time.Second
@@ -144,6 +133,23 @@ func Run(w World, tr Trace, a Autoscaler) Result {
 		res.Drain = time.Duration(drainedAt-peakAt) * time.Second
 	}
 	return res
+}
+
+// observe is what the autoscaler reads after one simulated second: each partition's offsets,
+// and the backlog the world has not processed yet, in total and without the stuck partition.
+func observe(produced, processed []float64, committed []int64, stuck bool, stuckPartition int) (offsets []scaling.Offsets, total, unstuck int64) {
+	offsets = make([]scaling.Offsets, len(produced))
+	for p := range offsets {
+		newest := int64(produced[p])
+		offsets[p] = scaling.Offsets{TopicPartition: scaling.TopicPartition{Topic: "t", Partition: int32(p)},
+			Newest: newest, Oldest: 0, Committed: committed[p]}
+		backlog := newest - int64(processed[p])
+		total += backlog
+		if !stuck || p != stuckPartition {
+			unstuck += backlog
+		}
+	}
+	return offsets, total, unstuck
 }
 
 // consume lets each replica process up to rate messages over the partitions it owns
