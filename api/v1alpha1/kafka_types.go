@@ -1,20 +1,26 @@
 package v1alpha1
 
 // KafkaConnection is how to reach a Kafka cluster.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.sasl) || self.sasl.mechanism != 'PLAIN' || has(self.tls)",message="SASL PLAIN sends the password in clear text: it needs kafka.tls",fieldPath=".sasl.mechanism"
 type KafkaConnection struct {
-	// bootstrapServers are host:port addresses of one or more brokers of the cluster.
+	// bootstrapServers are host:port addresses of one or more brokers of the cluster; the port
+	// is 1 to 65535.
 	// +required
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=261
 	// +kubebuilder:validation:items:Pattern=`^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?):[0-9]{1,5}$`
+	// +kubebuilder:validation:items:XValidation:rule="!self.matches(':[0-9]{1,5}$') || (int(self.substring(self.lastIndexOf(':') + 1)) >= 1 && int(self.substring(self.lastIndexOf(':') + 1)) <= 65535)",message="the port must be from 1 to 65535"
 	BootstrapServers []string `json:"bootstrapServers"`
 
-	// version is the Kafka protocol version the clients speak, such as "3.6.0".
+	// version is the Kafka protocol version the clients speak, such as "3.6.0": one the Kafka
+	// client kpipe uses supports, from 0.11.0.0 (record headers, which the dead-letter topic and
+	// forwarding need) on. Versions before 1.0 have four parts ("0.11.0.2").
 	// Default: the kpipe runtime's default, which suits Kafka 2.8 and later.
 	// +optional
-	// +kubebuilder:validation:Pattern=`^[0-9]+\.[0-9]+\.[0-9]+$`
+	// +kubebuilder:validation:Enum="0.11.0.0";"0.11.0.1";"0.11.0.2";"1.0.0";"1.0.1";"1.0.2";"1.1.0";"1.1.1";"2.0.0";"2.0.1";"2.1.0";"2.1.1";"2.2.0";"2.2.1";"2.2.2";"2.3.0";"2.3.1";"2.4.0";"2.4.1";"2.5.0";"2.5.1";"2.6.0";"2.6.1";"2.6.2";"2.6.3";"2.7.0";"2.7.1";"2.7.2";"2.8.0";"2.8.1";"2.8.2";"3.0.0";"3.0.1";"3.0.2";"3.1.0";"3.1.1";"3.1.2";"3.2.0";"3.2.1";"3.2.2";"3.2.3";"3.3.0";"3.3.1";"3.3.2";"3.4.0";"3.4.1";"3.5.0";"3.5.1";"3.5.2";"3.6.0";"3.6.1";"3.6.2";"3.7.0";"3.7.1";"3.7.2";"3.8.0";"3.8.1";"3.9.0";"3.9.1";"3.9.2";"4.0.0";"4.0.1";"4.1.0";"4.1.1";"4.1.2";"4.2.0";"4.2.1";"4.3.0";"4.3.1"
 	Version string `json:"version,omitempty"`
 
 	// tls turns on TLS to the brokers. Without a secretRef the system's root CAs are used.

@@ -15,6 +15,7 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.lag`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters: it names the Deployment and is the value of the pods' kpipe.io/pipeline label"
 type KafkaPipeline struct {
 	metav1.TypeMeta `json:",inline"`
 
@@ -53,6 +54,7 @@ func init() {
 // +kubebuilder:validation:XValidation:rule="!has(self.processor.handler) || (has(self.template) && has(self.template.image))",message="processor.handler needs template.image: an image built around the kpipe runtime that registers the handler"
 // +kubebuilder:validation:XValidation:rule="!has(self.deadLetter) || !(self.deadLetter.topic in self.topics)",message="deadLetter.topic must not be one of the consumed topics"
 // +kubebuilder:validation:XValidation:rule="!has(self.processor.forward) || !(self.processor.forward.topic in self.topics)",message="processor.forward.topic must not be one of the consumed topics"
+// +kubebuilder:validation:XValidation:rule="!has(self.deadLetter) || !has(self.processor.forward) || self.deadLetter.topic != self.processor.forward.topic",message="deadLetter.topic must not be processor.forward.topic",fieldPath=".deadLetter.topic"
 type KafkaPipelineSpec struct {
 	// kafka is how the pipeline connects to the Kafka cluster.
 	// +required
@@ -71,11 +73,12 @@ type KafkaPipelineSpec struct {
 	Topics []string `json:"topics"`
 
 	// group is the Kafka consumer group id shared by every replica of the pipeline.
-	// Committed offsets belong to this group.
+	// Committed offsets belong to this group. At most 255 bytes in UTF-8 (Kafka counts bytes).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
 	// +kubebuilder:validation:XValidation:rule="self.trim().size() > 0",message="group must not be blank"
+	// +kubebuilder:validation:XValidation:rule="size(bytes(self)) <= 255",message="group must be at most 255 bytes in UTF-8"
 	Group string `json:"group"`
 
 	// initialOffset is where a partition starts when the group has no committed offset for it:
@@ -117,9 +120,10 @@ type KafkaPipelineSpec struct {
 	Scaling ScalingSpec `json:"scaling,omitempty"`
 
 	// replicas is the number of pods when scaling.mode is Manual; it is what `kubectl scale`
-	// sets through the scale subresource. Ignored in Auto mode. Default 1.
+	// sets through the scale subresource. Ignored in Auto mode. Default 1; at most 1000.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
 	Replicas *int32 `json:"replicas,omitempty"`
 
 	// template overrides parts of the pods that run the pipeline: image, resources,

@@ -46,21 +46,21 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.window) || !has(self.penalty) || duration(self.penalty) >= duration(self.window)",message="idle.penalty must be at least idle.window"
 type IdleSpec struct {
 	// window is how long nothing may be consumed before the consumer and the worker pool
-	// stop. Default 1m.
+	// stop. Default 1m; at most 24h.
 	// +optional
 	// +kubebuilder:default="1m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('24h')",message="must be a positive duration of at most 24h"
 	Window *metav1.Duration `json:"window,omitempty"`
 
 	// penalty is how long the consumer stays stopped after an idle window before it starts
-	// again. At least window; a multiple of it is recommended. Default 5m.
+	// again. At least window; a multiple of it is recommended. Default 5m; at most 168h (7 days).
 	// +optional
 	// +kubebuilder:default="5m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('168h')",message="must be a positive duration of at most 168h"
 	Penalty *metav1.Duration `json:"penalty,omitempty"`
 }
 
@@ -96,19 +96,22 @@ type ForwardProcessor struct {
 // HTTPProcessor POSTs each message to a service. A 2xx answer means done; 408, 429 and 5xx are
 // retried; any other 4xx sends the message to the dead-letter topic at once.
 type HTTPProcessor struct {
-	// url is the http:// or https:// address each message is POSTed to.
+	// url is the http:// or https:// address each message is POSTed to. It carries no
+	// credentials (user:password@host): a URL is not a secret, it shows in the spec, in events
+	// and in logs.
 	// +required
 	// +kubebuilder:validation:MinLength=8
 	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[^:/?#]+://[^/?#]*@')",message="must not contain credentials (user:password@)"
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && (url(self).getScheme() == 'http' || url(self).getScheme() == 'https') && url(self).getHostname() != ''",message="must be an absolute http:// or https:// URL"
 	URL string `json:"url"`
 
-	// timeout bounds one request, including reading the answer. Default 5s.
+	// timeout bounds one request, including reading the answer. Default 5s; at most 1h.
 	// +optional
 	// +kubebuilder:default="5s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('1h')",message="must be a positive duration of at most 1h"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
@@ -134,20 +137,20 @@ type RetrySpec struct {
 	MaxAttempts *int32 `json:"maxAttempts,omitempty"`
 
 	// initialBackoff is the wait before the second attempt; each later wait doubles, up to
-	// maxBackoff. Default 100ms.
+	// maxBackoff. Default 100ms; at most 1h.
 	// +optional
 	// +kubebuilder:default="100ms"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('1h')",message="must be a positive duration of at most 1h"
 	InitialBackoff *metav1.Duration `json:"initialBackoff,omitempty"`
 
-	// maxBackoff caps the wait between attempts. Default 10s.
+	// maxBackoff caps the wait between attempts. Default 10s; at most 1h.
 	// +optional
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('1h')",message="must be a positive duration of at most 1h"
 	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
 }
 

@@ -18,6 +18,7 @@ type ScalingSpec struct {
 	// +optional
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
 	MinReplicas *int32 `json:"minReplicas,omitempty"`
 
 	// maxReplicas is the most replicas in Auto mode. The partition count caps it further: a
@@ -42,20 +43,23 @@ type ScalingSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	ActivationLag *int64 `json:"activationLag,omitempty"`
 
-	// pollInterval is how often the operator reads partition counts and lag. Default 10s.
+	// pollInterval is how often the operator reads partition counts and lag. Default 10s;
+	// 1s to 1h.
 	// +optional
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="must be at least 1s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="must be at least 1s and at most 1h"
 	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
 
 	// scaleDownStabilization is how long a lower replica count must be wanted before the
-	// operator scales down to it (the highest count wanted within the window wins). Default 5m.
+	// operator scales down to it (the highest count wanted within the window wins). 0 scales
+	// down at once. Default 5m; at most 24h.
 	// +optional
 	// +kubebuilder:default="5m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="must be at most 24h"
 	ScaleDownStabilization *metav1.Duration `json:"scaleDownStabilization,omitempty"`
 }
 
