@@ -3,8 +3,10 @@ package v1alpha1
 import (
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -101,11 +103,37 @@ func (s *KafkaPipelineSpec) validatePods(p *field.Path) field.ErrorList {
 			"processor.handler needs template.image: an image built around the kpipe runtime that registers the handler"))
 	}
 	if s.Template != nil {
-		for i, e := range s.Template.Env {
-			if strings.HasPrefix(e.Name, "KPIPE_") {
-				errs = append(errs, field.Invalid(p.Child("template", "env").Index(i).Child("name"), e.Name,
-					"environment variables starting with KPIPE_ are reserved for kpipe"))
-			}
+		errs = append(errs, s.Template.validate(p.Child("template"))...)
+	}
+	return errs
+}
+
+// validate checks the template's bounds; the Kubernetes types inside it (resources, affinity,
+// ...) are checked by the API server when the Deployment is applied.
+func (t *PodTemplateOverrides) validate(p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if len(t.Image) > 1024 {
+		errs = append(errs, field.TooLong(p.Child("image"), "", 1024))
+	}
+	switch t.ImagePullPolicy {
+	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("imagePullPolicy"), t.ImagePullPolicy,
+			[]string{string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever)}))
+	}
+	if len(t.ServiceAccountName) > 253 {
+		errs = append(errs, field.TooLong(p.Child("serviceAccountName"), t.ServiceAccountName, 253))
+	}
+	if g := t.TerminationGracePeriodSeconds; g != nil && (*g < 1 || *g > 3600) {
+		errs = append(errs, field.Invalid(p.Child("terminationGracePeriodSeconds"), *g, "must be between 1 and 3600"))
+	}
+	if len(t.Env) > 256 {
+		errs = append(errs, field.TooMany(p.Child("env"), len(t.Env), 256))
+	}
+	for i, e := range t.Env {
+		if strings.HasPrefix(e.Name, "KPIPE_") {
+			errs = append(errs, field.Invalid(p.Child("env").Index(i).Child("name"), e.Name,
+				"environment variables starting with KPIPE_ are reserved for kpipe"))
 		}
 	}
 	return errs
@@ -177,6 +205,9 @@ func validateURL(p *field.Path, s string) field.ErrorList {
 		return field.ErrorList{field.Invalid(p, s, "must be an absolute http:// or https:// URL")}
 	case u.User != nil:
 		return field.ErrorList{field.Invalid(p, u.Redacted(), "must not contain credentials (user:password@)")}
+	}
+	if port, err := strconv.Atoi(u.Port()); u.Port() != "" && (err != nil || port < 1 || port > 65535) {
+		return field.ErrorList{field.Invalid(p, s, "the port must be from 1 to 65535")}
 	}
 	return nil
 }
