@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -87,7 +88,15 @@ func goErrors(spec map[string]any) string {
 		return err.Error()
 	}
 	s.Default()
-	return s.Validate().ToAggregate().Error()
+	return aggregate(s.Validate())
+}
+
+// aggregate is the errors' text, or "<nil>" when there are none.
+func aggregate(errs field.ErrorList) string {
+	if agg := errs.ToAggregate(); agg != nil {
+		return agg.Error()
+	}
+	return "<nil>"
 }
 
 var _ = Describe("the KafkaPipeline API", func() {
