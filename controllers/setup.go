@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -23,7 +24,8 @@ import (
 const secretRefIndex = ".spec.secretRefs"
 
 // SetupWithManager registers the reconciler with a manager: it watches KafkaPipelines (spec
-// changes), their Deployments, and the Secrets they reference.
+// changes), their Deployments (spec changes and readiness, see deploymentChanged), and the
+// Secrets they reference.
 func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Lag == nil {
 		r.Lag = lag.NewReader(lag.Options{})
@@ -44,11 +46,38 @@ func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kpipev1.KafkaPipeline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&appsv1.Deployment{}).
+		Owns(&appsv1.Deployment{}, builder.WithPredicates(deploymentChanged)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Named("kafkapipeline").
 		Complete(r)
+}
+
+// deploymentChanged lets through the updates of an owned Deployment that the reconcile acts
+// on before its next poll: a new generation (someone else changed the spec; the apply restores
+// kpipe's fields), and a change of readiness (Ready, or whether any replica is ready to
+// consume). Other status churn (counts on the way, conditions, timestamps) waits for the next
+// poll instead of costing one. Creates and deletes always pass.
+var deploymentChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(*appsv1.Deployment)
+		cur, okNew := e.ObjectNew.(*appsv1.Deployment)
+		if !okOld || !okNew {
+			return true
+		}
+		return old.Generation != cur.Generation ||
+			specReady(old) != specReady(cur) ||
+			(old.Status.ReadyReplicas == 0) != (cur.Status.ReadyReplicas == 0)
+	},
+}
+
+// specReady is deploymentReady for the Deployment's own replica count.
+func specReady(d *appsv1.Deployment) bool {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	return deploymentReady(d, want)
 }
 
 type closeOnStop struct{ r *lag.Reader }
