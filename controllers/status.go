@@ -47,16 +47,17 @@ func (w *waitError) Unwrap() error { return w.err }
 // is found invalid), lastScaleTime and the observed state. It records the Scale event, and a
 // Warning event when the Ready reason changes, so a long outage does not flood the event stream.
 func (r *KafkaPipelineReconciler) finalizeStatus(kp *kpipev1.KafkaPipeline, out *outcome) {
+	if out.invalid != nil || out.applied.dep != nil {
+		kp.Status.ObservedGeneration = kp.Generation
+	}
 	if out.invalid != nil {
 		if conditionReason(kp, kpipev1.ConditionStalled) != ReasonInvalidSpec {
 			r.event(kp, true, ReasonInvalidSpec, "Validate", "%s", out.invalid.Error())
 		}
 		markInvalid(kp, out.invalid.Error())
-		kp.Status.ObservedGeneration = kp.Generation
 		return
 	}
 	if out.applied.dep != nil {
-		kp.Status.ObservedGeneration = kp.Generation
 		if out.applied.scaled {
 			r.recordScale(kp, out)
 		}
