@@ -105,73 +105,11 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 	if image == "" {
 		return nil, fmt.Errorf("no image: set template.image or run the operator with --pipeline-image")
 	}
-	rs := RuntimeSpec(&kp.Spec)
-	specJSON, err := json.Marshal(rs)
+	env, volumes, mounts, err := wiring(kp, tpl)
 	if err != nil {
-		return nil, fmt.Errorf("encode pipeline spec: %w", err)
+		return nil, err
 	}
-
-	env := []corev1.EnvVar{
-		{Name: kpipev1.EnvPipelineSpec, Value: string(specJSON)},
-		{Name: kpipev1.EnvPipelineName, Value: kp.Name},
-		{Name: kpipev1.EnvPipelineNamespace, Value: kp.Namespace},
-		{Name: kpipev1.EnvHTTPAddr, Value: fmt.Sprintf(":%d", kpipev1.HTTPPort)},
-	}
-	volumes := []corev1.Volume{{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
-	mounts := []corev1.VolumeMount{{Name: tmpVolume, MountPath: "/tmp"}}
-	if t := kp.Spec.Kafka.TLS; t != nil && t.SecretRef != nil {
-		env = append(env, corev1.EnvVar{Name: kpipev1.EnvTLSDir, Value: kpipev1.TLSMountPath})
-		volumes = append(volumes, secretVolume(tlsVolume, t.SecretRef.Name))
-		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolume, MountPath: kpipev1.TLSMountPath, ReadOnly: true})
-	}
-	if s := kp.Spec.Kafka.SASL; s != nil {
-		env = append(env, corev1.EnvVar{Name: kpipev1.EnvSASLDir, Value: kpipev1.SASLMountPath})
-		volumes = append(volumes, secretVolume(saslVolume, s.SecretRef.Name))
-		mounts = append(mounts, corev1.VolumeMount{Name: saslVolume, MountPath: kpipev1.SASLMountPath, ReadOnly: true})
-	}
-	env = append(env, userEnv(tpl.Env)...)
-
-	container := corev1.Container{
-		Name:            ContainerName,
-		Image:           image,
-		ImagePullPolicy: tpl.ImagePullPolicy,
-		Args:            []string{"run", "--shutdown-timeout=" + ShutdownTimeout(kp.Spec.TerminationGracePeriodSeconds()).String()},
-		Env:             env,
-		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: kpipev1.HTTPPort, Protocol: corev1.ProtocolTCP}},
-		Resources:       resources(tpl.Resources),
-		VolumeMounts:    mounts,
-		ReadinessProbe:  probe("/readyz", 5, 3),
-		LivenessProbe:   probe("/healthz", 10, 3),
-		SecurityContext: &corev1.SecurityContext{
-			RunAsNonRoot:             ptr.To(true),
-			ReadOnlyRootFilesystem:   ptr.To(true),
-			AllowPrivilegeEscalation: ptr.To(false),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-	}
-
-	podSpec := corev1.PodSpec{
-		Containers:                    []corev1.Container{container},
-		Volumes:                       volumes,
-		TerminationGracePeriodSeconds: ptr.To(kp.Spec.TerminationGracePeriodSeconds()),
-		ServiceAccountName:            tpl.ServiceAccountName,
-		AutomountServiceAccountToken:  ptr.To(false),
-		ImagePullSecrets:              tpl.ImagePullSecrets,
-		NodeSelector:                  tpl.NodeSelector,
-		Tolerations:                   tpl.Tolerations,
-		Affinity:                      tpl.Affinity,
-		TopologySpreadConstraints:     tpl.TopologySpreadConstraints,
-		PriorityClassName:             tpl.PriorityClassName,
-		SecurityContext: &corev1.PodSecurityContext{
-			RunAsNonRoot:   ptr.To(true),
-			RunAsUser:      ptr.To(NonRootID),
-			RunAsGroup:     ptr.To(NonRootID),
-			FSGroup:        ptr.To(NonRootID),
-			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
-	}
+	podSpec := podSpec(kp, tpl, container(kp, tpl, image, env, mounts), volumes)
 
 	podLabels := map[string]string{}
 	podAnnotations := map[string]string{}
@@ -207,6 +145,84 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 			},
 		},
 	}, nil
+}
+
+// wiring is the container's environment, the pod's volumes and the container's mounts: the
+// runtime's configuration, /tmp, the Secret volumes, then the user's environment.
+func wiring(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides) ([]corev1.EnvVar, []corev1.Volume, []corev1.VolumeMount, error) {
+	rs := RuntimeSpec(&kp.Spec)
+	specJSON, err := json.Marshal(rs)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("encode pipeline spec: %w", err)
+	}
+	env := []corev1.EnvVar{
+		{Name: kpipev1.EnvPipelineSpec, Value: string(specJSON)},
+		{Name: kpipev1.EnvPipelineName, Value: kp.Name},
+		{Name: kpipev1.EnvPipelineNamespace, Value: kp.Namespace},
+		{Name: kpipev1.EnvHTTPAddr, Value: fmt.Sprintf(":%d", kpipev1.HTTPPort)},
+	}
+	volumes := []corev1.Volume{{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	mounts := []corev1.VolumeMount{{Name: tmpVolume, MountPath: "/tmp"}}
+	if t := kp.Spec.Kafka.TLS; t != nil && t.SecretRef != nil {
+		env = append(env, corev1.EnvVar{Name: kpipev1.EnvTLSDir, Value: kpipev1.TLSMountPath})
+		volumes = append(volumes, secretVolume(tlsVolume, t.SecretRef.Name))
+		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolume, MountPath: kpipev1.TLSMountPath, ReadOnly: true})
+	}
+	if s := kp.Spec.Kafka.SASL; s != nil {
+		env = append(env, corev1.EnvVar{Name: kpipev1.EnvSASLDir, Value: kpipev1.SASLMountPath})
+		volumes = append(volumes, secretVolume(saslVolume, s.SecretRef.Name))
+		mounts = append(mounts, corev1.VolumeMount{Name: saslVolume, MountPath: kpipev1.SASLMountPath, ReadOnly: true})
+	}
+	env = append(env, userEnv(tpl.Env)...)
+	return env, volumes, mounts, nil
+}
+
+// container is the pipeline container: `kpipe run`, probes, resources, locked down.
+func container(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides, image string, env []corev1.EnvVar, mounts []corev1.VolumeMount) corev1.Container {
+	return corev1.Container{
+		Name:            ContainerName,
+		Image:           image,
+		ImagePullPolicy: tpl.ImagePullPolicy,
+		Args:            []string{"run", "--shutdown-timeout=" + ShutdownTimeout(kp.Spec.TerminationGracePeriodSeconds()).String()},
+		Env:             env,
+		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: kpipev1.HTTPPort, Protocol: corev1.ProtocolTCP}},
+		Resources:       resources(tpl.Resources),
+		VolumeMounts:    mounts,
+		ReadinessProbe:  probe("/readyz", 5, 3),
+		LivenessProbe:   probe("/healthz", 10, 3),
+		SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot:             ptr.To(true),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			AllowPrivilegeEscalation: ptr.To(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+}
+
+// podSpec is the pod around the container, with the template's scheduling overrides.
+func podSpec(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides, c corev1.Container, volumes []corev1.Volume) corev1.PodSpec {
+	return corev1.PodSpec{
+		Containers:                    []corev1.Container{c},
+		Volumes:                       volumes,
+		TerminationGracePeriodSeconds: ptr.To(kp.Spec.TerminationGracePeriodSeconds()),
+		ServiceAccountName:            tpl.ServiceAccountName,
+		AutomountServiceAccountToken:  ptr.To(false),
+		ImagePullSecrets:              tpl.ImagePullSecrets,
+		NodeSelector:                  tpl.NodeSelector,
+		Tolerations:                   tpl.Tolerations,
+		Affinity:                      tpl.Affinity,
+		TopologySpreadConstraints:     tpl.TopologySpreadConstraints,
+		PriorityClassName:             tpl.PriorityClassName,
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot:   ptr.To(true),
+			RunAsUser:      ptr.To(NonRootID),
+			RunAsGroup:     ptr.To(NonRootID),
+			FSGroup:        ptr.To(NonRootID),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
 }
 
 func secretVolume(name, secret string) corev1.Volume {
