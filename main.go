@@ -54,7 +54,7 @@ func newManagerCommand() *cobra.Command {
 		Use:   "manager",
 		Short: "Run the operator",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(*cobra.Command, []string) error {
 			return runManager(o)
 		},
 	}

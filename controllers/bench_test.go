@@ -98,7 +98,7 @@ func memory() (rss, heap uint64) {
 	goruntime.ReadMemStats(&ms)
 	f, err := os.Open("/proc/self/status")
 	if err == nil {
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		s := bufio.NewScanner(f)
 		for s.Scan() {
 			if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
@@ -166,7 +166,12 @@ func BenchmarkOperatorScale(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		mgrDone := make(chan error, 1)
 		go func() { mgrDone <- mgr.Start(ctx) }()
-		b.Cleanup(func() { cancel(); <-mgrDone })
+		b.Cleanup(func() {
+			cancel()
+			if err := <-mgrDone; err != nil {
+				b.Logf("manager: %v", err)
+			}
+		})
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			b.Fatal("the manager's cache never synced")
 		}

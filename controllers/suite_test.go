@@ -129,7 +129,7 @@ func installRBAC(scheme *runtime.Scheme) *rest.Config {
 	for _, f := range []string{"service_account.yaml", "role.yaml", "role_binding.yaml", "leader_election_role.yaml"} {
 		data, err := os.ReadFile(filepath.Join(envtest.RepoRoot(), "config", "rbac", f))
 		Expect(err).NotTo(HaveOccurred())
-		for _, doc := range strings.Split(string(data), "\n---") {
+		for doc := range strings.SplitSeq(string(data), "\n---") {
 			if strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(doc), "---")) == "" {
 				continue
 			}

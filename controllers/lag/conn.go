@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,7 +48,7 @@ func (c *conn) unionLocked() []string {
 	for t := range set {
 		out = append(out, t)
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
 
@@ -154,8 +154,7 @@ func (c *conn) poll(ctx context.Context, q Query, opts Options) (*Result, error)
 }
 
 func (c *conn) maybeReset(err error) {
-	var kerr sarama.KError
-	if errors.As(err, &kerr) {
+	if _, ok := errors.AsType[sarama.KError](err); ok {
 		return // the cluster answered: the connection is fine
 	}
 	c.reset()

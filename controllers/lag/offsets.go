@@ -1,11 +1,12 @@
 package lag
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -122,12 +123,10 @@ func (c *conn) listOffsets(leaders map[scaling.TopicPartition]partitionInfo, at 
 		if err != nil {
 			return nil, err
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			offsets, err := c.listOffsetsOn(b, tps, at)
 			answers <- answer{offsets: offsets, err: err}
-		}()
+		})
 	}
 	wg.Wait()
 	close(answers)
@@ -262,12 +261,8 @@ func (c *conn) result(q Query, committed map[scaling.TopicPartition]int64, commi
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	sort.Slice(res.Offsets, func(i, j int) bool {
-		a, b := res.Offsets[i], res.Offsets[j]
-		if a.Topic != b.Topic {
-			return a.Topic < b.Topic
-		}
-		return a.Partition < b.Partition
+	slices.SortFunc(res.Offsets, func(a, b scaling.Offsets) int {
+		return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 	})
 	return res, nil
 }

@@ -9,7 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,9 +26,11 @@ import (
 const (
 	// ContainerName is the name of the pipeline container.
 	ContainerName = "pipeline"
-	// NameLabel, InstanceLabel and ManagedByLabel are the recommended Kubernetes labels.
-	NameLabel      = "app.kubernetes.io/name"
-	InstanceLabel  = "app.kubernetes.io/instance"
+	// NameLabel is the recommended Kubernetes label for the application's name.
+	NameLabel = "app.kubernetes.io/name"
+	// InstanceLabel is the recommended label for the instance: the pipeline's name.
+	InstanceLabel = "app.kubernetes.io/instance"
+	// ManagedByLabel is the recommended label for the tool that manages the object.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	// AppName is the value of NameLabel on every pipeline pod.
 	AppName = "kpipe-pipeline"
@@ -131,12 +133,12 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 				Kind:               "KafkaPipeline",
 				Name:               kp.Name,
 				UID:                kp.UID,
-				Controller:         ptr.To(true),
-				BlockOwnerDeletion: ptr.To(true),
+				Controller:         new(true),
+				BlockOwnerDeletion: new(true),
 			}},
 		},
 		Spec: appsv1.DeploymentSpec{
-			Replicas:             ptr.To(in.Replicas),
+			Replicas:             new(in.Replicas),
 			Selector:             &metav1.LabelSelector{MatchLabels: SelectorLabels(kp.Name)},
 			RevisionHistoryLimit: ptr.To[int32](3),
 			Template: corev1.PodTemplateSpec{
@@ -191,9 +193,9 @@ func container(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides, ima
 		ReadinessProbe:  probe("/readyz", 5, 3),
 		LivenessProbe:   probe("/healthz", 10, 3),
 		SecurityContext: &corev1.SecurityContext{
-			RunAsNonRoot:             ptr.To(true),
-			ReadOnlyRootFilesystem:   ptr.To(true),
-			AllowPrivilegeEscalation: ptr.To(false),
+			RunAsNonRoot:             new(true),
+			ReadOnlyRootFilesystem:   new(true),
+			AllowPrivilegeEscalation: new(false),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
@@ -206,9 +208,9 @@ func podSpec(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides, c cor
 	return corev1.PodSpec{
 		Containers:                    []corev1.Container{c},
 		Volumes:                       volumes,
-		TerminationGracePeriodSeconds: ptr.To(kp.Spec.TerminationGracePeriodSeconds()),
+		TerminationGracePeriodSeconds: new(kp.Spec.TerminationGracePeriodSeconds()),
 		ServiceAccountName:            tpl.ServiceAccountName,
-		AutomountServiceAccountToken:  ptr.To(false),
+		AutomountServiceAccountToken:  new(false),
 		ImagePullSecrets:              tpl.ImagePullSecrets,
 		NodeSelector:                  tpl.NodeSelector,
 		Tolerations:                   tpl.Tolerations,
@@ -216,10 +218,10 @@ func podSpec(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides, c cor
 		TopologySpreadConstraints:     tpl.TopologySpreadConstraints,
 		PriorityClassName:             tpl.PriorityClassName,
 		SecurityContext: &corev1.PodSecurityContext{
-			RunAsNonRoot:   ptr.To(true),
-			RunAsUser:      ptr.To(NonRootID),
-			RunAsGroup:     ptr.To(NonRootID),
-			FSGroup:        ptr.To(NonRootID),
+			RunAsNonRoot:   new(true),
+			RunAsUser:      new(NonRootID),
+			RunAsGroup:     new(NonRootID),
+			FSGroup:        new(NonRootID),
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
@@ -297,7 +299,7 @@ func configHash(spec corev1.PodSpec, labels, annotations map[string]string, secr
 		for k := range m {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		slices.Sort(keys)
 		for _, k := range keys {
 			_ = enc.Encode([2]string{k, m[k]})
 		}
@@ -314,14 +316,14 @@ func SecretsHash(secrets ...*corev1.Secret) string {
 	}
 	h := sha256.New()
 	for _, s := range secrets {
-		fmt.Fprintf(h, "secret %q %d\n", s.Name, len(s.Data))
+		_, _ = fmt.Fprintf(h, "secret %q %d\n", s.Name, len(s.Data))
 		keys := make([]string, 0, len(s.Data))
 		for k := range s.Data {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		slices.Sort(keys)
 		for _, k := range keys {
-			fmt.Fprintf(h, "%q %d\n", k, len(s.Data[k]))
+			_, _ = fmt.Fprintf(h, "%q %d\n", k, len(s.Data[k]))
 			h.Write(s.Data[k])
 		}
 	}

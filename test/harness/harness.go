@@ -149,6 +149,6 @@ func logger(w io.Writer) logr.Logger {
 		return logr.Discard()
 	}
 	return funcr.New(func(prefix, args string) {
-		fmt.Fprintln(w, time.Now().Format("15:04:05.000"), prefix, args)
+		_, _ = fmt.Fprintln(w, time.Now().Format("15:04:05.000"), prefix, args)
 	}, funcr.Options{})
 }

@@ -37,8 +37,7 @@ type process struct {
 func stopAll(ps []*process) {
 	var wg sync.WaitGroup
 	for _, p := range ps {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.terminate() }()
+		wg.Go(func() { ; p.terminate() })
 	}
 	wg.Wait()
 }
@@ -79,11 +78,9 @@ func (r *Runner) start(ctx context.Context, d *appsv1.Deployment, hash string) (
 	}
 	p := &process{name: name, hash: hash, addr: addr, grace: grace, stop: make(chan struct{}), done: make(chan struct{})}
 	logPath := filepath.Join(dir, "log")
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
+	r.wg.Go(func() {
 		r.supervise(p, args, env, logPath)
-	}()
+	})
 	return p, nil
 }
 
@@ -105,7 +102,7 @@ func (r *Runner) supervise(p *process, args, env []string, logPath string) {
 		select {
 		case <-p.stop:
 			p.mu.Unlock()
-			logf.Close()
+			_ = logf.Close()
 			return
 		default:
 		}
@@ -120,7 +117,7 @@ func (r *Runner) supervise(p *process, args, env []string, logPath string) {
 		if err == nil {
 			_ = cmd.Wait()
 		}
-		logf.Close()
+		_ = logf.Close()
 		p.mu.Lock()
 		p.running = false
 		p.mu.Unlock()
@@ -165,7 +162,7 @@ func (p *process) ready(hc *http.Client) bool {
 	if err != nil {
 		return false
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
 }
 
@@ -180,7 +177,7 @@ func freeAddr() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().String(), nil
 }
 

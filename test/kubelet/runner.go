@@ -13,7 +13,7 @@ package kubelet
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -119,8 +119,7 @@ func (r *Runner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 	var d appsv1.Deployment
 	if err := r.Client.Get(ctx, req.NamespacedName, &d); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.scaleTo(ctx, req.NamespacedName, nil, 0)
-			return ctrl.Result{}, nil
+			return ctrl.Result{}, r.scaleTo(ctx, req.NamespacedName, nil, 0)
 		}
 		return ctrl.Result{}, err
 	}
@@ -263,6 +262,6 @@ func (r *Runner) Processes(key types.NamespacedName) []string {
 			out = append(out, p.name+" "+p.addr)
 		}
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
