@@ -155,6 +155,8 @@ var _ = Describe("hostile input", func() {
 		// replicas
 		Entry("a million manual replicas", newObject(set(validSpec(), "replicas", int64(1000000))), refused("spec.replicas")),
 		Entry("1001 manual replicas", newObject(set(validSpec(), "replicas", int64(1001))), refused("spec.replicas")),
+		Entry("replicas in Auto mode (kubectl scale would be ignored)", newObject(set(validSpec(), "replicas", int64(2))), refused("spec.replicas")),
+		Entry("replicas in explicit Auto mode", newObject(set(set(validSpec(), "scaling.mode", "Auto"), "replicas", int64(0))), refused("spec.replicas")),
 		Entry("1000 manual replicas", newObject(set(set(validSpec(), "scaling.mode", "Manual"), "replicas", int64(1000))), accepted()),
 		Entry("replicas beyond int32", newObject(set(validSpec(), "replicas", int64(1)<<31)), refusedGo("spec.replicas", "replicas")),
 		Entry("1001 minimum replicas", newObject(set(set(validSpec(), "scaling.minReplicas", int64(1001)), "scaling.maxReplicas", int64(1000))), refused("spec.scaling.minReplicas")),

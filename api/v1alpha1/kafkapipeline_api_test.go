@@ -159,6 +159,18 @@ var _ = Describe("the KafkaPipeline API", func() {
 		Expect(kp.Spec.Replicas).To(Equal(ptr.To[int32](4)))
 	})
 
+	It("refuses kubectl scale in Auto mode, saying why, instead of storing a count it would ignore", func() {
+		u := newObject(validSpec())
+		Expect(k8sClient.Create(ctx, u)).To(Succeed())
+		out, err := env.Kubectl(ctx, "scale", "kafkapipeline/"+u.GetName(), "--replicas=4", "-n", "default")
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("spec.replicas"))
+		Expect(out).To(ContainSubstring("scaling.mode Manual only"))
+		var kp kpipev1.KafkaPipeline
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(u), &kp)).To(Succeed())
+		Expect(kp.Spec.Replicas).To(BeNil())
+	})
+
 	long := strings.Repeat("a", 250)
 	DescribeTable("refuses an invalid object with a message naming the field",
 		func(spec map[string]any, serverField, serverMsg, goField string) {

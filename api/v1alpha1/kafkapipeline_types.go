@@ -54,6 +54,7 @@ func init() {
 // +kubebuilder:validation:XValidation:rule="!has(self.processor.handler) || (has(self.template) && has(self.template.image))",message="processor.handler needs template.image: an image built around the kpipe runtime that registers the handler"
 // +kubebuilder:validation:XValidation:rule="!has(self.deadLetter) || !(self.deadLetter.topic in self.topics)",message="deadLetter.topic must not be one of the consumed topics"
 // +kubebuilder:validation:XValidation:rule="!has(self.processor.forward) || !(self.processor.forward.topic in self.topics)",message="processor.forward.topic must not be one of the consumed topics"
+// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || (has(self.scaling.mode) && self.scaling.mode == 'Manual')",message="replicas (what kubectl scale sets) is used in scaling.mode Manual only; in Auto the operator sets the replica count from lag: remove spec.replicas or set scaling.mode to Manual",fieldPath=".replicas"
 // +kubebuilder:validation:XValidation:rule="!has(self.deadLetter) || !has(self.processor.forward) || self.deadLetter.topic != self.processor.forward.topic",message="deadLetter.topic must not be processor.forward.topic",fieldPath=".deadLetter.topic"
 type KafkaPipelineSpec struct {
 	// kafka is how the pipeline connects to the Kafka cluster.
@@ -120,7 +121,8 @@ type KafkaPipelineSpec struct {
 	Scaling ScalingSpec `json:"scaling,omitempty"`
 
 	// replicas is the number of pods when scaling.mode is Manual; it is what `kubectl scale`
-	// sets through the scale subresource. Ignored in Auto mode. Default 1; at most 1000.
+	// sets through the scale subresource. Refused in Auto mode, where the operator sets the count
+	// from lag. Default 1; at most 1000.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=1000

@@ -98,6 +98,10 @@ func (s *KafkaPipelineSpec) validatePods(p *field.Path) field.ErrorList {
 	if s.Replicas != nil && (*s.Replicas < 0 || *s.Replicas > MaxReplicas) {
 		errs = append(errs, field.Invalid(p.Child("replicas"), *s.Replicas, "must be between 0 and 1000"))
 	}
+	if s.Replicas != nil && s.Scaling.Mode != ScalingManual {
+		errs = append(errs, field.Invalid(p.Child("replicas"), *s.Replicas,
+			"replicas (what kubectl scale sets) is used in scaling.mode Manual only; in Auto the operator sets the replica count from lag: remove spec.replicas or set scaling.mode to Manual"))
+	}
 	if s.Processor.Handler != nil && (s.Template == nil || s.Template.Image == "") {
 		errs = append(errs, field.Required(p.Child("template", "image"),
 			"processor.handler needs template.image: an image built around the kpipe runtime that registers the handler"))
