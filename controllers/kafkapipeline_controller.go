@@ -113,6 +113,10 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		out.wait = &waitError{reason: ReasonApplyFailed, err: err}
 		return ctrl.Result{}, err
 	}
+	if err := r.applyDisruptionBudget(ctx, kp); err != nil {
+		out.wait = &waitError{reason: ReasonApplyFailed, err: err}
+		return ctrl.Result{}, err
+	}
 	if out.wait != nil {
 		return r.backoff(st, spec), nil
 	}

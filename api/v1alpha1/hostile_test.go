@@ -155,6 +155,14 @@ var _ = Describe("hostile input", func() {
 		// replicas
 		Entry("a million manual replicas", newObject(set(validSpec(), "replicas", int64(1000000))), refused("spec.replicas")),
 		Entry("1001 manual replicas", newObject(set(validSpec(), "replicas", int64(1001))), refused("spec.replicas")),
+		// disruption budget
+		Entry("a disruption budget of 0 unavailable", newObject(set(validSpec(), "disruptionBudget.maxUnavailable", int64(0))), refused("spec.disruptionBudget.maxUnavailable")),
+		Entry("a disruption budget of 0%", newObject(set(validSpec(), "disruptionBudget.maxUnavailable", "0%")), refused("spec.disruptionBudget.maxUnavailable")),
+		Entry("a disruption budget of 101%", newObject(set(validSpec(), "disruptionBudget.maxUnavailable", "101%")), refused("spec.disruptionBudget.maxUnavailable")),
+		Entry("a disruption budget of words", newObject(set(validSpec(), "disruptionBudget.maxUnavailable", "half")), refused("spec.disruptionBudget.maxUnavailable")),
+		Entry("a disruption budget without maxUnavailable", newObject(set(validSpec(), "disruptionBudget", map[string]any{})), refusedGo("spec.disruptionBudget.maxUnavailable", "spec.disruptionBudget.maxUnavailable")),
+		Entry("a disruption budget of 1", newObject(set(validSpec(), "disruptionBudget.maxUnavailable", int64(1))), accepted()),
+		Entry("a disruption budget of 100%", newObject(set(validSpec(), "disruptionBudget.maxUnavailable", "100%")), accepted()),
 		Entry("replicas in Auto mode (kubectl scale would be ignored)", newObject(set(validSpec(), "replicas", int64(2))), refused("spec.replicas")),
 		Entry("replicas in explicit Auto mode", newObject(set(set(validSpec(), "scaling.mode", "Auto"), "replicas", int64(0))), refused("spec.replicas")),
 		Entry("1000 manual replicas", newObject(set(set(validSpec(), "scaling.mode", "Manual"), "replicas", int64(1000))), accepted()),

@@ -133,6 +133,12 @@ type KafkaPipelineSpec struct {
 	// +optional
 	Template *PodTemplateOverrides `json:"template,omitempty"`
 
+	// disruptionBudget gives the pipeline's pods a PodDisruptionBudget when set, so that a
+	// node drain takes down at most maxUnavailable of them at once. Removing it removes the
+	// budget.
+	// +optional
+	DisruptionBudget *DisruptionBudgetSpec `json:"disruptionBudget,omitempty"`
+
 	// suspend scales the pipeline to zero and stops polling Kafka while true.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`

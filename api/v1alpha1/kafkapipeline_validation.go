@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -109,7 +110,21 @@ func (s *KafkaPipelineSpec) validatePods(p *field.Path) field.ErrorList {
 	if s.Template != nil {
 		errs = append(errs, s.Template.validate(p.Child("template"))...)
 	}
+	if b := s.DisruptionBudget; b != nil {
+		errs = append(errs, b.validate(p.Child("disruptionBudget", "maxUnavailable"))...)
+	}
 	return errs
+}
+
+// maxUnavailablePercent is the form of a percentage maxUnavailable: 1% to 100%.
+var maxUnavailablePercent = regexp.MustCompile(`^([1-9][0-9]?|100)%$`)
+
+func (b *DisruptionBudgetSpec) validate(p *field.Path) field.ErrorList {
+	v := b.MaxUnavailable
+	if (v.Type == intstr.Int && v.IntVal >= 1) || (v.Type == intstr.String && maxUnavailablePercent.MatchString(v.StrVal)) {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(p, v.String(), "maxUnavailable must be a number of at least 1 or a percentage from 1% to 100%")}
 }
 
 // validate checks the template's bounds; the Kubernetes types inside it (resources, affinity,

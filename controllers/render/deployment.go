@@ -48,6 +48,10 @@ var (
 	DefaultCPURequest    = resource.MustParse("100m")
 	DefaultMemoryRequest = resource.MustParse("128Mi")
 	DefaultMemoryLimit   = resource.MustParse("512Mi")
+	// TmpSizeLimit bounds the writable /tmp of a pipeline pod (the root filesystem is read-only):
+	// the runtime writes nothing there, a handler only scratch files, and a pod that fills it is
+	// evicted instead of filling the node's disk.
+	TmpSizeLimit = resource.MustParse("64Mi")
 )
 
 // Input is everything the Deployment depends on.
@@ -123,20 +127,8 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 	podAnnotations[kpipev1.ConfigHashAnnotation] = configHash(podSpec, podLabels, podAnnotations, in.SecretsHash)
 
 	return &appsv1.Deployment{
-		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      kp.Name,
-			Namespace: kp.Namespace,
-			Labels:    Labels(kp.Name),
-			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion:         kpipev1.GroupVersion.String(),
-				Kind:               "KafkaPipeline",
-				Name:               kp.Name,
-				UID:                kp.UID,
-				Controller:         new(true),
-				BlockOwnerDeletion: new(true),
-			}},
-		},
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: childMeta(kp),
 		Spec: appsv1.DeploymentSpec{
 			Replicas:             new(in.Replicas),
 			Selector:             &metav1.LabelSelector{MatchLabels: SelectorLabels(kp.Name)},
@@ -163,7 +155,7 @@ func wiring(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides) ([]cor
 		{Name: kpipev1.EnvPipelineNamespace, Value: kp.Namespace},
 		{Name: kpipev1.EnvHTTPAddr, Value: fmt.Sprintf(":%d", kpipev1.HTTPPort)},
 	}
-	volumes := []corev1.Volume{{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	volumes := []corev1.Volume{{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &TmpSizeLimit}}}}
 	mounts := []corev1.VolumeMount{{Name: tmpVolume, MountPath: "/tmp"}}
 	if t := kp.Spec.Kafka.TLS; t != nil && t.SecretRef != nil {
 		env = append(env, corev1.EnvVar{Name: kpipev1.EnvTLSDir, Value: kpipev1.TLSMountPath})

@@ -136,6 +136,11 @@ func TestDeployment(t *testing.T) {
 				if vols["kafka-tls"] == "" || vols["kafka-user"] == "" {
 					t.Fatalf("secret volumes %v", vols)
 				}
+				for _, v := range ps.Volumes {
+					if v.Name == tmpVolume && (v.EmptyDir == nil || v.EmptyDir.SizeLimit == nil || v.EmptyDir.SizeLimit.Cmp(TmpSizeLimit) != 0) {
+						t.Errorf("/tmp is not an emptyDir of %s: %+v", TmpSizeLimit.String(), v.VolumeSource)
+					}
+				}
 				mounts := map[string]string{}
 				for _, m := range ps.Containers[0].VolumeMounts {
 					mounts[m.Name] = m.MountPath
