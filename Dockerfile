@@ -6,6 +6,7 @@ RUN go mod download
 COPY main.go ./
 COPY api/ api/
 COPY controllers/ controllers/
+COPY internal/ internal/
 COPY runtime/ runtime/
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
