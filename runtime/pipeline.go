@@ -146,7 +146,7 @@ func (p *Pipeline) resolveProcessor() error {
 	switch pr := p.cfg.Spec.Processor; {
 	case pr.Forward != nil: // the producer writes to settings.forwardTopic
 	case pr.HTTP != nil:
-		p.handler = newHTTPHandler(pr.HTTP, p.set.poolSize)
+		p.handler = newHTTPHandler(pr.HTTP, p.cfg.HTTPHeaders, p.set.poolSize)
 	case pr.Handler != nil:
 		p.handler = p.opts.handler
 		if p.handler == nil {

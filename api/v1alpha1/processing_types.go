@@ -98,7 +98,7 @@ type ForwardProcessor struct {
 type HTTPProcessor struct {
 	// url is the http:// or https:// address each message is POSTed to. It carries no
 	// credentials (user:password@host): a URL is not a secret, it shows in the spec, in events
-	// and in logs.
+	// and in logs. Credentials go in headersSecretRef.
 	// +required
 	// +kubebuilder:validation:MinLength=8
 	// +kubebuilder:validation:MaxLength=2048
@@ -114,6 +114,14 @@ type HTTPProcessor struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('1h')",message="must be a positive duration of at most 1h"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// headersSecretRef names a Secret in the pipeline's namespace whose keys are sent as
+	// request headers with every POST: a key Authorization with the value "Bearer <token>"
+	// authenticates to the service. Header names starting with Kpipe- and Content-Type are
+	// kpipe's own and are refused. It is mounted into the pods, never copied, and its values
+	// never appear in an error.
+	// +optional
+	HeadersSecretRef *SecretReference `json:"headersSecretRef,omitempty"`
 }
 
 // HandlerProcessor names a Go handler registered in a custom image.
