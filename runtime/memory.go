@@ -26,7 +26,7 @@ const EnvMemoryBudget = "KPIPE_MEMORY_BUDGET"
 // (goroutine stacks, the runtime's own structures, buffers of the Kafka connections).
 const (
 	budgetPercent     = 50 // of the memory limit: what the stages may hold
-	goMemLimitPercent = 90 // of the memory limit: the Go runtime's soft limit
+	goMemLimitPercent = 85 // of the memory limit: the Go runtime's soft limit
 	defaultBudget     = 256 << 20
 	minBudget         = 1 << 20
 )

@@ -63,7 +63,7 @@ func TestMemoryBudgetFromCgroup(t *testing.T) {
 			g.Expect(b.total).To(Equal(tt.budget))
 			g.Expect(b.fetch + b.inbound + b.pool + b.window).To(Equal(b.total))
 			if tt.limit > 0 {
-				g.Expect(b.goMemLimit()).To(Equal(tt.limit * 9 / 10))
+				g.Expect(b.goMemLimit()).To(Equal(tt.limit * 85 / 100))
 			}
 		})
 	}
@@ -84,7 +84,7 @@ func TestMemoryBudgetOverrides(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(b.total).To(Equal(int64(100 << 20)))
 	g.Expect(b.source).To(Equal(EnvMemoryBudget))
-	g.Expect(b.goMemLimit()).To(Equal(int64(512<<20)*9/10), "GOMEMLIMIT follows the container's limit")
+	g.Expect(b.goMemLimit()).To(Equal(int64(512<<20)*85/100), "GOMEMLIMIT follows the container's limit")
 
 	b, err = resolveMemoryBudget(64<<20, env("100Mi"), cg)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -96,7 +96,7 @@ func TestMemoryBudgetOverrides(t *testing.T) {
 	none := fakeCgroup(t, "", nil)
 	b, err = resolveMemoryBudget(0, env("200Mi"), none)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(b.goMemLimit()).To(Equal(int64(400<<20)*9/10), "without a limit, GOMEMLIMIT follows the budget")
+	g.Expect(b.goMemLimit()).To(Equal(int64(400<<20)*85/100), "without a limit, GOMEMLIMIT follows the budget")
 
 	g.Expect(newMemoryBudget(256<<20, "", 0).partitionFetch(12)).To(Equal(int32(maxPartitionFetch)))
 	g.Expect(newMemoryBudget(16<<20, "", 0).partitionFetch(12)).To(Equal(int32(2 << 20 / 12)))
