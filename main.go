@@ -11,16 +11,11 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers"
+	"github.com/kpipe-io/kpipe/controllers/manager"
 	kpiperuntime "github.com/kpipe-io/kpipe/runtime"
 )
 
@@ -42,13 +37,6 @@ func newRootCommand() *cobra.Command {
 	return root
 }
 
-func newScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(kpipev1.AddToScheme(s))
-	return s
-}
-
 type managerOptions struct {
 	metricsAddr   string
 	probeAddr     string
@@ -66,7 +54,7 @@ func newManagerCommand() *cobra.Command {
 		Use:   "manager",
 		Short: "Run the operator",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(*cobra.Command, []string) error {
 			return runManager(o)
 		},
 	}
@@ -93,29 +81,13 @@ func runManager(o managerOptions) error {
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
-	cfg.QPS, cfg.Burst = o.qps, o.burst
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  newScheme(),
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
-		HealthProbeBindAddress:  o.probeAddr,
-		LeaderElection:          o.leaderElect,
-		LeaderElectionID:        "kpipe-manager.kpipe.io",
-		LeaderElectionNamespace: o.leaderElectNS,
-		// The process exits right after the manager stops, so the lease can be handed over at
-		// once; the reconciler keeps no state a new leader needs (it rebuilds it from status).
-		LeaderElectionReleaseOnCancel: true,
-	})
+	mgr, err := manager.New(cfg, manager.Options{
+		QPS: o.qps, Burst: o.burst,
+		MetricsAddr: o.metricsAddr, ProbeAddr: o.probeAddr,
+		LeaderElection: o.leaderElect, LeaderElectionNamespace: o.leaderElectNS,
+	}, &controllers.KafkaPipelineReconciler{Image: o.image})
 	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
-	}
-	if err := (&controllers.KafkaPipelineReconciler{Client: mgr.GetClient(), Image: o.image}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("set up the KafkaPipeline controller: %w", err)
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return fmt.Errorf("add health check: %w", err)
-	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		return fmt.Errorf("add ready check: %w", err)
+		return err
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())
 }

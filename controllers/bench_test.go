@@ -15,16 +15,14 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers"
 	"github.com/kpipe-io/kpipe/controllers/lag"
+	"github.com/kpipe-io/kpipe/controllers/manager"
 	"github.com/kpipe-io/kpipe/test/envtest"
 	"github.com/kpipe-io/kpipe/test/kafkatest"
 )
@@ -100,7 +98,7 @@ func memory() (rss, heap uint64) {
 	goruntime.ReadMemStats(&ms)
 	f, err := os.Open("/proc/self/status")
 	if err == nil {
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		s := bufio.NewScanner(f)
 		for s.Scan() {
 			if v, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
@@ -152,36 +150,28 @@ func BenchmarkOperatorScale(b *testing.B) {
 			return nil, nil, false
 		})
 
-		scheme := runtime.NewScheme()
-		if err := clientgoscheme.AddToScheme(scheme); err != nil {
-			b.Fatal(err)
-		}
-		if err := kpipev1.AddToScheme(scheme); err != nil {
-			b.Fatal(err)
-		}
 		admin := rest.CopyConfig(te.Config)
 		admin.QPS, admin.Burst = 500, 1000
-		kube, err := client.New(admin, client.Options{Scheme: scheme})
+		kube, err := client.New(admin, client.Options{Scheme: manager.Scheme()})
 		if err != nil {
 			b.Fatal(err)
 		}
-		mgrConfig := rest.CopyConfig(te.Config)
-		mgrConfig.QPS, mgrConfig.Burst = 100, 200 // as `kpipe manager` sets them
-		mgr, err := ctrl.NewManager(mgrConfig, ctrl.Options{
-			Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		r := &controllers.KafkaPipelineReconciler{Client: mgr.GetClient(), Image: "ghcr.io/kpipe-io/kpipe:bench",
+		r := &controllers.KafkaPipelineReconciler{Image: "ghcr.io/kpipe-io/kpipe:bench",
 			Lag: lag.NewReader(lag.Options{Timeout: 10 * time.Second})}
-		if err := r.SetupWithManager(mgr); err != nil {
+		// QPS and burst as `kpipe manager` sets them.
+		mgr, err := manager.New(te.Config, manager.Options{QPS: 100, Burst: 200}, r)
+		if err != nil {
 			b.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		mgrDone := make(chan error, 1)
 		go func() { mgrDone <- mgr.Start(ctx) }()
-		b.Cleanup(func() { cancel(); <-mgrDone })
+		b.Cleanup(func() {
+			cancel()
+			if err := <-mgrDone; err != nil {
+				b.Logf("manager: %v", err)
+			}
+		})
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			b.Fatal("the manager's cache never synced")
 		}

@@ -82,7 +82,7 @@ var _ = Describe("Kafka requests per poll", Ordered, func() {
 
 	It("closes the shared client and drops the metrics when the pipelines are deleted", func() {
 		before := reconciler.Lag.Connections()
-		for i := 0; i < 50; i++ {
+		for i := range 50 {
 			Expect(k8s.Delete(ctx, &kpipev1.KafkaPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("cost-%d", i)}})).To(Succeed())
 		}
 		Eventually(reconciler.Lag.Connections).Should(Equal(before - 1))
@@ -102,7 +102,7 @@ var _ = Describe("Kafka requests per poll", Ordered, func() {
 	})
 
 	AfterAll(func() {
-		for i := 0; i < 50; i++ {
+		for i := range 50 {
 			_ = k8s.Delete(ctx, &kpipev1.KafkaPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("cost-%d", i)}})
 		}
 	})

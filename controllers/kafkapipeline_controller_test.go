@@ -237,7 +237,7 @@ var _ = Describe("KafkaPipeline controller", func() {
 			key = types.NamespacedName{Namespace: ns, Name: "scaler"}
 			// The group has committed offset 0 everywhere and 25 messages wait per partition.
 			zero := map[int32]int64{}
-			for p := int32(0); p < 10; p++ {
+			for p := range int32(10) {
 				zero[p] = 0
 			}
 			Expect(kc.Commit(ctx, key.Name+"-group", map[string]map[int32]int64{topic: zero})).To(Succeed())
@@ -498,7 +498,7 @@ var _ = Describe("KafkaPipeline controller", func() {
 			ns := newNamespace()
 			key := types.NamespacedName{Namespace: ns, Name: "nosecret"}
 			Expect(k8s.Create(ctx, newPipeline(ns, key.Name, []string{"orders"}, func(kp *kpipev1.KafkaPipeline) {
-				kp.Spec.Kafka.SASL = &kpipev1.SASLSpec{Mechanism: kpipev1.SASLPlain, SecretRef: kpipev1.SecretReference{Name: "later"}}
+				kp.Spec.Kafka.SASL = &kpipev1.SASLSpec{Mechanism: kpipev1.SASLSCRAMSHA512, SecretRef: kpipev1.SecretReference{Name: "later"}}
 			}))).To(Succeed())
 			Eventually(func(g Gomega) {
 				ready := condition(getPipeline(g, key), kpipev1.ConditionReady)

@@ -35,12 +35,12 @@ func TestReconcilerFeedsRatesToThePolicy(t *testing.T) {
 		when := start.Add(at)
 		return &lag.Result{Offsets: offs, NewestAt: when, CommittedAt: when}
 	}
-	poll := func(at time.Duration, current int32, rs *lag.Result) scaling.Input {
-		run := &reconcileRun{kp: kp, spec: spec, now: start.Add(at), st: st, current: current, exists: true,
-			dep: &appsv1.Deployment{Status: appsv1.DeploymentStatus{Replicas: current, ReadyReplicas: current}}}
-		run.observed = &observation{partitions: 4}
-		r.measureRates(run, rs, nil)
-		return r.policyInput(run)
+	poll := func(at time.Duration, replicas int32, rs *lag.Result) scaling.Input {
+		cur := current{exists: true, replicas: replicas,
+			dep: &appsv1.Deployment{Status: appsv1.DeploymentStatus{Replicas: replicas, ReadyReplicas: replicas}}}
+		obs := &observation{partitions: 4}
+		r.remember(&st.memory, &spec, rs, cur, obs, start.Add(at))
+		return policyInput(kp, &spec, cur, obs, st, start.Add(at))
 	}
 	in := poll(0, 2, res(0, 1000, 1000))
 	if in.ProduceRate != 0 || in.ReplicaRate != 0 {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,19 +17,19 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers"
 	"github.com/kpipe-io/kpipe/controllers/lag"
+	"github.com/kpipe-io/kpipe/controllers/manager"
 	"github.com/kpipe-io/kpipe/test/envtest"
 	"github.com/kpipe-io/kpipe/test/kafkatest"
+	"github.com/kpipe-io/kpipe/test/kubelet"
 )
 
 const testImage = "ghcr.io/kpipe-io/kpipe:test"
@@ -40,7 +39,7 @@ var (
 	k8s        client.Client
 	kc         *kafkatest.Cluster
 	reconciler *controllers.KafkaPipelineReconciler
-	kube       *fakeKubelet
+	kube       *kubelet.Runner
 	stopMgr    context.CancelFunc
 	mgrDone    chan struct{}
 )
@@ -59,9 +58,7 @@ var _ = BeforeSuite(func() {
 	env, err = envtest.Start()
 	Expect(err).NotTo(HaveOccurred())
 
-	scheme := runtime.NewScheme()
-	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	Expect(kpipev1.AddToScheme(scheme)).To(Succeed())
+	scheme := manager.Scheme()
 	k8s, err = client.New(env.Config, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
@@ -71,40 +68,42 @@ var _ = BeforeSuite(func() {
 	// The manager runs as the operator's service account with exactly the RBAC of config/rbac,
 	// so a missing permission fails the suite.
 	mgrConfig := installRBAC(scheme)
-	mgrConfig.QPS, mgrConfig.Burst = 100, 200 // `kpipe manager` sets these with flags
 
 	// A real manager, with leader election as `kpipe manager` runs it by default.
-	mgr, err := ctrl.NewManager(mgrConfig, ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:  "0",
-		LeaderElection:          true,
-		LeaderElectionID:        "kpipe-manager.kpipe.io",
-		LeaderElectionNamespace: "kpipe-system",
-	})
-	Expect(err).NotTo(HaveOccurred())
 	reconciler = &controllers.KafkaPipelineReconciler{
-		Client:     mgr.GetClient(),
 		Image:      testImage,
 		Lag:        lag.NewReader(lag.Options{Timeout: 5 * time.Second}),
 		StallPolls: 10,
 		MaxBackoff: 5 * time.Second,
 	}
-	Expect(reconciler.SetupWithManager(mgr)).To(Succeed())
+	mgr, err := manager.New(mgrConfig, manager.Options{
+		QPS: 100, Burst: 200, // `kpipe manager` sets these with flags
+		LeaderElection: true, LeaderElectionNamespace: "kpipe-system",
+	}, reconciler)
+	Expect(err).NotTo(HaveOccurred())
+
+	// envtest has no kubelet or Deployment controller: the local runner plays both, reporting
+	// every Deployment's wanted replicas as ready. It writes Deployment status, which the
+	// operator may not, so it runs in a manager of its own as the admin.
+	kubeMgr, err := manager.New(env.Config, manager.Options{QPS: 100, Burst: 200}, nil)
+	Expect(err).NotTo(HaveOccurred())
+	kube = &kubelet.Runner{Client: kubeMgr.GetClient(), StatusOnly: true, ReadyInterval: 200 * time.Millisecond}
+	Expect(kube.SetupWithManager(kubeMgr)).To(Succeed())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	stopMgr = cancel
 	mgrDone = make(chan struct{})
+	kubeDone := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(kubeDone)
+		Expect(kubeMgr.Start(ctx)).To(Succeed())
+	}()
 	go func() {
 		defer GinkgoRecover()
 		defer close(mgrDone)
+		defer func() { <-kubeDone }()
 		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
-
-	kube = &fakeKubelet{unready: map[types.NamespacedName]bool{}}
-	go func() {
-		defer GinkgoRecover()
-		kube.run(ctx)
 	}()
 })
 
@@ -121,58 +120,6 @@ var _ = AfterSuite(func() {
 	}
 })
 
-// fakeKubelet plays the kubelet and the Deployment controller, which envtest does not run:
-// it reports every Deployment's wanted replicas as created, updated and ready, except for
-// Deployments a test marks unready.
-type fakeKubelet struct {
-	mu      sync.Mutex
-	unready map[types.NamespacedName]bool
-}
-
-func (k *fakeKubelet) setUnready(key types.NamespacedName, unready bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.unready[key] = unready
-}
-
-func (k *fakeKubelet) run(ctx context.Context) {
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		var list appsv1.DeploymentList
-		if err := k8s.List(ctx, &list); err != nil {
-			continue
-		}
-		for i := range list.Items {
-			d := &list.Items[i]
-			want := int32(1)
-			if d.Spec.Replicas != nil {
-				want = *d.Spec.Replicas
-			}
-			k.mu.Lock()
-			ready := want
-			if k.unready[client.ObjectKeyFromObject(d)] {
-				ready = 0
-			}
-			k.mu.Unlock()
-			s := d.Status
-			if s.ObservedGeneration == d.Generation && s.Replicas == want && s.ReadyReplicas == ready && s.UpdatedReplicas == want {
-				continue
-			}
-			d.Status = appsv1.DeploymentStatus{
-				ObservedGeneration: d.Generation, Replicas: want, UpdatedReplicas: want,
-				ReadyReplicas: ready, AvailableReplicas: ready,
-			}
-			_ = k8s.Status().Update(ctx, d) // a conflict is retried on the next tick
-		}
-	}
-}
-
 // installRBAC applies config/rbac and returns a client configuration that authenticates as the
 // operator's service account.
 func installRBAC(scheme *runtime.Scheme) *rest.Config {
@@ -182,7 +129,7 @@ func installRBAC(scheme *runtime.Scheme) *rest.Config {
 	for _, f := range []string{"service_account.yaml", "role.yaml", "role_binding.yaml", "leader_election_role.yaml"} {
 		data, err := os.ReadFile(filepath.Join(envtest.RepoRoot(), "config", "rbac", f))
 		Expect(err).NotTo(HaveOccurred())
-		for _, doc := range strings.Split(string(data), "\n---") {
+		for doc := range strings.SplitSeq(string(data), "\n---") {
 			if strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(doc), "---")) == "" {
 				continue
 			}

@@ -9,9 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -20,15 +18,14 @@ import (
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers"
 	"github.com/kpipe-io/kpipe/controllers/lag"
+	"github.com/kpipe-io/kpipe/controllers/manager"
 )
 
 // The API server refuses bad specs, so this path is reached with a spec that bypassed it: a
 // fake client, which does not validate.
 var _ = Describe("a bad spec", func() {
 	It("is terminal: Stalled and not Ready, no Deployment, no Kafka", func() {
-		scheme := runtime.NewScheme()
-		Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-		Expect(kpipev1.AddToScheme(scheme)).To(Succeed())
+		scheme := manager.Scheme()
 		kp := &kpipev1.KafkaPipeline{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "bad", Generation: 3},
 			Spec: kpipev1.KafkaPipelineSpec{

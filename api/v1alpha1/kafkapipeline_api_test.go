@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -87,7 +88,15 @@ func goErrors(spec map[string]any) string {
 		return err.Error()
 	}
 	s.Default()
-	return s.Validate().ToAggregate().Error()
+	return aggregate(s.Validate())
+}
+
+// aggregate is the errors' text, or "<nil>" when there are none.
+func aggregate(errs field.ErrorList) string {
+	if agg := errs.ToAggregate(); agg != nil {
+		return agg.Error()
+	}
+	return "<nil>"
 }
 
 var _ = Describe("the KafkaPipeline API", func() {
@@ -148,6 +157,18 @@ var _ = Describe("the KafkaPipeline API", func() {
 		var kp kpipev1.KafkaPipeline
 		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(u), &kp)).To(Succeed())
 		Expect(kp.Spec.Replicas).To(Equal(ptr.To[int32](4)))
+	})
+
+	It("refuses kubectl scale in Auto mode, saying why, instead of storing a count it would ignore", func() {
+		u := newObject(validSpec())
+		Expect(k8sClient.Create(ctx, u)).To(Succeed())
+		out, err := env.Kubectl(ctx, "scale", "kafkapipeline/"+u.GetName(), "--replicas=4", "-n", "default")
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("spec.replicas"))
+		Expect(out).To(ContainSubstring("scaling.mode Manual only"))
+		var kp kpipev1.KafkaPipeline
+		Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(u), &kp)).To(Succeed())
+		Expect(kp.Spec.Replicas).To(BeNil())
 	})
 
 	long := strings.Repeat("a", 250)

@@ -1,117 +1,144 @@
 package v1alpha1
 
 import (
-	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
-	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 var (
 	topicRE     = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
-	serverRE    = regexp.MustCompile(`^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?):[0-9]{1,5}$`)
-	versionRE   = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
-	secretRE    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	handlerRE   = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$`)
 	supportedOO = []string{string(InitialOffsetLatest), string(InitialOffsetEarliest)}
 )
+
+// Validate checks a whole KafkaPipeline: its name, then its spec (see KafkaPipelineSpec.Validate).
+func (kp *KafkaPipeline) Validate() field.ErrorList {
+	var errs field.ErrorList
+	if len(kp.Name) > MaxNameLength {
+		errs = append(errs, field.TooLong(field.NewPath("metadata", "name"), kp.Name, MaxNameLength))
+	}
+	return append(errs, kp.Spec.Validate()...)
+}
 
 // Validate checks a spec against the same rules the CRD schema enforces, for configuration
 // that does not pass through the API server (the runtime's input, the Go library). Defaults
 // should be applied first. Every problem is reported, each naming its field under "spec".
 func (s *KafkaPipelineSpec) Validate() field.ErrorList {
-	var errs field.ErrorList
 	p := field.NewPath("spec")
-
-	errs = append(errs, s.Kafka.validate(p.Child("kafka"))...)
-
-	tp := p.Child("topics")
-	switch {
-	case len(s.Topics) == 0:
-		errs = append(errs, field.Required(tp, "at least one topic is required"))
-	case len(s.Topics) > 64:
-		errs = append(errs, field.TooMany(tp, len(s.Topics), 64))
-	}
-	seen := map[string]bool{}
-	for i, t := range s.Topics {
-		errs = append(errs, validateTopic(tp.Index(i), t)...)
-		if seen[t] {
-			errs = append(errs, field.Duplicate(tp.Index(i), t))
-		}
-		seen[t] = true
-	}
-
-	gp := p.Child("group")
-	switch {
-	case strings.TrimSpace(s.Group) == "":
-		errs = append(errs, field.Required(gp, "group must not be blank"))
-	case len(s.Group) > 255:
-		errs = append(errs, field.TooLong(gp, s.Group, 255))
-	}
-
+	errs := s.Kafka.validate(p.Child("kafka"))
+	consumed, topicErrs := validateTopics(p.Child("topics"), s.Topics)
+	errs = append(errs, topicErrs...)
+	errs = append(errs, validateGroup(p.Child("group"), s.Group)...)
 	if s.InitialOffset != InitialOffsetLatest && s.InitialOffset != InitialOffsetEarliest {
 		errs = append(errs, field.NotSupported(p.Child("initialOffset"), s.InitialOffset, supportedOO))
 	}
-
 	errs = append(errs, s.Pool.validate(p.Child("pool"))...)
 	errs = append(errs, s.Idle.validate(p.Child("idle"))...)
-	errs = append(errs, s.Processor.validate(p.Child("processor"), seen)...)
+	errs = append(errs, s.Processor.validate(p.Child("processor"), consumed)...)
 	errs = append(errs, s.Retry.validate(p.Child("retry"))...)
-	if s.DeadLetter != nil {
-		dp := p.Child("deadLetter", "topic")
-		errs = append(errs, validateTopic(dp, s.DeadLetter.Topic)...)
-		if seen[s.DeadLetter.Topic] {
-			errs = append(errs, field.Invalid(dp, s.DeadLetter.Topic, "deadLetter.topic must not be one of the consumed topics"))
-		}
-	}
+	errs = append(errs, s.validateDeadLetter(p.Child("deadLetter", "topic"), consumed)...)
 	errs = append(errs, s.Scaling.validate(p.Child("scaling"))...)
-	if s.Replicas != nil && *s.Replicas < 0 {
-		errs = append(errs, field.Invalid(p.Child("replicas"), *s.Replicas, "must be 0 or more"))
+	return append(errs, s.validatePods(p)...)
+}
+
+func validateTopics(p *field.Path, topics []string) (map[string]bool, field.ErrorList) {
+	var errs field.ErrorList
+	switch {
+	case len(topics) == 0:
+		errs = append(errs, field.Required(p, "at least one topic is required"))
+	case len(topics) > MaxTopics:
+		errs = append(errs, field.TooMany(p, len(topics), MaxTopics))
+	}
+	seen := map[string]bool{}
+	for i, t := range topics {
+		errs = append(errs, validateTopic(p.Index(i), t)...)
+		if seen[t] {
+			errs = append(errs, field.Duplicate(p.Index(i), t))
+		}
+		seen[t] = true
+	}
+	return seen, errs
+}
+
+// validateGroup bounds the group in bytes, as Kafka does (the schema counts them with
+// size(bytes(self))), and in characters, as the schema's maxLength does.
+func validateGroup(p *field.Path, g string) field.ErrorList {
+	switch {
+	case strings.TrimSpace(g) == "":
+		return field.ErrorList{field.Required(p, "group must not be blank")}
+	case len(g) > MaxGroupBytes:
+		return field.ErrorList{field.TooLong(p, g, MaxGroupBytes)}
+	}
+	return nil
+}
+
+func (s *KafkaPipelineSpec) validateDeadLetter(p *field.Path, consumed map[string]bool) field.ErrorList {
+	if s.DeadLetter == nil {
+		return nil
+	}
+	t := s.DeadLetter.Topic
+	errs := validateTopic(p, t)
+	if consumed[t] {
+		errs = append(errs, field.Invalid(p, t, "deadLetter.topic must not be one of the consumed topics"))
+	}
+	if f := s.Processor.Forward; f != nil && f.Topic == t {
+		errs = append(errs, field.Invalid(p, t, "deadLetter.topic must not be processor.forward.topic"))
+	}
+	return errs
+}
+
+// validatePods checks what shapes the pods: the replica count and the template.
+func (s *KafkaPipelineSpec) validatePods(p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if s.Replicas != nil && (*s.Replicas < 0 || *s.Replicas > MaxReplicas) {
+		errs = append(errs, field.Invalid(p.Child("replicas"), *s.Replicas, "must be between 0 and 1000"))
+	}
+	if s.Replicas != nil && s.Scaling.Mode != ScalingManual {
+		errs = append(errs, field.Invalid(p.Child("replicas"), *s.Replicas,
+			"replicas (what kubectl scale sets) is used in scaling.mode Manual only; in Auto the operator sets the replica count from lag: remove spec.replicas or set scaling.mode to Manual"))
 	}
 	if s.Processor.Handler != nil && (s.Template == nil || s.Template.Image == "") {
 		errs = append(errs, field.Required(p.Child("template", "image"),
 			"processor.handler needs template.image: an image built around the kpipe runtime that registers the handler"))
 	}
 	if s.Template != nil {
-		for i, e := range s.Template.Env {
-			if strings.HasPrefix(e.Name, "KPIPE_") {
-				errs = append(errs, field.Invalid(p.Child("template", "env").Index(i).Child("name"), e.Name,
-					"environment variables starting with KPIPE_ are reserved for kpipe"))
-			}
-		}
+		errs = append(errs, s.Template.validate(p.Child("template"))...)
 	}
 	return errs
 }
 
-func (k *KafkaConnection) validate(p *field.Path) field.ErrorList {
+// validate checks the template's bounds; the Kubernetes types inside it (resources, affinity,
+// ...) are checked by the API server when the Deployment is applied.
+func (t *PodTemplateOverrides) validate(p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	bp := p.Child("bootstrapServers")
-	if len(k.BootstrapServers) == 0 {
-		errs = append(errs, field.Required(bp, "at least one host:port is required"))
+	if len(t.Image) > 1024 {
+		errs = append(errs, field.TooLong(p.Child("image"), "", 1024))
 	}
-	for i, s := range k.BootstrapServers {
-		if !serverRE.MatchString(s) {
-			errs = append(errs, field.Invalid(bp.Index(i), s, "must be host:port"))
+	switch t.ImagePullPolicy {
+	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("imagePullPolicy"), t.ImagePullPolicy,
+			[]string{string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever)}))
+	}
+	if len(t.ServiceAccountName) > 253 {
+		errs = append(errs, field.TooLong(p.Child("serviceAccountName"), t.ServiceAccountName, 253))
+	}
+	if g := t.TerminationGracePeriodSeconds; g != nil && (*g < 1 || *g > 3600) {
+		errs = append(errs, field.Invalid(p.Child("terminationGracePeriodSeconds"), *g, "must be between 1 and 3600"))
+	}
+	if len(t.Env) > 256 {
+		errs = append(errs, field.TooMany(p.Child("env"), len(t.Env), 256))
+	}
+	for i, e := range t.Env {
+		if strings.HasPrefix(e.Name, "KPIPE_") {
+			errs = append(errs, field.Invalid(p.Child("env").Index(i).Child("name"), e.Name,
+				"environment variables starting with KPIPE_ are reserved for kpipe"))
 		}
-	}
-	if k.Version != "" && !versionRE.MatchString(k.Version) {
-		errs = append(errs, field.Invalid(p.Child("version"), k.Version, "must look like 3.6.0"))
-	}
-	if k.TLS != nil && k.TLS.SecretRef != nil {
-		errs = append(errs, validateSecretRef(p.Child("tls", "secretRef", "name"), k.TLS.SecretRef.Name)...)
-	}
-	if k.SASL != nil {
-		switch k.SASL.Mechanism {
-		case SASLPlain, SASLSCRAMSHA256, SASLSCRAMSHA512:
-		default:
-			errs = append(errs, field.NotSupported(p.Child("sasl", "mechanism"), k.SASL.Mechanism,
-				[]string{string(SASLPlain), string(SASLSCRAMSHA256), string(SASLSCRAMSHA512)}))
-		}
-		errs = append(errs, validateSecretRef(p.Child("sasl", "secretRef", "name"), k.SASL.SecretRef.Name)...)
 	}
 	return errs
 }
@@ -134,9 +161,9 @@ func (o *PoolSpec) validate(p *field.Path) field.ErrorList {
 }
 
 func (i *IdleSpec) validate(p *field.Path) field.ErrorList {
-	errs := positive(p.Child("window"), i.Window, 0)
-	errs = append(errs, positive(p.Child("penalty"), i.Penalty, 0)...)
-	if len(errs) == 0 && i.Window != nil && i.Penalty != nil && i.Penalty.Duration < i.Window.Duration {
+	errs := positive(p.Child("window"), i.Window, MaxIdleWindow)
+	errs = append(errs, positive(p.Child("penalty"), i.Penalty, MaxIdlePenalty)...)
+	if len(errs) == 0 && i.Penalty.Duration < i.Window.Duration {
 		errs = append(errs, field.Invalid(p.Child("penalty"), i.Penalty.Duration.String(), "idle.penalty must be at least idle.window"))
 	}
 	return errs
@@ -155,11 +182,8 @@ func (r *ProcessorSpec) validate(p *field.Path, consumed map[string]bool) field.
 	}
 	if r.HTTP != nil {
 		n++
-		up := p.Child("http", "url")
-		if u, err := url.Parse(r.HTTP.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-			errs = append(errs, field.Invalid(up, r.HTTP.URL, "must be an absolute http:// or https:// URL"))
-		}
-		errs = append(errs, positive(p.Child("http", "timeout"), r.HTTP.Timeout, 0)...)
+		errs = append(errs, validateURL(p.Child("http", "url"), r.HTTP.URL)...)
+		errs = append(errs, positive(p.Child("http", "timeout"), r.HTTP.Timeout, MaxHTTPTimeout)...)
 	}
 	if r.Handler != nil {
 		n++
@@ -174,14 +198,32 @@ func (r *ProcessorSpec) validate(p *field.Path, consumed map[string]bool) field.
 	return errs
 }
 
+// validateURL is the schema's rules for processor.http.url: an absolute http(s) URL with a
+// host, at most 2048 characters, without userinfo.
+func validateURL(p *field.Path, s string) field.ErrorList {
+	u, err := url.Parse(s)
+	switch {
+	case len(s) > 2048:
+		return field.ErrorList{field.TooLong(p, "", 2048)}
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "":
+		return field.ErrorList{field.Invalid(p, s, "must be an absolute http:// or https:// URL")}
+	case u.User != nil:
+		return field.ErrorList{field.Invalid(p, u.Redacted(), "must not contain credentials (user:password@)")}
+	}
+	if port, err := strconv.Atoi(u.Port()); u.Port() != "" && (err != nil || port < 1 || port > 65535) {
+		return field.ErrorList{field.Invalid(p, s, "the port must be from 1 to 65535")}
+	}
+	return nil
+}
+
 func (r *RetrySpec) validate(p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	if r.MaxAttempts == nil || *r.MaxAttempts < 1 || *r.MaxAttempts > 100 {
 		errs = append(errs, field.Invalid(p.Child("maxAttempts"), ptrValue(r.MaxAttempts), "must be between 1 and 100"))
 	}
-	errs = append(errs, positive(p.Child("initialBackoff"), r.InitialBackoff, 0)...)
-	errs = append(errs, positive(p.Child("maxBackoff"), r.MaxBackoff, 0)...)
-	if len(errs) == 0 && r.InitialBackoff != nil && r.MaxBackoff != nil && r.MaxBackoff.Duration < r.InitialBackoff.Duration {
+	errs = append(errs, positive(p.Child("initialBackoff"), r.InitialBackoff, MaxBackoff)...)
+	errs = append(errs, positive(p.Child("maxBackoff"), r.MaxBackoff, MaxBackoff)...)
+	if len(errs) == 0 && r.MaxBackoff.Duration < r.InitialBackoff.Duration {
 		errs = append(errs, field.Invalid(p.Child("maxBackoff"), r.MaxBackoff.Duration.String(), "retry.maxBackoff must be at least retry.initialBackoff"))
 	}
 	return errs
@@ -192,10 +234,10 @@ func (s *ScalingSpec) validate(p *field.Path) field.ErrorList {
 	if s.Mode != ScalingAuto && s.Mode != ScalingManual {
 		errs = append(errs, field.NotSupported(p.Child("mode"), s.Mode, []string{string(ScalingAuto), string(ScalingManual)}))
 	}
-	if s.MinReplicas != nil && *s.MinReplicas < 0 {
-		errs = append(errs, field.Invalid(p.Child("minReplicas"), *s.MinReplicas, "must be 0 or more"))
+	if s.MinReplicas != nil && (*s.MinReplicas < 0 || *s.MinReplicas > MaxReplicas) {
+		errs = append(errs, field.Invalid(p.Child("minReplicas"), *s.MinReplicas, "must be between 0 and 1000"))
 	}
-	if s.MaxReplicas != nil && (*s.MaxReplicas < 1 || *s.MaxReplicas > 1000) {
+	if s.MaxReplicas != nil && (*s.MaxReplicas < 1 || *s.MaxReplicas > MaxReplicas) {
 		errs = append(errs, field.Invalid(p.Child("maxReplicas"), *s.MaxReplicas, "must be between 1 and 1000"))
 	}
 	if s.MinReplicas != nil && s.MaxReplicas != nil && *s.MaxReplicas < *s.MinReplicas {
@@ -207,24 +249,11 @@ func (s *ScalingSpec) validate(p *field.Path) field.ErrorList {
 	if s.ActivationLag != nil && *s.ActivationLag < 0 {
 		errs = append(errs, field.Invalid(p.Child("activationLag"), *s.ActivationLag, "must be 0 or more"))
 	}
-	errs = append(errs, positive(p.Child("pollInterval"), s.PollInterval, time.Second)...)
-	if d := s.ScaleDownStabilization; d != nil && d.Duration < 0 {
-		errs = append(errs, field.Invalid(p.Child("scaleDownStabilization"), d.Duration.String(), "must not be negative"))
+	errs = append(errs, between(p.Child("pollInterval"), s.PollInterval, MinPollInterval, MaxPollInterval)...)
+	if s.ScaleDownStabilization != nil {
+		errs = append(errs, between(p.Child("scaleDownStabilization"), s.ScaleDownStabilization, 0, MaxScaleDownStabilization)...)
 	}
 	return errs
-}
-
-// positive reports a duration that is unset-but-required, not above zero, or below least.
-func positive(p *field.Path, d *metav1.Duration, least time.Duration) field.ErrorList {
-	switch {
-	case d == nil:
-		return field.ErrorList{field.Required(p, "a duration is required")}
-	case d.Duration <= 0:
-		return field.ErrorList{field.Invalid(p, d.Duration.String(), "must be a positive duration")}
-	case d.Duration < least:
-		return field.ErrorList{field.Invalid(p, d.Duration.String(), fmt.Sprintf("must be at least %s", least))}
-	}
-	return nil
 }
 
 func validateTopic(p *field.Path, t string) field.ErrorList {
@@ -237,13 +266,6 @@ func validateTopic(p *field.Path, t string) field.ErrorList {
 		return field.ErrorList{field.Invalid(p, t, "a topic name may hold only ASCII letters, digits, '.', '_' and '-'")}
 	case t == "." || t == "..":
 		return field.ErrorList{field.Invalid(p, t, "a topic name cannot be '.' or '..'")}
-	}
-	return nil
-}
-
-func validateSecretRef(p *field.Path, name string) field.ErrorList {
-	if name == "" || len(name) > 253 || !secretRE.MatchString(name) {
-		return field.ErrorList{field.Invalid(p, name, "must be the name of a Secret in the pipeline's namespace")}
 	}
 	return nil
 }

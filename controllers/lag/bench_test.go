@@ -3,7 +3,7 @@ package lag
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +156,6 @@ func perPollString(c kafkatest.Counts, polls int) string {
 	for k, v := range c {
 		parts = append(parts, fmt.Sprintf("%d %s", v/polls, kmsg.NameForKey(k)))
 	}
-	sort.Strings(parts)
+	slices.Sort(parts)
 	return strings.Join(parts, " + ")
 }

@@ -140,7 +140,7 @@ func TestRequestsPerPoll(t *testing.T) {
 		defer r.Close()
 		conn := Connection{BootstrapServers: kc.Addrs}
 		round := func() {
-			for i := 0; i < pipelines; i++ {
+			for i := range pipelines {
 				q := Query{Pipeline: fmt.Sprintf("ns/p%d", i), Conn: conn, Topics: []string{"t1", "t2", "t3"}, Group: fmt.Sprintf("g%d", i), MaxAge: maxAge}
 				res, err := r.Poll(ctx, q)
 				if err != nil {

@@ -9,7 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,9 +26,11 @@ import (
 const (
 	// ContainerName is the name of the pipeline container.
 	ContainerName = "pipeline"
-	// NameLabel, InstanceLabel and ManagedByLabel are the recommended Kubernetes labels.
-	NameLabel      = "app.kubernetes.io/name"
-	InstanceLabel  = "app.kubernetes.io/instance"
+	// NameLabel is the recommended Kubernetes label for the application's name.
+	NameLabel = "app.kubernetes.io/name"
+	// InstanceLabel is the recommended label for the instance: the pipeline's name.
+	InstanceLabel = "app.kubernetes.io/instance"
+	// ManagedByLabel is the recommended label for the tool that manages the object.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	// AppName is the value of NameLabel on every pipeline pod.
 	AppName = "kpipe-pipeline"
@@ -105,73 +107,11 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 	if image == "" {
 		return nil, fmt.Errorf("no image: set template.image or run the operator with --pipeline-image")
 	}
-	rs := RuntimeSpec(&kp.Spec)
-	specJSON, err := json.Marshal(rs)
+	env, volumes, mounts, err := wiring(kp, tpl)
 	if err != nil {
-		return nil, fmt.Errorf("encode pipeline spec: %w", err)
+		return nil, err
 	}
-
-	env := []corev1.EnvVar{
-		{Name: kpipev1.EnvPipelineSpec, Value: string(specJSON)},
-		{Name: kpipev1.EnvPipelineName, Value: kp.Name},
-		{Name: kpipev1.EnvPipelineNamespace, Value: kp.Namespace},
-		{Name: kpipev1.EnvHTTPAddr, Value: fmt.Sprintf(":%d", kpipev1.HTTPPort)},
-	}
-	volumes := []corev1.Volume{{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
-	mounts := []corev1.VolumeMount{{Name: tmpVolume, MountPath: "/tmp"}}
-	if t := kp.Spec.Kafka.TLS; t != nil && t.SecretRef != nil {
-		env = append(env, corev1.EnvVar{Name: kpipev1.EnvTLSDir, Value: kpipev1.TLSMountPath})
-		volumes = append(volumes, secretVolume(tlsVolume, t.SecretRef.Name))
-		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolume, MountPath: kpipev1.TLSMountPath, ReadOnly: true})
-	}
-	if s := kp.Spec.Kafka.SASL; s != nil {
-		env = append(env, corev1.EnvVar{Name: kpipev1.EnvSASLDir, Value: kpipev1.SASLMountPath})
-		volumes = append(volumes, secretVolume(saslVolume, s.SecretRef.Name))
-		mounts = append(mounts, corev1.VolumeMount{Name: saslVolume, MountPath: kpipev1.SASLMountPath, ReadOnly: true})
-	}
-	env = append(env, userEnv(tpl.Env)...)
-
-	container := corev1.Container{
-		Name:            ContainerName,
-		Image:           image,
-		ImagePullPolicy: tpl.ImagePullPolicy,
-		Args:            []string{"run", "--shutdown-timeout=" + ShutdownTimeout(kp.Spec.TerminationGracePeriodSeconds()).String()},
-		Env:             env,
-		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: kpipev1.HTTPPort, Protocol: corev1.ProtocolTCP}},
-		Resources:       resources(tpl.Resources),
-		VolumeMounts:    mounts,
-		ReadinessProbe:  probe("/readyz", 5, 3),
-		LivenessProbe:   probe("/healthz", 10, 3),
-		SecurityContext: &corev1.SecurityContext{
-			RunAsNonRoot:             ptr.To(true),
-			ReadOnlyRootFilesystem:   ptr.To(true),
-			AllowPrivilegeEscalation: ptr.To(false),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-	}
-
-	podSpec := corev1.PodSpec{
-		Containers:                    []corev1.Container{container},
-		Volumes:                       volumes,
-		TerminationGracePeriodSeconds: ptr.To(kp.Spec.TerminationGracePeriodSeconds()),
-		ServiceAccountName:            tpl.ServiceAccountName,
-		AutomountServiceAccountToken:  ptr.To(false),
-		ImagePullSecrets:              tpl.ImagePullSecrets,
-		NodeSelector:                  tpl.NodeSelector,
-		Tolerations:                   tpl.Tolerations,
-		Affinity:                      tpl.Affinity,
-		TopologySpreadConstraints:     tpl.TopologySpreadConstraints,
-		PriorityClassName:             tpl.PriorityClassName,
-		SecurityContext: &corev1.PodSecurityContext{
-			RunAsNonRoot:   ptr.To(true),
-			RunAsUser:      ptr.To(NonRootID),
-			RunAsGroup:     ptr.To(NonRootID),
-			FSGroup:        ptr.To(NonRootID),
-			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
-	}
+	podSpec := podSpec(kp, tpl, container(kp, tpl, image, env, mounts), volumes)
 
 	podLabels := map[string]string{}
 	podAnnotations := map[string]string{}
@@ -193,12 +133,12 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 				Kind:               "KafkaPipeline",
 				Name:               kp.Name,
 				UID:                kp.UID,
-				Controller:         ptr.To(true),
-				BlockOwnerDeletion: ptr.To(true),
+				Controller:         new(true),
+				BlockOwnerDeletion: new(true),
 			}},
 		},
 		Spec: appsv1.DeploymentSpec{
-			Replicas:             ptr.To(in.Replicas),
+			Replicas:             new(in.Replicas),
 			Selector:             &metav1.LabelSelector{MatchLabels: SelectorLabels(kp.Name)},
 			RevisionHistoryLimit: ptr.To[int32](3),
 			Template: corev1.PodTemplateSpec{
@@ -207,6 +147,84 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 			},
 		},
 	}, nil
+}
+
+// wiring is the container's environment, the pod's volumes and the container's mounts: the
+// runtime's configuration, /tmp, the Secret volumes, then the user's environment.
+func wiring(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides) ([]corev1.EnvVar, []corev1.Volume, []corev1.VolumeMount, error) {
+	rs := RuntimeSpec(&kp.Spec)
+	specJSON, err := json.Marshal(rs)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("encode pipeline spec: %w", err)
+	}
+	env := []corev1.EnvVar{
+		{Name: kpipev1.EnvPipelineSpec, Value: string(specJSON)},
+		{Name: kpipev1.EnvPipelineName, Value: kp.Name},
+		{Name: kpipev1.EnvPipelineNamespace, Value: kp.Namespace},
+		{Name: kpipev1.EnvHTTPAddr, Value: fmt.Sprintf(":%d", kpipev1.HTTPPort)},
+	}
+	volumes := []corev1.Volume{{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	mounts := []corev1.VolumeMount{{Name: tmpVolume, MountPath: "/tmp"}}
+	if t := kp.Spec.Kafka.TLS; t != nil && t.SecretRef != nil {
+		env = append(env, corev1.EnvVar{Name: kpipev1.EnvTLSDir, Value: kpipev1.TLSMountPath})
+		volumes = append(volumes, secretVolume(tlsVolume, t.SecretRef.Name))
+		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolume, MountPath: kpipev1.TLSMountPath, ReadOnly: true})
+	}
+	if s := kp.Spec.Kafka.SASL; s != nil {
+		env = append(env, corev1.EnvVar{Name: kpipev1.EnvSASLDir, Value: kpipev1.SASLMountPath})
+		volumes = append(volumes, secretVolume(saslVolume, s.SecretRef.Name))
+		mounts = append(mounts, corev1.VolumeMount{Name: saslVolume, MountPath: kpipev1.SASLMountPath, ReadOnly: true})
+	}
+	env = append(env, userEnv(tpl.Env)...)
+	return env, volumes, mounts, nil
+}
+
+// container is the pipeline container: `kpipe run`, probes, resources, locked down.
+func container(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides, image string, env []corev1.EnvVar, mounts []corev1.VolumeMount) corev1.Container {
+	return corev1.Container{
+		Name:            ContainerName,
+		Image:           image,
+		ImagePullPolicy: tpl.ImagePullPolicy,
+		Args:            []string{"run", "--shutdown-timeout=" + ShutdownTimeout(kp.Spec.TerminationGracePeriodSeconds()).String()},
+		Env:             env,
+		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: kpipev1.HTTPPort, Protocol: corev1.ProtocolTCP}},
+		Resources:       resources(tpl.Resources),
+		VolumeMounts:    mounts,
+		ReadinessProbe:  probe("/readyz", 5, 3),
+		LivenessProbe:   probe("/healthz", 10, 3),
+		SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot:             new(true),
+			ReadOnlyRootFilesystem:   new(true),
+			AllowPrivilegeEscalation: new(false),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+}
+
+// podSpec is the pod around the container, with the template's scheduling overrides.
+func podSpec(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides, c corev1.Container, volumes []corev1.Volume) corev1.PodSpec {
+	return corev1.PodSpec{
+		Containers:                    []corev1.Container{c},
+		Volumes:                       volumes,
+		TerminationGracePeriodSeconds: new(kp.Spec.TerminationGracePeriodSeconds()),
+		ServiceAccountName:            tpl.ServiceAccountName,
+		AutomountServiceAccountToken:  new(false),
+		ImagePullSecrets:              tpl.ImagePullSecrets,
+		NodeSelector:                  tpl.NodeSelector,
+		Tolerations:                   tpl.Tolerations,
+		Affinity:                      tpl.Affinity,
+		TopologySpreadConstraints:     tpl.TopologySpreadConstraints,
+		PriorityClassName:             tpl.PriorityClassName,
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot:   new(true),
+			RunAsUser:      new(NonRootID),
+			RunAsGroup:     new(NonRootID),
+			FSGroup:        new(NonRootID),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
 }
 
 func secretVolume(name, secret string) corev1.Volume {
@@ -281,7 +299,7 @@ func configHash(spec corev1.PodSpec, labels, annotations map[string]string, secr
 		for k := range m {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		slices.Sort(keys)
 		for _, k := range keys {
 			_ = enc.Encode([2]string{k, m[k]})
 		}
@@ -298,14 +316,14 @@ func SecretsHash(secrets ...*corev1.Secret) string {
 	}
 	h := sha256.New()
 	for _, s := range secrets {
-		fmt.Fprintf(h, "secret %q %d\n", s.Name, len(s.Data))
+		_, _ = fmt.Fprintf(h, "secret %q %d\n", s.Name, len(s.Data))
 		keys := make([]string, 0, len(s.Data))
 		for k := range s.Data {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		slices.Sort(keys)
 		for _, k := range keys {
-			fmt.Fprintf(h, "%q %d\n", k, len(s.Data[k]))
+			_, _ = fmt.Fprintf(h, "%q %d\n", k, len(s.Data[k]))
 			h.Write(s.Data[k])
 		}
 	}

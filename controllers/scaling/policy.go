@@ -123,46 +123,27 @@ func Decide(in Input) Decision {
 	idle := total == 0 && !in.Progress
 	d := Decision{}
 	if idle {
-		d.Idle = true
-		d.IdleSince = in.IdleSince
-		if d.IdleSince == nil {
-			now := in.Now
-			d.IdleSince = &now
-		}
+		d.Idle, d.IdleSince = true, orNow(in.IdleSince, in.Now)
 	}
 
 	if in.Current == 0 && p.MinReplicas == 0 {
 		return decideAtZero(in, d, total)
 	}
 
-	lagWants := ceilDiv(in.Lag, p.LagPerReplica)
-	raw := lagWants
+	w := wants{lag: ceilDiv(in.Lag, p.LagPerReplica)}
 	upper := upperBound(p, in.Partitions)
 	// What keeps up with the produce rate at the estimated per-replica rate (0: unknown).
 	var keepUp int32
 	if in.ReplicaRate > 0 && in.ProduceRate > 0 {
 		keepUp = RateReplicas(in.ProduceRate, in.ReplicaRate, in.Partitions, upper)
 	}
-	// Settling: a scale change pauses consumption while the group rebalances, and lag builds
-	// up meanwhile; at the next poll that lag says nothing yet about whether the new count
-	// keeps up. Within two poll intervals of a change, lag up to what the produce rate builds
-	// in the time since the change (plus the replicas' own share) does not add replicas,
-	// provided the current replicas keep up with the produce rate. Lag beyond that, or a
-	// produce rate they cannot keep up with, scales up as usual.
-	settling := false
-	if raw > in.Current && in.Current > 0 && in.ReplicaRate > 0 && !in.LastScale.IsZero() &&
-		in.Now.Sub(in.LastScale) < 2*p.PollInterval && keepUp <= in.Current {
-		explained := in.ProduceRate*in.Now.Sub(in.LastScale).Seconds() + float64(in.Current)*float64(p.LagPerReplica)
-		if float64(in.Lag) <= explained {
-			raw, settling = in.Current, true
-		}
-	}
+	raw := w.lag
+	raw, w.settling = settle(in, raw, keepUp)
 	// Scale-up to keep up: when the lag asks for more replicas than run now and the current
 	// replicas cannot keep up with the produce rate, the scale-up goes at least to the keep-up
 	// replicas, rather than to a count that rounding leaves as busy as now.
-	rateUp := false
-	if !settling && lagWants > in.Current && keepUp > in.Current && keepUp > raw {
-		raw, rateUp = keepUp, true
+	if !w.settling && w.lag > in.Current && keepUp > in.Current && keepUp > raw {
+		raw, w.rateUp = keepUp, true
 	}
 	// Rate floor: lag alone reads near zero whenever the replicas keep up, and would scale a
 	// steady load down until they no longer do. A scale-down never goes below the replicas
@@ -170,14 +151,13 @@ func Decide(in Input) Decision {
 	// (lag does that), so an underestimated per-replica rate cannot push a pipeline up; it is
 	// not part of the stabilization history, so once the produce rate drops the count falls to
 	// what lag asked for within the window.
-	var floor int32
 	if !idle && keepUp > 0 && in.Current > 0 {
-		floor = bound(min(keepUp, in.Current), p, in.Partitions)
+		w.floor = bound(min(keepUp, in.Current), p, in.Partitions)
 	}
 	if in.StalledLag > 0 && raw == 0 {
 		raw = 1 // someone must keep owning the stalled partitions
 	}
-	if raw == 0 && floor == 0 && p.MinReplicas == 0 {
+	if raw == 0 && w.floor == 0 && p.MinReplicas == 0 {
 		if !in.NeedsConsumer && d.IdleSince != nil && in.Now.Sub(*d.IdleSince) >= p.IdleWindow {
 			d.Replicas, d.Recommendation, d.Reason = 0, 0, ReasonIdleToZero
 			d.Message = fmt.Sprintf("no lag and no commit progress for %s (idle window %s): scaling to zero",
@@ -187,40 +167,81 @@ func Decide(in Input) Decision {
 		}
 		raw = 1 // keep one replica until the idle window confirms the pipeline is idle
 	}
-	rec := bound(raw, p, in.Partitions)
-	d.History = stabilize(in.History, in.Now, p.ScaleDownStabilization, rec)
-	stabilized := maxRecommendation(d.History)
-	d.Recommendation = max(rec, floor)
-	d.Replicas = max(stabilized, floor)
+	w.rec = bound(raw, p, in.Partitions)
+	d.History = stabilize(in.History, in.Now, p.ScaleDownStabilization, w.rec)
+	w.stabilized = maxRecommendation(d.History)
+	d.Recommendation = max(w.rec, w.floor)
+	d.Replicas = max(w.stabilized, w.floor)
+	d.Reason, d.Message = explain(in, d.Replicas, w)
+	return d
+}
 
-	why := fmt.Sprintf("lag %d (lagPerReplica %d) over %d partitions wants %d", in.Lag, p.LagPerReplica, in.Partitions, rec)
-	if rateUp {
+// orNow is t, or now when t is nil.
+func orNow(t *time.Time, now time.Time) *time.Time {
+	if t != nil {
+		return t
+	}
+	return &now
+}
+
+// wants is how Decide arrived at its count, for explain.
+type wants struct {
+	lag        int32 // ceil(lag / lagPerReplica)
+	rec        int32 // the recommendation, bounds and rounding applied
+	floor      int32 // the rate floor, or 0
+	stabilized int32 // the highest recommendation within the stabilization window
+	settling   bool  // lag held back while a scale change settles
+	rateUp     bool  // scaled up to the replicas that keep up with the produce rate
+}
+
+// settle is the settling rule. A scale change pauses consumption while the group rebalances,
+// and lag builds up meanwhile; at the next poll that lag says nothing yet about whether the new
+// count keeps up. Within two poll intervals of a change, lag up to what the produce rate builds
+// in the time since the change (plus the replicas' own share) does not add replicas, provided
+// the current replicas keep up with the produce rate. Lag beyond that, or a produce rate they
+// cannot keep up with, scales up as usual. It returns the count to go on with and whether the
+// rule held it.
+func settle(in Input, raw, keepUp int32) (int32, bool) {
+	p := in.Params
+	if raw > in.Current && in.Current > 0 && in.ReplicaRate > 0 && !in.LastScale.IsZero() &&
+		in.Now.Sub(in.LastScale) < 2*p.PollInterval && keepUp <= in.Current {
+		explained := in.ProduceRate*in.Now.Sub(in.LastScale).Seconds() + float64(in.Current)*float64(p.LagPerReplica)
+		if float64(in.Lag) <= explained {
+			return in.Current, true
+		}
+	}
+	return raw, false
+}
+
+// explain is the reason and message of a decision for replicas.
+func explain(in Input, replicas int32, w wants) (string, string) {
+	p := in.Params
+	why := fmt.Sprintf("lag %d (lagPerReplica %d) over %d partitions wants %d", in.Lag, p.LagPerReplica, in.Partitions, w.rec)
+	if w.rateUp {
 		why += fmt.Sprintf("; %d replicas cannot keep up with the produce rate %.0f msg/s at %.0f msg/s each", in.Current, in.ProduceRate, in.ReplicaRate)
 	}
-	if floor > rec {
-		why += fmt.Sprintf("; produce rate %.0f msg/s at %.0f msg/s per replica holds %d", in.ProduceRate, in.ReplicaRate, floor)
+	if w.floor > w.rec {
+		why += fmt.Sprintf("; produce rate %.0f msg/s at %.0f msg/s per replica holds %d", in.ProduceRate, in.ReplicaRate, w.floor)
 	}
 	if in.StalledLag > 0 {
 		why += fmt.Sprintf("; %d lag on stalled partitions does not add replicas", in.StalledLag)
 	}
 	switch {
-	case settling && d.Replicas == in.Current:
-		d.Reason = ReasonSettling
-		d.Message = fmt.Sprintf("lag %d (lagPerReplica %d) would want %d, but the scale change at %s is settling: the rebalance explains up to %.0f msg/s x %s, and %d replicas at %.0f msg/s each keep up with the produce rate",
-			in.Lag, p.LagPerReplica, bound(lagWants, p, in.Partitions), in.LastScale.UTC().Format(time.RFC3339), in.ProduceRate,
+	case w.settling && replicas == in.Current:
+		return ReasonSettling, fmt.Sprintf("lag %d (lagPerReplica %d) would want %d, but the scale change at %s is settling: the rebalance explains up to %.0f msg/s x %s, and %d replicas at %.0f msg/s each keep up with the produce rate",
+			in.Lag, p.LagPerReplica, bound(w.lag, p, in.Partitions), in.LastScale.UTC().Format(time.RFC3339), in.ProduceRate,
 			in.Now.Sub(in.LastScale).Round(time.Second), in.Current, in.ReplicaRate)
-	case d.Replicas > in.Current:
-		d.Reason, d.Message = ReasonScaledUp, why
-	case d.Replicas < in.Current:
-		d.Reason, d.Message = ReasonScaledDown, why+fmt.Sprintf(" (highest within the %s stabilization window)", p.ScaleDownStabilization)
-	case stabilized < in.Current:
-		d.Reason, d.Message = ReasonSteady, why+fmt.Sprintf("; the produce rate holds %d", d.Replicas)
-	case rec < in.Current:
-		d.Reason, d.Message = ReasonStabilizing, why+fmt.Sprintf("; holding %d within the %s stabilization window", d.Replicas, p.ScaleDownStabilization)
+	case replicas > in.Current:
+		return ReasonScaledUp, why
+	case replicas < in.Current:
+		return ReasonScaledDown, why + fmt.Sprintf(" (highest within the %s stabilization window)", p.ScaleDownStabilization)
+	case w.stabilized < in.Current:
+		return ReasonSteady, why + fmt.Sprintf("; the produce rate holds %d", replicas)
+	case w.rec < in.Current:
+		return ReasonStabilizing, why + fmt.Sprintf("; holding %d within the %s stabilization window", replicas, p.ScaleDownStabilization)
 	default:
-		d.Reason, d.Message = ReasonSteady, why
+		return ReasonSteady, why
 	}
-	return d
 }
 
 func decideAtZero(in Input, d Decision, total int64) Decision {

@@ -202,7 +202,7 @@ func TestTrackStalls(t *testing.T) {
 	}
 	var st map[TopicPartition]StallState
 	// b moves every poll; a keeps its offset with lag.
-	for i := 0; i < 3; i++ {
+	for i := range 3 {
 		s := TrackStalls(st, poll(5, int64(10+i), 7, 3), true, 3)
 		if i > 0 && !s.Progress {
 			t.Fatalf("poll %d: no progress reported", i)

@@ -17,15 +17,11 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers"
 	"github.com/kpipe-io/kpipe/controllers/lag"
+	"github.com/kpipe-io/kpipe/controllers/manager"
 	"github.com/kpipe-io/kpipe/test/envtest"
 	"github.com/kpipe-io/kpipe/test/kafkatest"
 	"github.com/kpipe-io/kpipe/test/kubelet"
@@ -88,39 +84,21 @@ func Start(ctx context.Context, o Options) (h *Harness, err error) {
 	if h.Env, err = envtest.Start(); err != nil {
 		return nil, err
 	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+	if h.Client, err = client.New(h.Env.Config, client.Options{Scheme: manager.Scheme()}); err != nil {
 		return nil, err
 	}
-	if err := kpipev1.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	if h.Client, err = client.New(h.Env.Config, client.Options{Scheme: scheme}); err != nil {
-		return nil, err
-	}
-	return h, h.startManager(scheme, logger(o.Log))
+	return h, h.startManager(logger(o.Log))
 }
 
 // startManager runs the operator's reconciler and the local runner in one manager.
-func (h *Harness) startManager(scheme *runtime.Scheme, log logr.Logger) error {
-	cfg := *h.Env.Config
-	cfg.QPS, cfg.Burst = 100, 200
-	mgr, err := ctrl.NewManager(&cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Logger:                 log,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
-	}
+func (h *Harness) startManager(log logr.Logger) error {
 	h.Reconciler = &controllers.KafkaPipelineReconciler{
-		Client:     mgr.GetClient(),
 		Image:      "ghcr.io/kpipe-io/kpipe:local",
 		Lag:        lag.NewReader(lag.Options{Timeout: 5 * time.Second}),
 		MaxBackoff: 5 * time.Second,
 	}
-	if err := h.Reconciler.SetupWithManager(mgr); err != nil {
+	mgr, err := manager.New(h.Env.Config, manager.Options{QPS: 100, Burst: 200, Logger: log}, h.Reconciler)
+	if err != nil {
 		return err
 	}
 	h.Runner = &kubelet.Runner{Client: mgr.GetClient(), Binary: h.Binary, WorkDir: filepath.Join(h.WorkDir, "pods")}
@@ -171,6 +149,6 @@ func logger(w io.Writer) logr.Logger {
 		return logr.Discard()
 	}
 	return funcr.New(func(prefix, args string) {
-		fmt.Fprintln(w, time.Now().Format("15:04:05.000"), prefix, args)
+		_, _ = fmt.Fprintln(w, time.Now().Format("15:04:05.000"), prefix, args)
 	}, funcr.Options{})
 }

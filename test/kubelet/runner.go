@@ -5,28 +5,21 @@
 // The Deployment's status (replicas, readyReplicas, availableReplicas, updatedReplicas) comes
 // from the processes' /readyz, so the operator sees real readiness.
 //
-// The demo (hack/demo) and the end-to-end suite (test/e2e) share it.
+// The demo (hack/demo) and the end-to-end suite (test/e2e) share it. In StatusOnly mode it
+// starts no process and only reports the wanted replicas as ready, which is what the envtest
+// suites need of a kubelet.
 package kubelet
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -42,6 +35,10 @@ import (
 // Runner keeps processes in line with Deployments. Register it with SetupWithManager.
 type Runner struct {
 	Client client.Client
+	// StatusOnly starts no process: the runner only plays the Deployment controller, reporting
+	// each Deployment's wanted replicas as created, updated and ready (except where SetUnready
+	// says otherwise). Binary and WorkDir are not used. The envtest suites use it.
+	StatusOnly bool
 	// Binary is the kpipe executable the pods' `run` argument is given to.
 	Binary string
 	// WorkDir holds the processes' logs and materialised Secret volumes.
@@ -53,26 +50,14 @@ type Runner struct {
 
 	mu       sync.Mutex
 	deps     map[types.NamespacedName]*deployment
-	starts   int // processes started, restarts included
-	restarts int // processes restarted after exiting on their own
+	unready  map[types.NamespacedName]bool // StatusOnly: reported with no ready replica
+	starts   int                           // processes started, restarts included
+	restarts int                           // processes restarted after exiting on their own
 	wg       sync.WaitGroup
 }
 
 type deployment struct {
 	procs []*process
-}
-
-// process is one replica: a supervised `kpipe run` that is restarted when it exits on its own.
-type process struct {
-	name    string
-	hash    string // pod template hash it was started from
-	addr    string // KPIPE_HTTP_ADDR
-	grace   time.Duration
-	stop    chan struct{}
-	done    chan struct{}
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	running bool
 }
 
 // Stats is what the runner has done so far.
@@ -134,8 +119,7 @@ func (r *Runner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 	var d appsv1.Deployment
 	if err := r.Client.Get(ctx, req.NamespacedName, &d); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.scaleTo(ctx, req.NamespacedName, nil, 0)
-			return ctrl.Result{}, nil
+			return ctrl.Result{}, r.scaleTo(ctx, req.NamespacedName, nil, 0)
 		}
 		return ctrl.Result{}, err
 	}
@@ -155,7 +139,31 @@ func (r *Runner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 	if d.DeletionTimestamp != nil {
 		want = 0
 	}
+	if r.StatusOnly {
+		r.track(req.NamespacedName)
+		return ctrl.Result{}, nil
+	}
 	return ctrl.Result{}, r.scaleTo(ctx, req.NamespacedName, &d, int(want))
+}
+
+// track registers a Deployment whose status the StatusOnly runner writes.
+func (r *Runner) track(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.deps[key] == nil {
+		r.deps[key] = &deployment{}
+	}
+}
+
+// SetUnready makes a StatusOnly runner report a Deployment's replicas as not ready (true) or
+// ready again (false).
+func (r *Runner) SetUnready(key types.NamespacedName, unready bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.unready == nil {
+		r.unready = map[types.NamespacedName]bool{}
+	}
+	r.unready[key] = unready
 }
 
 // scaleTo stops processes from an older template, then starts or stops to reach want.
@@ -203,295 +211,6 @@ func (r *Runner) scaleTo(ctx context.Context, key types.NamespacedName, d *appsv
 		r.mu.Unlock()
 	}
 	return nil
-}
-
-func stopAll(ps []*process) {
-	var wg sync.WaitGroup
-	for _, p := range ps {
-		wg.Add(1)
-		go func() { defer wg.Done(); p.terminate() }()
-	}
-	wg.Wait()
-}
-
-// start renders the pod's container into a command and supervises it.
-func (r *Runner) start(ctx context.Context, d *appsv1.Deployment, hash string) (*process, error) {
-	spec := d.Spec.Template.Spec
-	if len(spec.Containers) == 0 {
-		return nil, fmt.Errorf("deployment %s/%s has no container", d.Namespace, d.Name)
-	}
-	c := spec.Containers[0]
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	name := fmt.Sprintf("%s-%s", d.Name, randSuffix())
-	dir := filepath.Join(r.WorkDir, d.Namespace, name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	mounts, err := r.materialiseSecrets(ctx, d.Namespace, spec, c, dir)
-	if err != nil {
-		return nil, err
-	}
-	env, err := r.containerEnv(ctx, d.Namespace, name, c, mounts)
-	if err != nil {
-		return nil, err
-	}
-	env = append(env, kpipev1.EnvHTTPAddr+"="+addr)
-	env = append(env, r.Env...)
-	args := append(append([]string{}, c.Command...), c.Args...)
-	if len(c.Command) > 0 {
-		args = args[1:] // the image's entrypoint is the kpipe binary itself
-	}
-	grace := 30 * time.Second
-	if spec.TerminationGracePeriodSeconds != nil {
-		grace = time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
-	}
-	p := &process{name: name, hash: hash, addr: addr, grace: grace, stop: make(chan struct{}), done: make(chan struct{})}
-	logPath := filepath.Join(dir, "log")
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		r.supervise(p, args, env, logPath)
-	}()
-	return p, nil
-}
-
-// supervise runs the process until it is told to stop, restarting it with backoff when it
-// exits on its own, as a pod's restartPolicy Always does.
-func (r *Runner) supervise(p *process, args, env []string, logPath string) {
-	defer close(p.done)
-	backoff := 200 * time.Millisecond
-	for {
-		logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			return
-		}
-		cmd := exec.Command(r.Binary, args...)
-		cmd.Env = env
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		p.mu.Lock()
-		select {
-		case <-p.stop:
-			p.mu.Unlock()
-			logf.Close()
-			return
-		default:
-		}
-		err = cmd.Start()
-		if err == nil {
-			p.cmd, p.running = cmd, true
-			r.mu.Lock()
-			r.starts++
-			r.mu.Unlock()
-		}
-		p.mu.Unlock()
-		if err == nil {
-			_ = cmd.Wait()
-		}
-		logf.Close()
-		p.mu.Lock()
-		p.running = false
-		p.mu.Unlock()
-		select {
-		case <-p.stop:
-			return
-		case <-time.After(backoff):
-		}
-		r.mu.Lock()
-		r.restarts++
-		r.mu.Unlock()
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// terminate sends SIGTERM, waits up to the grace period, then kills, as the kubelet does.
-func (p *process) terminate() {
-	p.mu.Lock()
-	close(p.stop)
-	cmd, running := p.cmd, p.running
-	p.mu.Unlock()
-	if running && cmd.Process != nil {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-			return
-		case <-time.After(p.grace):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-	}
-	<-p.done
-}
-
-func (p *process) ready(hc *http.Client) bool {
-	p.mu.Lock()
-	running := p.running
-	p.mu.Unlock()
-	if !running {
-		return false
-	}
-	resp, err := hc.Get("http://" + p.addr + "/readyz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
-// containerEnv resolves the container's environment as the kubelet would: literal values,
-// Secret and ConfigMap keys, and the pod's own name and namespace. Values that point into a
-// mounted volume are redirected to the volume's directory on this machine.
-func (r *Runner) containerEnv(ctx context.Context, ns, pod string, c corev1.Container, mounts map[string]string) ([]string, error) {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "HOSTNAME=" + pod}
-	for _, e := range c.Env {
-		v := e.Value
-		if src := e.ValueFrom; src != nil {
-			var err error
-			switch {
-			case src.SecretKeyRef != nil:
-				v, err = r.secretKey(ctx, ns, src.SecretKeyRef.Name, src.SecretKeyRef.Key)
-			case src.ConfigMapKeyRef != nil:
-				var cm corev1.ConfigMap
-				if err = r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: src.ConfigMapKeyRef.Name}, &cm); err == nil {
-					v = cm.Data[src.ConfigMapKeyRef.Key]
-				}
-			case src.FieldRef != nil && src.FieldRef.FieldPath == "metadata.name":
-				v = pod
-			case src.FieldRef != nil && src.FieldRef.FieldPath == "metadata.namespace":
-				v = ns
-			}
-			if err != nil {
-				return nil, fmt.Errorf("env %s: %w", e.Name, err)
-			}
-		}
-		for mountPath, dir := range mounts {
-			if v == mountPath || strings.HasPrefix(v, mountPath+"/") {
-				v = dir + strings.TrimPrefix(v, mountPath)
-			}
-		}
-		env = append(env, e.Name+"="+v)
-	}
-	return env, nil
-}
-
-func (r *Runner) secretKey(ctx context.Context, ns, name, key string) (string, error) {
-	var s corev1.Secret
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
-		return "", err
-	}
-	return string(s.Data[key]), nil
-}
-
-// materialiseSecrets writes each Secret volume the container mounts into a directory under
-// dir, and returns mount path -> directory.
-func (r *Runner) materialiseSecrets(ctx context.Context, ns string, spec corev1.PodSpec, c corev1.Container, dir string) (map[string]string, error) {
-	vols := map[string]corev1.Volume{}
-	for _, v := range spec.Volumes {
-		vols[v.Name] = v
-	}
-	mounts := map[string]string{}
-	for _, m := range c.VolumeMounts {
-		v, ok := vols[m.Name]
-		if !ok || v.Secret == nil {
-			continue
-		}
-		var s corev1.Secret
-		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: v.Secret.SecretName}, &s); err != nil {
-			return nil, fmt.Errorf("secret volume %s: %w", v.Name, err)
-		}
-		vdir := filepath.Join(dir, "volumes", v.Name)
-		if err := os.MkdirAll(vdir, 0o700); err != nil {
-			return nil, err
-		}
-		for k, data := range s.Data {
-			if err := os.WriteFile(filepath.Join(vdir, k), data, 0o600); err != nil {
-				return nil, err
-			}
-		}
-		mounts[m.MountPath] = vdir
-	}
-	return mounts, nil
-}
-
-// statusWriter probes /readyz and writes each Deployment's status, as the Deployment
-// controller and kubelet together would.
-type statusWriter struct{ r *Runner }
-
-func (s *statusWriter) Start(ctx context.Context) error {
-	hc := &http.Client{Timeout: time.Second}
-	t := time.NewTicker(s.r.ReadyInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			s.r.shutdown()
-			return nil
-		case <-t.C:
-			s.r.writeStatus(ctx, hc)
-		}
-	}
-}
-
-func (r *Runner) writeStatus(ctx context.Context, hc *http.Client) {
-	r.mu.Lock()
-	snapshot := map[types.NamespacedName][]*process{}
-	for k, d := range r.deps {
-		snapshot[k] = append([]*process(nil), d.procs...)
-	}
-	r.mu.Unlock()
-	for key, procs := range snapshot {
-		var d appsv1.Deployment
-		if err := r.Client.Get(ctx, key, &d); err != nil {
-			continue
-		}
-		hash := templateHash(&d.Spec.Template)
-		var ready, updated int32
-		for _, p := range procs {
-			if p.hash == hash {
-				updated++
-			}
-			if p.ready(hc) {
-				ready++
-			}
-		}
-		st := appsv1.DeploymentStatus{
-			ObservedGeneration: d.Generation,
-			Replicas:           int32(len(procs)),
-			UpdatedReplicas:    updated,
-			ReadyReplicas:      ready,
-			AvailableReplicas:  ready,
-		}
-		if n := int32(len(procs)) - ready; n > 0 {
-			st.UnavailableReplicas = n
-		}
-		if equalStatus(d.Status, st) {
-			continue
-		}
-		patch := client.MergeFrom(d.DeepCopy())
-		d.Status = st
-		_ = r.Client.Status().Patch(ctx, &d, patch)
-	}
-}
-
-func equalStatus(a, b appsv1.DeploymentStatus) bool {
-	return a.ObservedGeneration == b.ObservedGeneration && a.Replicas == b.Replicas &&
-		a.UpdatedReplicas == b.UpdatedReplicas && a.ReadyReplicas == b.ReadyReplicas &&
-		a.AvailableReplicas == b.AvailableReplicas && a.UnavailableReplicas == b.UnavailableReplicas
-}
-
-// shutdown stops every process (SIGTERM, then wait) and the supervisors.
-func (r *Runner) shutdown() {
-	r.mu.Lock()
-	var all []*process
-	for _, d := range r.deps {
-		all = append(all, d.procs...)
-	}
-	r.deps = map[types.NamespacedName]*deployment{}
-	r.mu.Unlock()
-	stopAll(all)
-	r.wg.Wait()
 }
 
 // Stats reports the processes running now and how many were started and restarted.
@@ -543,33 +262,6 @@ func (r *Runner) Processes(key types.NamespacedName) []string {
 			out = append(out, p.name+" "+p.addr)
 		}
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
-}
-
-func templateHash(t *corev1.PodTemplateSpec) string {
-	b, _ := json.Marshal(t)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-var (
-	suffixMu  sync.Mutex
-	suffixSeq int
-)
-
-func randSuffix() string {
-	suffixMu.Lock()
-	defer suffixMu.Unlock()
-	suffixSeq++
-	return fmt.Sprintf("%05d", suffixSeq)
 }

@@ -1,0 +1,119 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+	"github.com/kpipe-io/kpipe/controllers/lag"
+)
+
+// secretRefIndex indexes KafkaPipelines by the names of the Secrets they reference.
+const secretRefIndex = ".spec.secretRefs"
+
+// SetupWithManager registers the reconciler with a manager: it watches KafkaPipelines (spec
+// changes), their Deployments (spec changes and readiness, see deploymentChanged), and the
+// Secrets they reference.
+func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Lag == nil {
+		r.Lag = lag.NewReader(lag.Options{})
+	}
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder("kpipe")
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &kpipev1.KafkaPipeline{}, secretRefIndex, secretRefs); err != nil {
+		return fmt.Errorf("index pipelines by secret: %w", err)
+	}
+	workers := r.MaxConcurrentReconciles
+	if workers <= 0 {
+		workers = 4
+	}
+	// Close the Kafka clients when the manager stops (or loses the lease).
+	if err := mgr.Add(closeOnStop{r.Lag}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&kpipev1.KafkaPipeline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&appsv1.Deployment{}, builder.WithPredicates(deploymentChanged)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		Named("kafkapipeline").
+		Complete(r)
+}
+
+// deploymentChanged lets through the updates of an owned Deployment that the reconcile acts
+// on before its next poll: a new generation (someone else changed the spec; the apply restores
+// kpipe's fields), and a change of readiness (Ready, or whether any replica is ready to
+// consume). Other status churn (counts on the way, conditions, timestamps) waits for the next
+// poll instead of costing one. Creates and deletes always pass.
+var deploymentChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(*appsv1.Deployment)
+		cur, okNew := e.ObjectNew.(*appsv1.Deployment)
+		if !okOld || !okNew {
+			return true
+		}
+		return old.Generation != cur.Generation ||
+			specReady(old) != specReady(cur) ||
+			(old.Status.ReadyReplicas == 0) != (cur.Status.ReadyReplicas == 0)
+	},
+}
+
+// specReady is deploymentReady for the Deployment's own replica count.
+func specReady(d *appsv1.Deployment) bool {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	return deploymentReady(d, want)
+}
+
+type closeOnStop struct{ r *lag.Reader }
+
+func (c closeOnStop) Start(ctx context.Context) error {
+	<-ctx.Done()
+	c.r.Close()
+	return nil
+}
+
+// secretRefs lists the Secrets a pipeline references, for the field index.
+func secretRefs(obj client.Object) []string {
+	kp, ok := obj.(*kpipev1.KafkaPipeline)
+	if !ok {
+		return nil
+	}
+	var names []string
+	if t := kp.Spec.Kafka.TLS; t != nil && t.SecretRef != nil {
+		names = append(names, t.SecretRef.Name)
+	}
+	if s := kp.Spec.Kafka.SASL; s != nil {
+		names = append(names, s.SecretRef.Name)
+	}
+	return names
+}
+
+// pipelinesForSecret maps a Secret to the pipelines of its namespace that reference it.
+func (r *KafkaPipelineReconciler) pipelinesForSecret(ctx context.Context, obj client.Object) []reconcile.Request {
+	var list kpipev1.KafkaPipelineList
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{secretRefIndex: obj.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "list pipelines referencing a secret", "secret", obj.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, kp := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: kp.Namespace, Name: kp.Name}})
+	}
+	return reqs
+}

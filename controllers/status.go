@@ -1,0 +1,227 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+	"github.com/kpipe-io/kpipe/controllers/scaling"
+)
+
+// outcome is what one reconcile found and decided. The steps fill it in; finalizeStatus, run
+// from the deferred status patch, is the one place that turns it into status and events.
+type outcome struct {
+	now time.Time
+	log logr.Logger
+
+	invalid error                      // the spec was refused: nothing else ran
+	spec    *kpipev1.KafkaPipelineSpec // defaults applied; nil when invalid
+	wait    *waitError                 // what the pipeline waits for (Secret, Kafka, topic, the apply)
+
+	current  current
+	observed *observation // nil when Kafka was not read
+	decision decision
+	applied  applied // applied.dep is nil until the Deployment is applied for this generation
+}
+
+// waitError is something the operator waits for: Ready=False with a reason, a retry later.
+type waitError struct {
+	reason string
+	err    error
+}
+
+func (w *waitError) Error() string { return w.err.Error() }
+func (w *waitError) Unwrap() error { return w.err }
+
+// finalizeStatus writes everything the reconcile has to say into the status: the conditions,
+// observedGeneration (advanced once the Deployment for this generation is applied, or the spec
+// is found invalid), lastScaleTime and the observed state. It records the Scale event, and a
+// Warning event when the Ready reason changes, so a long outage does not flood the event stream.
+func (r *KafkaPipelineReconciler) finalizeStatus(kp *kpipev1.KafkaPipeline, out *outcome) {
+	if out.invalid != nil || out.applied.dep != nil {
+		kp.Status.ObservedGeneration = kp.Generation
+	}
+	if out.invalid != nil {
+		if conditionReason(kp, kpipev1.ConditionStalled) != ReasonInvalidSpec {
+			r.event(kp, true, ReasonInvalidSpec, "Validate", "%s", out.invalid.Error())
+		}
+		markInvalid(kp, out.invalid.Error())
+		return
+	}
+	if out.applied.dep != nil {
+		if out.applied.scaled {
+			r.recordScale(kp, out)
+		}
+		r.summarize(kp, out)
+	}
+	if w := out.wait; w != nil {
+		if conditionReason(kp, kpipev1.ConditionReady) != w.reason {
+			r.event(kp, true, w.reason, "Reconcile", "%s", w.Error())
+		}
+		markWaiting(kp, w.reason, w.Error())
+		out.log.V(1).Info("waiting", "reason", w.reason, "error", w.Error())
+	}
+}
+
+// recordScale sets lastScaleTime and records the Scale event.
+func (r *KafkaPipelineReconciler) recordScale(kp *kpipev1.KafkaPipeline, out *outcome) {
+	kp.Status.LastScaleTime = &metav1.Time{Time: out.now}
+	reason, why := "Scaled", ""
+	switch {
+	case out.spec.Suspend:
+		reason, why = ReasonSuspended, "spec.suspend is true"
+	case out.spec.Scaling.Mode == kpipev1.ScalingManual:
+		reason, why = ReasonScaledManually, "scaling.mode is Manual: spec.replicas"
+	case out.decision.policy != nil:
+		reason, why = out.decision.policy.Reason, out.decision.policy.Message
+	case out.observed == nil:
+		why = "initial replicas (minReplicas) while Kafka cannot be read"
+	}
+	from, to := out.current.replicas, out.decision.desired
+	out.log.Info("scaled", "from", from, "to", to, "reason", reason)
+	r.event(kp, false, reason, "Scale", "scaled from %d to %d replicas: %s", from, to, why)
+}
+
+// summarize writes the observed state and the conditions into the status. Ready is left to
+// the wait, when there is one.
+func (r *KafkaPipelineReconciler) summarize(kp *kpipev1.KafkaPipeline, out *outcome) {
+	st, dep, desired := &kp.Status, out.applied.dep, out.decision.desired
+	st.DesiredReplicas = desired
+	st.Selector = metav1.FormatLabelSelector(dep.Spec.Selector)
+	st.Replicas = dep.Status.Replicas
+	st.ReadyReplicas = dep.Status.ReadyReplicas
+	if obs := out.observed; obs != nil {
+		st.Partitions, st.Lag, st.Topics = obs.partitions, obs.lag, obs.topics
+	}
+	summarizeIdle(kp, out)
+	r.summarizeStalled(kp, out)
+	switch {
+	case out.wait != nil:
+		// Ready says what the pipeline waits for (finalizeStatus).
+	case out.spec.Suspend:
+		markReady(kp, ReasonSuspended, "suspended: scaled to zero, Kafka is not polled")
+	case !deploymentReady(dep, desired):
+		markWaiting(kp, ReasonReplicasNotReady, fmt.Sprintf("%d of %d replicas ready (Deployment applied, Kafka reachable, topics found)",
+			dep.Status.ReadyReplicas, desired))
+	default:
+		markReady(kp, ReasonReady, fmt.Sprintf("Deployment applied with %d replicas, all ready; Kafka reachable; %d topics with %d partitions; lag %d",
+			desired, len(out.spec.Topics), st.Partitions, st.Lag))
+	}
+}
+
+func summarizeIdle(kp *kpipev1.KafkaPipeline, out *outcome) {
+	if out.spec.Suspend {
+		setCondition(kp, kpipev1.ConditionIdle, metav1.ConditionTrue, ReasonSuspended, "suspended")
+		return
+	}
+	obs := out.observed
+	if obs == nil {
+		return // nothing new observed: keep the last word
+	}
+	idle, idleSince, reason, msg := idleness(kp, out)
+	if idleSince != nil {
+		kp.Status.IdleSince = &metav1.Time{Time: *idleSince}
+	} else {
+		kp.Status.IdleSince = nil
+	}
+	if idle {
+		setCondition(kp, kpipev1.ConditionIdle, metav1.ConditionTrue, reason, msg)
+		return
+	}
+	msg = fmt.Sprintf("lag %d", obs.lag)
+	if obs.progress {
+		msg += ", commits progressing"
+	}
+	setCondition(kp, kpipev1.ConditionIdle, metav1.ConditionFalse, ReasonActive, msg)
+}
+
+// idleness is whether the pipeline is idle, since when, and the Idle condition's reason and
+// message when it is: the policy's word in Auto mode; in Manual mode, no lag and no commit
+// progress (reported, nothing scales).
+func idleness(kp *kpipev1.KafkaPipeline, out *outcome) (bool, *time.Time, string, string) {
+	var idle bool
+	var idleSince *time.Time
+	reason, msg := ReasonActive, ""
+	if d := out.decision.policy; d != nil {
+		idle, idleSince = d.Idle, d.IdleSince
+		switch d.Reason {
+		case scaling.ReasonIdleToZero, scaling.ReasonIdlePenalty, scaling.ReasonBelowActivation:
+			reason, msg = d.Reason, d.Message
+		}
+	} else if idle = out.observed.lag == 0 && !out.observed.progress; idle {
+		t := out.now
+		if kp.Status.IdleSince != nil {
+			t = kp.Status.IdleSince.Time
+		}
+		idleSince = &t
+	}
+	if idle && msg == "" {
+		reason = ReasonNoLag
+		msg = fmt.Sprintf("no lag and no commit progress since %s", idleSince.UTC().Format(time.RFC3339))
+		if out.decision.policy != nil && *out.spec.Scaling.MinReplicas == 0 {
+			msg += fmt.Sprintf("; scales to zero after the idle window %s", out.spec.Idle.Window.Duration)
+		}
+	}
+	return idle, idleSince, reason, msg
+}
+
+func (r *KafkaPipelineReconciler) summarizeStalled(kp *kpipev1.KafkaPipeline, out *outcome) {
+	var stalled []scaling.TopicPartition
+	if out.observed != nil {
+		stalled = out.observed.stalled
+	}
+	if out.spec.Suspend || out.observed == nil || len(stalled) == 0 {
+		if out.spec.Suspend || out.observed != nil || conditionReason(kp, kpipev1.ConditionStalled) == ReasonInvalidSpec {
+			setCondition(kp, kpipev1.ConditionStalled, metav1.ConditionFalse, ReasonProgressing, "no partition is stalled")
+		}
+		return
+	}
+	names := make([]string, 0, 5)
+	for i, tp := range stalled {
+		if i == 5 {
+			names = append(names, fmt.Sprintf("and %d more", len(stalled)-5))
+			break
+		}
+		names = append(names, tp.String())
+	}
+	threshold := r.StallPolls
+	if threshold <= 0 {
+		threshold = 6
+	}
+	setCondition(kp, kpipev1.ConditionStalled, metav1.ConditionTrue, ReasonStalledParts,
+		fmt.Sprintf("%d partition(s) have lag and a committed offset that has not moved for %d polls: %s (their lag does not add replicas)",
+			len(stalled), threshold, strings.Join(names, ", ")))
+}
+
+// deploymentReady is true when the Deployment controller has seen the latest spec and the
+// wanted replicas are updated and ready.
+func deploymentReady(dep *appsv1.Deployment, desired int32) bool {
+	if desired == 0 {
+		return true
+	}
+	s := dep.Status
+	return s.ObservedGeneration >= dep.Generation && s.UpdatedReplicas >= desired && s.ReadyReplicas >= desired
+}
+
+// patchStatus writes the status once per reconcile, when it changed.
+func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, orig, kp *kpipev1.KafkaPipeline) error {
+	if equality.Semantic.DeepEqual(orig.Status, kp.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, kp, client.MergeFrom(orig)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("patch status: %w", err)
+	}
+	return nil
+}
