@@ -25,18 +25,15 @@ for i in $(seq "$pairs"); do
 		echo "$i $side consume $c forward1k $f" | tee -a "$out/raw.txt"
 	done
 done
-awk -v pairs="$pairs" '
-	{ v[$2, "consume", $1] = $4; v[$2, "forward1k", $1] = $6 }
-	END {
-		split("consume forward1k", names, " ")
-		for (k = 1; k <= 2; k++) {
-			name = names[k]; n = 0
-			for (i = 1; i <= pairs; i++) r[++n] = v["new", name, i] / v["old", name, i]
-			asort(r)
-			med = (n % 2) ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
-			printf "%s: median new/old %.3f (pairs:", name, med
-			for (i = 1; i <= pairs; i++) printf " %.0f/%.0f", v["new", name, i], v["old", name, i]
-			print ")"
-			delete r
-		}
-	}' <(grep -v '^#' "$out/raw.txt" | tail -n $((2 * pairs)))
+recent=$(grep -v '^#' "$out/raw.txt" | tail -n $((2 * pairs)))
+for name in consume forward1k; do
+	col=4
+	[[ $name == forward1k ]] && col=6
+	ratios=$(for i in $(seq "$pairs"); do
+		old=$(awk -v i="$i" -v c="$col" '$1 == i && $2 == "old" { print $c }' <<<"$recent")
+		new=$(awk -v i="$i" -v c="$col" '$1 == i && $2 == "new" { print $c }' <<<"$recent")
+		awk -v o="$old" -v n="$new" 'BEGIN { printf "%.3f %s/%s\n", n / o, n, o }'
+	done | sort -n)
+	median=$(awk -v n="$pairs" 'NR == int((n + 1) / 2) { print $1 }' <<<"$ratios")
+	echo "$name: median new/old $median (ratio new/old, sorted: $(tr '\n' ' ' <<<"$ratios"))"
+done

@@ -181,15 +181,14 @@ func (pl *pool) acquire(ctx context.Context) bool {
 // acquireUpTo takes between 1 and n slots, as many as are free, and room for first bytes
 // and for as many more as are free (up to an eighth of the pool's bytes), waiting when
 // there is no slot or no room for first; it returns the slots and the bytes it took, 0
-// slots when ctx ended first. A consumer that has to wait is served after those that waited
-// before it, so a large message is not overtaken for ever by small ones.
+// slots when ctx ended first. Consumers waiting for bytes are served in the order they came,
+// before any other, so a large message is not overtaken for ever by small ones; waiting for
+// a slot alone needs no order (any free slot will do).
 func (pl *pool) acquireUpTo(ctx context.Context, n int, first int64) (int, int64) {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	if pl.tickets != pl.serving || !pl.fitsLocked(first) {
-		if !pl.waitTurnLocked(ctx, first) {
-			return 0, 0
-		}
+	if !pl.mayTakeLocked(first) && !pl.waitLocked(ctx, first) {
+		return 0, 0
 	}
 	n = min(n, pl.capacity-pl.held)
 	room := max(first, min(pl.capBytes-pl.heldBytes, pl.capBytes/8))
@@ -198,13 +197,19 @@ func (pl *pool) acquireUpTo(ctx context.Context, n int, first int64) (int, int64
 	return n, room
 }
 
+// mayTakeLocked reports whether a consumer that does not wait in turn may take a slot and
+// bytes now; pl.mu is held.
+func (pl *pool) mayTakeLocked(bytes int64) bool {
+	return pl.tickets == pl.serving && pl.fitsLocked(bytes)
+}
+
 func (pl *pool) fitsLocked(bytes int64) bool {
 	return pl.held < pl.capacity && (pl.heldBytes == 0 || pl.heldBytes+bytes <= pl.capBytes)
 }
 
-// waitTurnLocked waits for the consumer's turn and for a slot and room for bytes; false when
-// ctx ended first. pl.mu is held.
-func (pl *pool) waitTurnLocked(ctx context.Context, bytes int64) bool {
+// waitLocked waits for a slot, then, when the bytes do not fit or others wait for bytes,
+// for its turn and room; false when ctx ended first. pl.mu is held.
+func (pl *pool) waitLocked(ctx context.Context, bytes int64) bool {
 	if ctx.Err() != nil {
 		return false
 	}
@@ -214,10 +219,19 @@ func (pl *pool) waitTurnLocked(ctx context.Context, bytes int64) bool {
 		pl.mu.Unlock()
 	})
 	defer stop()
-	ticket := pl.tickets
-	pl.tickets++
 	pl.spaceWait++
 	defer func() { pl.spaceWait-- }()
+	for ctx.Err() == nil && pl.tickets == pl.serving && pl.held >= pl.capacity {
+		pl.spaceFreed.Wait()
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	if pl.mayTakeLocked(bytes) {
+		return true
+	}
+	ticket := pl.tickets
+	pl.tickets++
 	for ctx.Err() == nil && (ticket != pl.serving || !pl.fitsLocked(bytes)) {
 		pl.spaceFreed.Wait()
 	}
