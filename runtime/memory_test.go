@@ -231,3 +231,20 @@ func TestSmallBudgetManyPartitions(t *testing.T) {
 	r.stop(t)
 	checkAllPresent(t, out, n)
 }
+
+// TestMemoryBudgetFromSpec: spec.pool.memoryBudget sets the budget; WithMemoryBudget, for
+// a Go program embedding the runtime, wins over it.
+func TestMemoryBudgetFromSpec(t *testing.T) {
+	g := NewWithT(t)
+	spec := []byte(`{"kafka":{"bootstrapServers":["localhost:9092"]},"topics":["in"],"group":"g",` +
+		`"pool":{"memoryBudget":"64Mi"},"processor":{"forward":{"topic":"out"}}}`)
+	cfg, err := LoadConfig(spec, SecretDirs{})
+	g.Expect(err).NotTo(HaveOccurred())
+	p, err := New(cfg, WithLogger(testLogger(t)))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(p.set.memory.total).To(Equal(int64(64 << 20)))
+	g.Expect(p.set.memory.source).To(Equal("spec"))
+	p, err = New(cfg, WithLogger(testLogger(t)), WithMemoryBudget(8<<20))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(p.set.memory.total).To(Equal(int64(8 << 20)))
+}

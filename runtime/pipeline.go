@@ -125,7 +125,11 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 	if o.logger == nil {
 		o.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
-	memory, err := resolveMemoryBudget(o.memoryBudget, os.Getenv, hostCgroup)
+	explicit := o.memoryBudget
+	if b := cfg.Spec.Pool.MemoryBudget; explicit == 0 && b != nil {
+		explicit = b.Value()
+	}
+	memory, err := resolveMemoryBudget(explicit, os.Getenv, hostCgroup)
 	if err != nil {
 		return nil, err
 	}
