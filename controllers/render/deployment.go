@@ -189,6 +189,8 @@ func secretMounts(spec *kpipev1.KafkaPipelineSpec) []secretMount {
 
 // container is the pipeline container: `kpipe run`, probes, resources, locked down.
 func container(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides, image string, env []corev1.EnvVar, mounts []corev1.VolumeMount) corev1.Container {
+	res := resources(tpl.Resources)
+	fitBudget(&res, kp.Spec.Pool.MemoryBudget, tpl.Resources)
 	return corev1.Container{
 		Name:            ContainerName,
 		Image:           image,
@@ -196,7 +198,7 @@ func container(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides, ima
 		Args:            []string{"run", "--shutdown-timeout=" + ShutdownTimeout(kp.Spec.TerminationGracePeriodSeconds()).String()},
 		Env:             env,
 		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: kpipev1.HTTPPort, Protocol: corev1.ProtocolTCP}},
-		Resources:       resources(tpl.Resources),
+		Resources:       res,
 		VolumeMounts:    mounts,
 		ReadinessProbe:  probe("/readyz", 5, 3),
 		LivenessProbe:   probe("/healthz", 10, 3),
@@ -295,6 +297,24 @@ func resources(user *corev1.ResourceRequirements) corev1.ResourceRequirements {
 	}
 	r.Claims = user.Claims
 	return r
+}
+
+// fitBudget raises the memory limit to twice spec.pool.memoryBudget when it is lower and the
+// user did not set it: the runtime's budget is meant to be half of its limit. An explicit
+// limit below the budget is refused by Validate.
+func fitBudget(r *corev1.ResourceRequirements, budget *resource.Quantity, user *corev1.ResourceRequirements) {
+	if budget == nil {
+		return
+	}
+	if user != nil {
+		if _, set := user.Limits[corev1.ResourceMemory]; set {
+			return
+		}
+	}
+	want := resource.NewQuantity(2*budget.Value(), resource.BinarySI)
+	if lim, ok := r.Limits[corev1.ResourceMemory]; !ok || lim.Cmp(*want) < 0 {
+		r.Limits[corev1.ResourceMemory] = *want
+	}
 }
 
 // configHash hashes everything that should roll the pods when it changes.
