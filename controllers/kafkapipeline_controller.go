@@ -57,10 +57,13 @@ type pipelineState struct {
 // Least privilege: the operator reads pipelines and never writes their spec; it writes their
 // status with a patch; it applies Deployments (server-side apply creates and patches; the
 // garbage collector deletes them with their pipeline); it reads the Secrets pipelines
-// reference, to build its own Kafka client; it records events with the events.k8s.io API.
+// reference, to build its own Kafka client; it records events with the events.k8s.io API. It
+// updates kafkapipelines/finalizers so that its Deployments' owner reference may block the
+// pipeline's deletion (OwnerReferencesPermissionEnforcement).
 //
 // +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines,verbs=get;list;watch
 // +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines/status,verbs=get;patch
+// +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
