@@ -13,11 +13,14 @@ const ConditionReconciling = "Reconciling"
 
 // Condition reasons.
 const (
-	ReasonReady            = "Ready"
-	ReasonSuspended        = "Suspended"
-	ReasonInvalidSpec      = "InvalidSpec"
-	ReasonSecretNotFound   = "SecretNotFound"
-	ReasonSecretInvalid    = "SecretInvalid"
+	ReasonReady          = "Ready"
+	ReasonSuspended      = "Suspended"
+	ReasonInvalidSpec    = "InvalidSpec"
+	ReasonSecretNotFound = "SecretNotFound"
+	ReasonSecretInvalid  = "SecretInvalid"
+	// ReasonSecretNotOptedIn: under --secret-opt-in, a referenced Secret lacks the
+	// kpipe.io/pipeline-access=true label; nothing is read from it and nothing applied.
+	ReasonSecretNotOptedIn = "SecretNotOptedIn"
 	ReasonKafkaUnreachable = "KafkaUnreachable"
 	ReasonTopicNotFound    = "TopicNotFound"
 	ReasonReplicasNotReady = "ReplicasNotReady"
