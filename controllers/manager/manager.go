@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -52,6 +53,9 @@ type Options struct {
 	// WatchNamespaces limits the cache (KafkaPipelines, Deployments, Secret metadata) to these
 	// namespaces; all namespaces when empty. Pipelines elsewhere are not reconciled.
 	WatchNamespaces []string
+	// SkipNameValidation lets a test run a second manager in one process: controller names
+	// are otherwise unique per process.
+	SkipNameValidation bool
 }
 
 // New builds a manager on a copy of cfg with kpipe's scheme, health checks, and, when r is not
@@ -76,7 +80,8 @@ func New(cfg *rest.Config, o Options, r *controllers.KafkaPipelineReconciler) (c
 		Cache:                         cache.Options{DefaultNamespaces: namespaces(o.WatchNamespaces)},
 		// Secrets are read on demand and never cached: the cache holds their metadata only
 		// (the controller's metadata watch), not the data of every Secret it can see.
-		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		Client:     client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		Controller: config.Controller{SkipNameValidation: &o.SkipNameValidation},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
