@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers"
 	"github.com/kpipe-io/kpipe/controllers/manager"
 	kpiperuntime "github.com/kpipe-io/kpipe/runtime"
@@ -45,6 +46,8 @@ type managerOptions struct {
 	image         string
 	qps           float32
 	burst         int
+	namespaces    []string
+	secretOptIn   bool
 	zap           zap.Options
 }
 
@@ -66,6 +69,9 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&o.image, "pipeline-image", os.Getenv("KPIPE_IMAGE"), "image the pipeline pods run by default (env KPIPE_IMAGE)")
 	f.Float32Var(&o.qps, "kube-api-qps", 50, "queries per second to the Kubernetes API (each poll may apply a Deployment and patch a status)")
 	f.IntVar(&o.burst, "kube-api-burst", 100, "burst of queries to the Kubernetes API")
+	f.StringSliceVar(&o.namespaces, "watch-namespaces", nil, "comma-separated namespaces whose pipelines the operator reconciles (default: all)")
+	f.BoolVar(&o.secretOptIn, "secret-opt-in", false,
+		"use, and let pipeline pods mount, only Secrets labelled "+kpipev1.SecretOptInLabel+"="+kpipev1.SecretOptInValue)
 	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zap.BindFlags(zapFlags)
 	f.AddGoFlagSet(zapFlags)
@@ -85,7 +91,8 @@ func runManager(o managerOptions) error {
 		QPS: o.qps, Burst: o.burst,
 		MetricsAddr: o.metricsAddr, ProbeAddr: o.probeAddr,
 		LeaderElection: o.leaderElect, LeaderElectionNamespace: o.leaderElectNS,
-	}, &controllers.KafkaPipelineReconciler{Image: o.image})
+		WatchNamespaces: o.namespaces,
+	}, &controllers.KafkaPipelineReconciler{Image: o.image, SecretOptIn: o.secretOptIn})
 	if err != nil {
 		return err
 	}

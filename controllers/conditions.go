@@ -13,11 +13,17 @@ const ConditionReconciling = "Reconciling"
 
 // Condition reasons.
 const (
-	ReasonReady            = "Ready"
-	ReasonSuspended        = "Suspended"
-	ReasonInvalidSpec      = "InvalidSpec"
-	ReasonSecretNotFound   = "SecretNotFound"
-	ReasonSecretInvalid    = "SecretInvalid"
+	ReasonReady = "Ready"
+	// ReasonInsecureSkipVerify is Ready=True's reason while spec.kafka.tls.insecureSkipVerify
+	// is set: the pipeline works, but broker certificates are not verified.
+	ReasonInsecureSkipVerify = "InsecureSkipVerify"
+	ReasonSuspended          = "Suspended"
+	ReasonInvalidSpec        = "InvalidSpec"
+	ReasonSecretNotFound     = "SecretNotFound"
+	ReasonSecretInvalid      = "SecretInvalid"
+	// ReasonSecretNotOptedIn: under --secret-opt-in, a referenced Secret lacks the
+	// kpipe.io/pipeline-access=true label; nothing is read from it and nothing applied.
+	ReasonSecretNotOptedIn = "SecretNotOptedIn"
 	ReasonKafkaUnreachable = "KafkaUnreachable"
 	ReasonTopicNotFound    = "TopicNotFound"
 	ReasonReplicasNotReady = "ReplicasNotReady"

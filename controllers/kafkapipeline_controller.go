@@ -40,6 +40,14 @@ type KafkaPipelineReconciler struct {
 	MaxBackoff time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// SecretOptIn makes the operator use, and let pods mount, only Secrets labelled
+	// kpipe.io/pipeline-access=true (`kpipe manager --secret-opt-in`). A pipeline naming another
+	// Secret waits with reason SecretNotOptedIn: nothing is read from the Secret, no Kafka
+	// connection is made and no Deployment applied, suspended or not.
+	SecretOptIn bool
+
+	// secretMeta reads Secrets' metadata from the manager's metadata-only cache.
+	secretMeta client.Reader
 
 	mu     sync.Mutex
 	states map[types.NamespacedName]*pipelineState
@@ -57,10 +65,14 @@ type pipelineState struct {
 // Least privilege: the operator reads pipelines and never writes their spec; it writes their
 // status with a patch; it applies Deployments (server-side apply creates and patches; the
 // garbage collector deletes them with their pipeline); it reads the Secrets pipelines
-// reference, to build its own Kafka client; it records events with the events.k8s.io API.
+// reference, to build its own Kafka client (on demand: Secret data is never cached; list and
+// watch serve the metadata-only watch that wakes the pipelines referencing a Secret); it
+// records events with the events.k8s.io API. It updates kafkapipelines/finalizers so that its
+// Deployments' owner reference may block the pipeline's deletion (OwnerReferencesPermissionEnforcement).
 //
 // +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines,verbs=get;list;watch
 // +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines/status,verbs=get;patch
+// +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -100,7 +112,10 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	out.spec = spec
 	sec, werr := r.resolveSecrets(ctx, key, spec)
-	if werr != nil && !spec.Suspend {
+	if werr != nil && werr.reason == ReasonSecretNotOptedIn {
+		r.Lag.Release(key.String()) // no connection with credentials it may not use
+	}
+	if werr != nil && (!spec.Suspend || werr.reason == ReasonSecretNotOptedIn) {
 		out.wait = werr
 		return r.backoff(st, spec), nil // a suspended pipeline needs neither Kafka nor its Secrets
 	}

@@ -26,7 +26,7 @@ const secretRefIndex = ".spec.secretRefs"
 
 // SetupWithManager registers the reconciler with a manager: it watches KafkaPipelines (spec
 // changes), their Deployments (spec changes and readiness, see deploymentChanged), and the
-// Secrets they reference.
+// metadata of the Secrets they reference: a Secret's data is read on demand, never cached.
 func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Lag == nil {
 		r.Lag = lag.NewReader(lag.Options{})
@@ -34,6 +34,7 @@ func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Recorder == nil {
 		r.Recorder = mgr.GetEventRecorder("kpipe")
 	}
+	r.secretMeta = mgr.GetCache()
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &kpipev1.KafkaPipeline{}, secretRefIndex, secretRefs); err != nil {
 		return fmt.Errorf("index pipelines by secret: %w", err)
 	}
@@ -49,7 +50,7 @@ func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&kpipev1.KafkaPipeline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}, builder.WithPredicates(deploymentChanged)).
 		Owns(&policyv1.PodDisruptionBudget{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret)).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Named("kafkapipeline").
 		Complete(r)
@@ -102,6 +103,9 @@ func secretRefs(obj client.Object) []string {
 	}
 	if s := kp.Spec.Kafka.SASL; s != nil {
 		names = append(names, s.SecretRef.Name)
+	}
+	if h := kp.Spec.Processor.HTTP; h != nil && h.HeadersSecretRef != nil {
+		names = append(names, h.HeadersSecretRef.Name)
 	}
 	return names
 }

@@ -113,9 +113,24 @@ func (r *KafkaPipelineReconciler) summarize(kp *kpipev1.KafkaPipeline, out *outc
 		markWaiting(kp, ReasonReplicasNotReady, fmt.Sprintf("%d of %d replicas ready (Deployment applied, Kafka reachable, topics found)",
 			dep.Status.ReadyReplicas, desired))
 	default:
-		markReady(kp, ReasonReady, fmt.Sprintf("Deployment applied with %d replicas, all ready; Kafka reachable; %d topics with %d partitions; lag %d",
-			desired, len(out.spec.Topics), st.Partitions, st.Lag))
+		r.markReadyOrInsecure(kp, fmt.Sprintf("Deployment applied with %d replicas, all ready; Kafka reachable; %d topics with %d partitions; lag %d",
+			desired, len(out.spec.Topics), st.Partitions, st.Lag), out.spec)
 	}
+}
+
+// markReadyOrInsecure sets Ready=True, reason Ready; or, while spec.kafka.tls.insecureSkipVerify
+// is set, reason InsecureSkipVerify with a Warning event when the reason changes to it. Ready
+// stays True so kstatus reads the working pipeline as Current; the reason shows the risk.
+func (r *KafkaPipelineReconciler) markReadyOrInsecure(kp *kpipev1.KafkaPipeline, msg string, spec *kpipev1.KafkaPipelineSpec) {
+	if t := spec.Kafka.TLS; t == nil || !t.InsecureSkipVerify {
+		markReady(kp, ReasonReady, msg)
+		return
+	}
+	const warning = "broker certificates are not verified (spec.kafka.tls.insecureSkipVerify): anyone on the path can read and change the traffic"
+	if conditionReason(kp, kpipev1.ConditionReady) != ReasonInsecureSkipVerify {
+		r.event(kp, true, ReasonInsecureSkipVerify, "Reconcile", "%s", warning)
+	}
+	markReady(kp, ReasonInsecureSkipVerify, warning+"; "+msg)
 }
 
 func summarizeIdle(kp *kpipev1.KafkaPipeline, out *outcome) {

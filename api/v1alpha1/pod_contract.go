@@ -32,4 +32,11 @@ const (
 	// ConfigHashAnnotation on the pod template changes whenever the rendered configuration
 	// or a referenced Secret changes, so the pods roll.
 	ConfigHashAnnotation = "kpipe.io/config-hash"
+
+	// SecretOptInLabel, with the value SecretOptInValue, marks a Secret that pipelines may
+	// use. Under `kpipe manager --secret-opt-in` the operator reads, and lets pods mount, only
+	// Secrets labelled so: creating a KafkaPipeline then does not imply access to every Secret
+	// of its namespace.
+	SecretOptInLabel = "kpipe.io/pipeline-access"
+	SecretOptInValue = "true"
 )
