@@ -16,6 +16,7 @@ const (
 	ReasonReady            = "Ready"
 	ReasonSuspended        = "Suspended"
 	ReasonInvalidSpec      = "InvalidSpec"
+	ReasonSpecUndecodable  = "SpecUndecodable"
 	ReasonSecretNotFound   = "SecretNotFound"
 	ReasonSecretInvalid    = "SecretInvalid"
 	ReasonKafkaUnreachable = "KafkaUnreachable"
@@ -47,10 +48,11 @@ func markWaiting(kp *kpipev1.KafkaPipeline, reason, msg string) {
 	setCondition(kp, ConditionReconciling, metav1.ConditionTrue, reason, msg)
 }
 
-// markInvalid sets Ready=False and Stalled=True: nothing changes until the spec does.
-func markInvalid(kp *kpipev1.KafkaPipeline, msg string) {
-	setCondition(kp, kpipev1.ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, msg)
-	setCondition(kp, kpipev1.ConditionStalled, metav1.ConditionTrue, ReasonInvalidSpec, msg)
+// markInvalid sets Ready=False and Stalled=True (reason InvalidSpec or SpecUndecodable):
+// nothing changes until the spec does.
+func markInvalid(kp *kpipev1.KafkaPipeline, reason, msg string) {
+	setCondition(kp, kpipev1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	setCondition(kp, kpipev1.ConditionStalled, metav1.ConditionTrue, reason, msg)
 	meta.RemoveStatusCondition(&kp.Status.Conditions, ConditionReconciling)
 }
 
