@@ -74,7 +74,7 @@ func New(cfg *rest.Config, o Options, r *controllers.KafkaPipelineReconciler) (c
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add health check: %w", err)
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	if err := mgr.AddReadyzCheck(ReadyzCheck, cachesSynced(mgr.GetCache())); err != nil {
 		return nil, fmt.Errorf("add ready check: %w", err)
 	}
 	if r == nil {
