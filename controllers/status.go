@@ -239,7 +239,7 @@ func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, stored *unstr
 	}
 	patched := &unstructured.Unstructured{Object: maps.Clone(stored.Object)}
 	patched.Object["status"] = status
-	if err := r.Status().Patch(ctx, patched, client.MergeFrom(stored)); client.IgnoreNotFound(err) != nil {
+	if err := client.IgnoreNotFound(r.Status().Patch(ctx, patched, client.MergeFrom(stored))); err != nil {
 		return fmt.Errorf("patch status: %w", err)
 	}
 	return nil
