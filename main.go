@@ -40,6 +40,7 @@ func newRootCommand() *cobra.Command {
 
 type managerOptions struct {
 	metricsAddr   string
+	metricsSecure bool
 	probeAddr     string
 	leaderElect   bool
 	leaderElectNS string
@@ -62,7 +63,9 @@ func newManagerCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 turns it off")
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "address of the Prometheus /metrics endpoint; 0 turns it off")
+	f.BoolVar(&o.metricsSecure, "metrics-secure", true,
+		"serve /metrics over HTTPS to callers with a token allowed to get /metrics; false serves plain HTTP (local runs only)")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader, so only one operator replica reconciles at a time")
 	f.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the leader-election lease (default: the operator's own)")
@@ -89,7 +92,7 @@ func runManager(o managerOptions) error {
 	}
 	mgr, err := manager.New(cfg, manager.Options{
 		QPS: o.qps, Burst: o.burst,
-		MetricsAddr: o.metricsAddr, ProbeAddr: o.probeAddr,
+		MetricsAddr: o.metricsAddr, MetricsSecure: o.metricsSecure, ProbeAddr: o.probeAddr,
 		LeaderElection: o.leaderElect, LeaderElectionNamespace: o.leaderElectNS,
 		WatchNamespaces: o.namespaces,
 	}, &controllers.KafkaPipelineReconciler{Image: o.image, SecretOptIn: o.secretOptIn})

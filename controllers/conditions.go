@@ -19,8 +19,11 @@ const (
 	ReasonInsecureSkipVerify = "InsecureSkipVerify"
 	ReasonSuspended          = "Suspended"
 	ReasonInvalidSpec        = "InvalidSpec"
-	ReasonSecretNotFound     = "SecretNotFound"
-	ReasonSecretInvalid      = "SecretInvalid"
+	// ReasonSpecUndecodable: the stored object does not decode into the current types (for
+	// example after a CRD change); only this pipeline stalls.
+	ReasonSpecUndecodable = "SpecUndecodable"
+	ReasonSecretNotFound  = "SecretNotFound"
+	ReasonSecretInvalid   = "SecretInvalid"
 	// ReasonSecretNotOptedIn: under --secret-opt-in, a referenced Secret lacks the
 	// kpipe.io/pipeline-access=true label; nothing is read from it and nothing applied.
 	ReasonSecretNotOptedIn = "SecretNotOptedIn"
@@ -53,10 +56,11 @@ func markWaiting(kp *kpipev1.KafkaPipeline, reason, msg string) {
 	setCondition(kp, ConditionReconciling, metav1.ConditionTrue, reason, msg)
 }
 
-// markInvalid sets Ready=False and Stalled=True: nothing changes until the spec does.
-func markInvalid(kp *kpipev1.KafkaPipeline, msg string) {
-	setCondition(kp, kpipev1.ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, msg)
-	setCondition(kp, kpipev1.ConditionStalled, metav1.ConditionTrue, ReasonInvalidSpec, msg)
+// markInvalid sets Ready=False and Stalled=True (reason InvalidSpec or SpecUndecodable):
+// nothing changes until the spec does.
+func markInvalid(kp *kpipev1.KafkaPipeline, reason, msg string) {
+	setCondition(kp, kpipev1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	setCondition(kp, kpipev1.ConditionStalled, metav1.ConditionTrue, reason, msg)
 	meta.RemoveStatusCondition(&kp.Status.Conditions, ConditionReconciling)
 }
 

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -49,6 +48,10 @@ type KafkaPipelineReconciler struct {
 	// secretMeta reads Secrets' metadata from the manager's metadata-only cache.
 	secretMeta client.Reader
 
+	// pipelines reads KafkaPipelines, cached as unstructured objects (see decode.go): the
+	// manager's cache; the Client when nil.
+	pipelines client.Reader
+
 	mu     sync.Mutex
 	states map[types.NamespacedName]*pipelineState
 }
@@ -83,26 +86,26 @@ type pipelineState struct {
 // finalizeStatus turns the outcome into status and events, and one patch writes it.
 func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	key := req.NamespacedName
-	kp := &kpipev1.KafkaPipeline{}
-	if err := r.Get(ctx, key, kp); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.forget(key)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	stored, kp, derr, err := r.load(ctx, key)
+	if kp == nil {
+		return ctrl.Result{}, err // gone, being deleted, or not readable
 	}
-	if !kp.DeletionTimestamp.IsZero() {
-		r.forget(key) // the Deployment goes with it (owner reference)
-		return ctrl.Result{}, nil
-	}
-
 	out := &outcome{now: r.now(), log: ctrl.LoggerFrom(ctx)}
 	orig := kp.DeepCopy()
 	defer func() {
 		r.finalizeStatus(kp, out)
-		if err := r.patchStatus(ctx, orig, kp); err != nil {
+		if err := r.patchStatus(ctx, stored, orig, kp); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 		}
 	}()
+	if derr != nil {
+		// Without a spec there is nothing to poll or scale on: stop polling and leave the
+		// Deployment as it is (its pods keep consuming at the replicas they have), rather than
+		// guess. A change of the object brings the next reconcile.
+		r.forget(key)
+		out.invalid, out.undecodable = derr, true
+		return ctrl.Result{}, reconcile.TerminalError(derr)
+	}
 
 	st := r.state(key)
 	spec, err := r.validate(kp)

@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers"
@@ -43,6 +42,9 @@ type Options struct {
 	// empty or "0" turns them off.
 	MetricsAddr string
 	ProbeAddr   string
+	// MetricsSecure serves /metrics over HTTPS, to authenticated and authorized callers only
+	// (see metricsOptions); plain HTTP when false.
+	MetricsSecure bool
 	// LeaderElection elects a leader under LeaderElectionID, in LeaderElectionNamespace (the
 	// operator's own namespace when empty). The lease is released when the manager stops: the
 	// reconciler keeps no state a new leader needs (it rebuilds it from status).
@@ -71,7 +73,7 @@ func New(cfg *rest.Config, o Options, r *controllers.KafkaPipelineReconciler) (c
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        Scheme(),
 		Logger:                        o.Logger,
-		Metrics:                       metricsserver.Options{BindAddress: orOff(o.MetricsAddr)},
+		Metrics:                       metricsOptions(o),
 		HealthProbeBindAddress:        orOff(o.ProbeAddr),
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              LeaderElectionID,
@@ -89,7 +91,7 @@ func New(cfg *rest.Config, o Options, r *controllers.KafkaPipelineReconciler) (c
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("add health check: %w", err)
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	if err := mgr.AddReadyzCheck(ReadyzCheck, cachesSynced(mgr.GetCache())); err != nil {
 		return nil, fmt.Errorf("add ready check: %w", err)
 	}
 	if r == nil {
