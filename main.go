@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers"
 	"github.com/kpipe-io/kpipe/controllers/manager"
 	kpiperuntime "github.com/kpipe-io/kpipe/runtime"
@@ -39,12 +40,15 @@ func newRootCommand() *cobra.Command {
 
 type managerOptions struct {
 	metricsAddr   string
+	metricsSecure bool
 	probeAddr     string
 	leaderElect   bool
 	leaderElectNS string
 	image         string
 	qps           float32
 	burst         int
+	namespaces    []string
+	secretOptIn   bool
 	zap           zap.Options
 }
 
@@ -59,13 +63,18 @@ func newManagerCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 turns it off")
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "address of the Prometheus /metrics endpoint; 0 turns it off")
+	f.BoolVar(&o.metricsSecure, "metrics-secure", true,
+		"serve /metrics over HTTPS to callers with a token allowed to get /metrics; false serves plain HTTP (local runs only)")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	f.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader, so only one operator replica reconciles at a time")
 	f.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the leader-election lease (default: the operator's own)")
 	f.StringVar(&o.image, "pipeline-image", os.Getenv("KPIPE_IMAGE"), "image the pipeline pods run by default (env KPIPE_IMAGE)")
 	f.Float32Var(&o.qps, "kube-api-qps", 50, "queries per second to the Kubernetes API (each poll may apply a Deployment and patch a status)")
 	f.IntVar(&o.burst, "kube-api-burst", 100, "burst of queries to the Kubernetes API")
+	f.StringSliceVar(&o.namespaces, "watch-namespaces", nil, "comma-separated namespaces whose pipelines the operator reconciles (default: all)")
+	f.BoolVar(&o.secretOptIn, "secret-opt-in", false,
+		"use, and let pipeline pods mount, only Secrets labelled "+kpipev1.SecretOptInLabel+"="+kpipev1.SecretOptInValue)
 	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zap.BindFlags(zapFlags)
 	f.AddGoFlagSet(zapFlags)
@@ -83,9 +92,10 @@ func runManager(o managerOptions) error {
 	}
 	mgr, err := manager.New(cfg, manager.Options{
 		QPS: o.qps, Burst: o.burst,
-		MetricsAddr: o.metricsAddr, ProbeAddr: o.probeAddr,
+		MetricsAddr: o.metricsAddr, MetricsSecure: o.metricsSecure, ProbeAddr: o.probeAddr,
 		LeaderElection: o.leaderElect, LeaderElectionNamespace: o.leaderElectNS,
-	}, &controllers.KafkaPipelineReconciler{Image: o.image})
+		WatchNamespaces: o.namespaces,
+	}, &controllers.KafkaPipelineReconciler{Image: o.image, SecretOptIn: o.secretOptIn})
 	if err != nil {
 		return err
 	}

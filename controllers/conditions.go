@@ -13,11 +13,20 @@ const ConditionReconciling = "Reconciling"
 
 // Condition reasons.
 const (
-	ReasonReady            = "Ready"
-	ReasonSuspended        = "Suspended"
-	ReasonInvalidSpec      = "InvalidSpec"
-	ReasonSecretNotFound   = "SecretNotFound"
-	ReasonSecretInvalid    = "SecretInvalid"
+	ReasonReady = "Ready"
+	// ReasonInsecureSkipVerify is Ready=True's reason while spec.kafka.tls.insecureSkipVerify
+	// is set: the pipeline works, but broker certificates are not verified.
+	ReasonInsecureSkipVerify = "InsecureSkipVerify"
+	ReasonSuspended          = "Suspended"
+	ReasonInvalidSpec        = "InvalidSpec"
+	// ReasonSpecUndecodable: the stored object does not decode into the current types (for
+	// example after a CRD change); only this pipeline stalls.
+	ReasonSpecUndecodable = "SpecUndecodable"
+	ReasonSecretNotFound  = "SecretNotFound"
+	ReasonSecretInvalid   = "SecretInvalid"
+	// ReasonSecretNotOptedIn: under --secret-opt-in, a referenced Secret lacks the
+	// kpipe.io/pipeline-access=true label; nothing is read from it and nothing applied.
+	ReasonSecretNotOptedIn = "SecretNotOptedIn"
 	ReasonKafkaUnreachable = "KafkaUnreachable"
 	ReasonTopicNotFound    = "TopicNotFound"
 	ReasonReplicasNotReady = "ReplicasNotReady"
@@ -47,10 +56,11 @@ func markWaiting(kp *kpipev1.KafkaPipeline, reason, msg string) {
 	setCondition(kp, ConditionReconciling, metav1.ConditionTrue, reason, msg)
 }
 
-// markInvalid sets Ready=False and Stalled=True: nothing changes until the spec does.
-func markInvalid(kp *kpipev1.KafkaPipeline, msg string) {
-	setCondition(kp, kpipev1.ConditionReady, metav1.ConditionFalse, ReasonInvalidSpec, msg)
-	setCondition(kp, kpipev1.ConditionStalled, metav1.ConditionTrue, ReasonInvalidSpec, msg)
+// markInvalid sets Ready=False and Stalled=True (reason InvalidSpec or SpecUndecodable):
+// nothing changes until the spec does.
+func markInvalid(kp *kpipev1.KafkaPipeline, reason, msg string) {
+	setCondition(kp, kpipev1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	setCondition(kp, kpipev1.ConditionStalled, metav1.ConditionTrue, reason, msg)
 	meta.RemoveStatusCondition(&kp.Status.Conditions, ConditionReconciling)
 }
 

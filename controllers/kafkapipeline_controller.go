@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -40,6 +39,18 @@ type KafkaPipelineReconciler struct {
 	MaxBackoff time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// SecretOptIn makes the operator use, and let pods mount, only Secrets labelled
+	// kpipe.io/pipeline-access=true (`kpipe manager --secret-opt-in`). A pipeline naming another
+	// Secret waits with reason SecretNotOptedIn: nothing is read from the Secret, no Kafka
+	// connection is made and no Deployment applied, suspended or not.
+	SecretOptIn bool
+
+	// secretMeta reads Secrets' metadata from the manager's metadata-only cache.
+	secretMeta client.Reader
+
+	// pipelines reads KafkaPipelines, cached as unstructured objects (see decode.go): the
+	// manager's cache; the Client when nil.
+	pipelines client.Reader
 
 	mu     sync.Mutex
 	states map[types.NamespacedName]*pipelineState
@@ -57,10 +68,14 @@ type pipelineState struct {
 // Least privilege: the operator reads pipelines and never writes their spec; it writes their
 // status with a patch; it applies Deployments (server-side apply creates and patches; the
 // garbage collector deletes them with their pipeline); it reads the Secrets pipelines
-// reference, to build its own Kafka client; it records events with the events.k8s.io API.
+// reference, to build its own Kafka client (on demand: Secret data is never cached; list and
+// watch serve the metadata-only watch that wakes the pipelines referencing a Secret); it
+// records events with the events.k8s.io API. It updates kafkapipelines/finalizers so that its
+// Deployments' owner reference may block the pipeline's deletion (OwnerReferencesPermissionEnforcement).
 //
 // +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines,verbs=get;list;watch
 // +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines/status,verbs=get;patch
+// +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -71,26 +86,26 @@ type pipelineState struct {
 // finalizeStatus turns the outcome into status and events, and one patch writes it.
 func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	key := req.NamespacedName
-	kp := &kpipev1.KafkaPipeline{}
-	if err := r.Get(ctx, key, kp); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.forget(key)
-		}
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	stored, kp, derr, err := r.load(ctx, key)
+	if kp == nil {
+		return ctrl.Result{}, err // gone, being deleted, or not readable
 	}
-	if !kp.DeletionTimestamp.IsZero() {
-		r.forget(key) // the Deployment goes with it (owner reference)
-		return ctrl.Result{}, nil
-	}
-
 	out := &outcome{now: r.now(), log: ctrl.LoggerFrom(ctx)}
 	orig := kp.DeepCopy()
 	defer func() {
 		r.finalizeStatus(kp, out)
-		if err := r.patchStatus(ctx, orig, kp); err != nil {
+		if err := r.patchStatus(ctx, stored, orig, kp); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 		}
 	}()
+	if derr != nil {
+		// Without a spec there is nothing to poll or scale on: stop polling and leave the
+		// Deployment as it is (its pods keep consuming at the replicas they have), rather than
+		// guess. A change of the object brings the next reconcile.
+		r.forget(key)
+		out.invalid, out.undecodable = derr, true
+		return ctrl.Result{}, reconcile.TerminalError(derr)
+	}
 
 	st := r.state(key)
 	spec, err := r.validate(kp)
@@ -100,7 +115,10 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	out.spec = spec
 	sec, werr := r.resolveSecrets(ctx, key, spec)
-	if werr != nil && !spec.Suspend {
+	if werr != nil && werr.reason == ReasonSecretNotOptedIn {
+		r.Lag.Release(key.String()) // no connection with credentials it may not use
+	}
+	if werr != nil && (!spec.Suspend || werr.reason == ReasonSecretNotOptedIn) {
 		out.wait = werr
 		return r.backoff(st, spec), nil // a suspended pipeline needs neither Kafka nor its Secrets
 	}

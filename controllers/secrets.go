@@ -6,11 +6,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers/lag"
 	"github.com/kpipe-io/kpipe/controllers/render"
+	"github.com/kpipe-io/kpipe/internal/httpheaders"
 	"github.com/kpipe-io/kpipe/internal/kafkaclient"
 )
 
@@ -28,25 +30,14 @@ func (r *KafkaPipelineReconciler) resolveSecrets(ctx context.Context, key types.
 	k := spec.Kafka
 	out := secrets{conn: lag.Connection{BootstrapServers: k.BootstrapServers, Version: k.Version}}
 	var read []*corev1.Secret
-	get := func(name string) (*corev1.Secret, *waitError) {
-		s := &corev1.Secret{}
-		if err := r.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: name}, s); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, &waitError{reason: ReasonSecretNotFound, err: fmt.Errorf("secret %q not found in namespace %q", name, key.Namespace)}
-			}
-			return nil, &waitError{reason: ReasonSecretNotFound, err: fmt.Errorf("read secret %q: %w", name, err)}
-		}
-		read = append(read, s)
-		return s, nil
-	}
 	if t := k.TLS; t != nil {
 		var data map[string][]byte
 		if t.SecretRef != nil {
-			s, err := get(t.SecretRef.Name)
+			s, err := r.readSecret(ctx, types.NamespacedName{Namespace: key.Namespace, Name: t.SecretRef.Name})
 			if err != nil {
 				return out, err
 			}
-			data = s.Data
+			read, data = append(read, s), s.Data
 		}
 		cfg, cerr := kafkaclient.TLSFromSecret(data, t.InsecureSkipVerify)
 		if cerr != nil {
@@ -55,17 +46,71 @@ func (r *KafkaPipelineReconciler) resolveSecrets(ctx context.Context, key types.
 		out.conn.Credentials.TLS = cfg
 	}
 	if s := k.SASL; s != nil {
-		sec, err := get(s.SecretRef.Name)
+		sec, err := r.readSecret(ctx, types.NamespacedName{Namespace: key.Namespace, Name: s.SecretRef.Name})
 		if err != nil {
 			return out, err
 		}
+		read = append(read, sec)
 		cfg, cerr := kafkaclient.SASLFromSecret(s.Mechanism, sec.Data)
 		if cerr != nil {
 			return out, &waitError{reason: ReasonSecretInvalid, err: fmt.Errorf("sasl secret %q: %w", s.SecretRef.Name, cerr)}
 		}
 		out.conn.Credentials.SASL = cfg
 	}
+	// The Kafka credentials identify the lag reader's client; the headers Secret does not.
+	out.conn.AuthHash = render.SecretsHash(read...)
+	if h := spec.Processor.HTTP; h != nil && h.HeadersSecretRef != nil {
+		sec, err := r.readSecret(ctx, types.NamespacedName{Namespace: key.Namespace, Name: h.HeadersSecretRef.Name})
+		if err != nil {
+			return out, err
+		}
+		read = append(read, sec) // in the pods' config hash: a rotation rolls them
+		if _, herr := httpheaders.FromSecret(sec.Data); herr != nil {
+			return out, &waitError{reason: ReasonSecretInvalid, err: fmt.Errorf("http headers secret %q: %w", h.HeadersSecretRef.Name, herr)}
+		}
+	}
 	out.hash = render.SecretsHash(read...)
-	out.conn.AuthHash = out.hash
 	return out, nil
+}
+
+// readSecret reads one Secret from the API server: Secrets are not cached (see
+// manager.New). Under SecretOptIn the Secret's labels are checked first, in the metadata-only
+// cache, so nothing is read from a Secret that has not opted in; they are checked again on
+// the Secret read, in case the label went in between.
+func (r *KafkaPipelineReconciler) readSecret(ctx context.Context, key types.NamespacedName) (*corev1.Secret, *waitError) {
+	if r.SecretOptIn {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		if err := r.secretMeta.Get(ctx, key, m); err != nil {
+			return nil, secretReadError(key, err)
+		}
+		if !optedIn(m) {
+			return nil, notOptedIn(key)
+		}
+	}
+	s := &corev1.Secret{}
+	if err := r.Get(ctx, key, s); err != nil {
+		return nil, secretReadError(key, err)
+	}
+	if r.SecretOptIn && !optedIn(s) {
+		return nil, notOptedIn(key)
+	}
+	return s, nil
+}
+
+func secretReadError(key types.NamespacedName, err error) *waitError {
+	if apierrors.IsNotFound(err) {
+		return &waitError{reason: ReasonSecretNotFound, err: fmt.Errorf("secret %q not found in namespace %q", key.Name, key.Namespace)}
+	}
+	return &waitError{reason: ReasonSecretNotFound, err: fmt.Errorf("read secret %q: %w", key.Name, err)}
+}
+
+func optedIn(obj metav1.Object) bool {
+	return obj.GetLabels()[kpipev1.SecretOptInLabel] == kpipev1.SecretOptInValue
+}
+
+func notOptedIn(key types.NamespacedName) *waitError {
+	return &waitError{reason: ReasonSecretNotOptedIn, err: fmt.Errorf(
+		"secret %q has not opted in: the operator runs with --secret-opt-in and uses only Secrets labelled %s=%s; add the label to let pipelines use it",
+		key.Name, kpipev1.SecretOptInLabel, kpipev1.SecretOptInValue)}
 }

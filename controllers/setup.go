@@ -7,6 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -17,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers/lag"
 )
 
@@ -26,7 +26,7 @@ const secretRefIndex = ".spec.secretRefs"
 
 // SetupWithManager registers the reconciler with a manager: it watches KafkaPipelines (spec
 // changes), their Deployments (spec changes and readiness, see deploymentChanged), and the
-// Secrets they reference.
+// metadata of the Secrets they reference: a Secret's data is read on demand, never cached.
 func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Lag == nil {
 		r.Lag = lag.NewReader(lag.Options{})
@@ -34,7 +34,11 @@ func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Recorder == nil {
 		r.Recorder = mgr.GetEventRecorder("kpipe")
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &kpipev1.KafkaPipeline{}, secretRefIndex, secretRefs); err != nil {
+	r.secretMeta = mgr.GetCache()
+	if r.pipelines == nil {
+		r.pipelines = mgr.GetCache() // unstructured reads from the cache, not the API server
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), pipelineObject(), secretRefIndex, secretRefs); err != nil {
 		return fmt.Errorf("index pipelines by secret: %w", err)
 	}
 	workers := r.MaxConcurrentReconciles
@@ -46,10 +50,10 @@ func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&kpipev1.KafkaPipeline{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(pipelineObject(), builder.WithPredicates(predicate.GenerationChangedPredicate{})). // unstructured: decode.go
 		Owns(&appsv1.Deployment{}, builder.WithPredicates(deploymentChanged)).
 		Owns(&policyv1.PodDisruptionBudget{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret)).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Named("kafkapipeline").
 		Complete(r)
@@ -90,32 +94,36 @@ func (c closeOnStop) Start(ctx context.Context) error {
 	return nil
 }
 
-// secretRefs lists the Secrets a pipeline references, for the field index.
+// secretRefs lists the Secrets a pipeline references, for the field index. Pipelines are
+// cached unstructured (decode.go): a field of the wrong type references nothing.
 func secretRefs(obj client.Object) []string {
-	kp, ok := obj.(*kpipev1.KafkaPipeline)
+	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return nil
 	}
 	var names []string
-	if t := kp.Spec.Kafka.TLS; t != nil && t.SecretRef != nil {
-		names = append(names, t.SecretRef.Name)
-	}
-	if s := kp.Spec.Kafka.SASL; s != nil {
-		names = append(names, s.SecretRef.Name)
+	for _, path := range [][]string{
+		{"spec", "kafka", "tls", "secretRef", "name"},
+		{"spec", "kafka", "sasl", "secretRef", "name"},
+		{"spec", "processor", "http", "headersSecretRef", "name"},
+	} {
+		if name, _, _ := unstructured.NestedString(u.Object, path...); name != "" {
+			names = append(names, name)
+		}
 	}
 	return names
 }
 
 // pipelinesForSecret maps a Secret to the pipelines of its namespace that reference it.
 func (r *KafkaPipelineReconciler) pipelinesForSecret(ctx context.Context, obj client.Object) []reconcile.Request {
-	var list kpipev1.KafkaPipelineList
-	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{secretRefIndex: obj.GetName()}); err != nil {
+	list := pipelineList()
+	if err := r.reader().List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{secretRefIndex: obj.GetName()}); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "list pipelines referencing a secret", "secret", obj.GetName())
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for _, kp := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: kp.Namespace, Name: kp.Name}})
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: kp.GetNamespace(), Name: kp.GetName()}})
 	}
 	return reqs
 }

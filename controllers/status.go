@@ -6,11 +6,14 @@ import (
 	"strings"
 	"time"
 
+	"maps"
+
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
@@ -23,9 +26,10 @@ type outcome struct {
 	now time.Time
 	log logr.Logger
 
-	invalid error                      // the spec was refused: nothing else ran
-	spec    *kpipev1.KafkaPipelineSpec // defaults applied; nil when invalid
-	wait    *waitError                 // what the pipeline waits for (Secret, Kafka, topic, the apply)
+	invalid     error                      // the spec was refused or did not decode: nothing else ran
+	undecodable bool                       // invalid is about decoding (SpecUndecodable), not Validate
+	spec        *kpipev1.KafkaPipelineSpec // defaults applied; nil when invalid
+	wait        *waitError                 // what the pipeline waits for (Secret, Kafka, topic, the apply)
 
 	current  current
 	observed *observation // nil when Kafka was not read
@@ -51,10 +55,14 @@ func (r *KafkaPipelineReconciler) finalizeStatus(kp *kpipev1.KafkaPipeline, out 
 		kp.Status.ObservedGeneration = kp.Generation
 	}
 	if out.invalid != nil {
-		if conditionReason(kp, kpipev1.ConditionStalled) != ReasonInvalidSpec {
-			r.event(kp, true, ReasonInvalidSpec, "Validate", "%s", out.invalid.Error())
+		reason, action := ReasonInvalidSpec, "Validate"
+		if out.undecodable {
+			reason, action = ReasonSpecUndecodable, "Decode"
 		}
-		markInvalid(kp, out.invalid.Error())
+		if conditionReason(kp, kpipev1.ConditionStalled) != reason {
+			r.event(kp, true, reason, action, "%s", out.invalid.Error())
+		}
+		markInvalid(kp, reason, out.invalid.Error())
 		return
 	}
 	if out.applied.dep != nil {
@@ -113,9 +121,24 @@ func (r *KafkaPipelineReconciler) summarize(kp *kpipev1.KafkaPipeline, out *outc
 		markWaiting(kp, ReasonReplicasNotReady, fmt.Sprintf("%d of %d replicas ready (Deployment applied, Kafka reachable, topics found)",
 			dep.Status.ReadyReplicas, desired))
 	default:
-		markReady(kp, ReasonReady, fmt.Sprintf("Deployment applied with %d replicas, all ready; Kafka reachable; %d topics with %d partitions; lag %d",
-			desired, len(out.spec.Topics), st.Partitions, st.Lag))
+		r.markReadyOrInsecure(kp, fmt.Sprintf("Deployment applied with %d replicas, all ready; Kafka reachable; %d topics with %d partitions; lag %d",
+			desired, len(out.spec.Topics), st.Partitions, st.Lag), out.spec)
 	}
+}
+
+// markReadyOrInsecure sets Ready=True, reason Ready; or, while spec.kafka.tls.insecureSkipVerify
+// is set, reason InsecureSkipVerify with a Warning event when the reason changes to it. Ready
+// stays True so kstatus reads the working pipeline as Current; the reason shows the risk.
+func (r *KafkaPipelineReconciler) markReadyOrInsecure(kp *kpipev1.KafkaPipeline, msg string, spec *kpipev1.KafkaPipelineSpec) {
+	if t := spec.Kafka.TLS; t == nil || !t.InsecureSkipVerify {
+		markReady(kp, ReasonReady, msg)
+		return
+	}
+	const warning = "broker certificates are not verified (spec.kafka.tls.insecureSkipVerify): anyone on the path can read and change the traffic"
+	if conditionReason(kp, kpipev1.ConditionReady) != ReasonInsecureSkipVerify {
+		r.event(kp, true, ReasonInsecureSkipVerify, "Reconcile", "%s", warning)
+	}
+	markReady(kp, ReasonInsecureSkipVerify, warning+"; "+msg)
 }
 
 func summarizeIdle(kp *kpipev1.KafkaPipeline, out *outcome) {
@@ -180,7 +203,7 @@ func (r *KafkaPipelineReconciler) summarizeStalled(kp *kpipev1.KafkaPipeline, ou
 		stalled = out.observed.stalled
 	}
 	if out.spec.Suspend || out.observed == nil || len(stalled) == 0 {
-		if out.spec.Suspend || out.observed != nil || conditionReason(kp, kpipev1.ConditionStalled) == ReasonInvalidSpec {
+		if out.spec.Suspend || out.observed != nil || invalidSpec(kp) {
 			setCondition(kp, kpipev1.ConditionStalled, metav1.ConditionFalse, ReasonProgressing, "no partition is stalled")
 		}
 		return
@@ -202,6 +225,12 @@ func (r *KafkaPipelineReconciler) summarizeStalled(kp *kpipev1.KafkaPipeline, ou
 			len(stalled), threshold, strings.Join(names, ", ")))
 }
 
+// invalidSpec is whether the Stalled condition says the spec was refused or did not decode.
+func invalidSpec(kp *kpipev1.KafkaPipeline) bool {
+	r := conditionReason(kp, kpipev1.ConditionStalled)
+	return r == ReasonInvalidSpec || r == ReasonSpecUndecodable
+}
+
 // deploymentReady is true when the Deployment controller has seen the latest spec and the
 // wanted replicas are updated and ready.
 func deploymentReady(dep *appsv1.Deployment, desired int32) bool {
@@ -212,15 +241,20 @@ func deploymentReady(dep *appsv1.Deployment, desired int32) bool {
 	return s.ObservedGeneration >= dep.Generation && s.UpdatedReplicas >= desired && s.ReadyReplicas >= desired
 }
 
-// patchStatus writes the status once per reconcile, when it changed.
-func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, orig, kp *kpipev1.KafkaPipeline) error {
+// patchStatus writes the status once per reconcile, when it changed. It patches the stored
+// object as unstructured, so that a pipeline whose spec does not decode gets its status too
+// (a typed patch would fail decoding the answer).
+func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, stored *unstructured.Unstructured, orig, kp *kpipev1.KafkaPipeline) error {
 	if equality.Semantic.DeepEqual(orig.Status, kp.Status) {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, kp, client.MergeFrom(orig)); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
+	status, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&kp.Status)
+	if err != nil {
+		return fmt.Errorf("encode status: %w", err)
+	}
+	patched := &unstructured.Unstructured{Object: maps.Clone(stored.Object)}
+	patched.Object["status"] = status
+	if err := client.IgnoreNotFound(r.Status().Patch(ctx, patched, client.MergeFrom(stored))); err != nil {
 		return fmt.Errorf("patch status: %w", err)
 	}
 	return nil

@@ -67,7 +67,7 @@ var _ = BeforeSuite(func() {
 
 	// The manager runs as the operator's service account with exactly the RBAC of config/rbac,
 	// so a missing permission fails the suite.
-	mgrConfig := installRBAC(scheme)
+	mgrConfig := installRBAC(env, k8s, scheme)
 
 	// A real manager, with leader election as `kpipe manager` runs it by default.
 	reconciler = &controllers.KafkaPipelineReconciler{
@@ -120,11 +120,11 @@ var _ = AfterSuite(func() {
 	}
 })
 
-// installRBAC applies config/rbac and returns a client configuration that authenticates as the
-// operator's service account.
-func installRBAC(scheme *runtime.Scheme) *rest.Config {
+// installRBAC applies config/rbac to a control plane through its admin client c and returns a
+// client configuration that authenticates as the operator's service account.
+func installRBAC(e *envtest.Env, c client.Client, scheme *runtime.Scheme) *rest.Config {
 	ctx := context.Background()
-	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kpipe-system"}})).To(Succeed())
+	Expect(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kpipe-system"}})).To(Succeed())
 	decoder := serializer.NewCodecFactory(scheme).UniversalDeserializer()
 	for _, f := range []string{"service_account.yaml", "role.yaml", "role_binding.yaml", "leader_election_role.yaml"} {
 		data, err := os.ReadFile(filepath.Join(envtest.RepoRoot(), "config", "rbac", f))
@@ -135,10 +135,10 @@ func installRBAC(scheme *runtime.Scheme) *rest.Config {
 			}
 			obj, _, err := decoder.Decode([]byte(doc), nil, nil)
 			Expect(err).NotTo(HaveOccurred(), "%s", f)
-			Expect(k8s.Create(ctx, obj.(client.Object))).To(Succeed(), "%s", f)
+			Expect(c.Create(ctx, obj.(client.Object))).To(Succeed(), "%s", f)
 		}
 	}
-	user, err := env.AddUser(ctrlenvtest.User{Name: "system:serviceaccount:kpipe-system:kpipe-manager", Groups: []string{"system:serviceaccounts", "system:authenticated"}}, nil)
+	user, err := e.AddUser(ctrlenvtest.User{Name: "system:serviceaccount:kpipe-system:kpipe-manager", Groups: []string{"system:serviceaccounts", "system:authenticated"}}, nil)
 	Expect(err).NotTo(HaveOccurred())
 	return user.Config()
 }

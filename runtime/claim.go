@@ -29,6 +29,13 @@ type claims struct {
 
 	lastConsumed atomic.Int64 // unix nanoseconds
 
+	// consumer is the consumer group's own sarama configuration: Setup sizes its fetches
+	// for the partitions claimed. inbound bounds the bytes sarama delivered in the current
+	// session and the claims did not admit yet (OnConsume takes them, admission gives them
+	// back); a session has its own.
+	consumer *sarama.Config
+	inbound  atomic.Pointer[sessionGate]
+
 	mu         sync.Mutex
 	parts      map[*partition]struct{}
 	stopCommit context.CancelFunc
@@ -38,7 +45,7 @@ type claims struct {
 func (h *claims) Setup(sess sarama.ConsumerGroupSession) error {
 	h.sessions.Add(1)
 	h.metrics.session.Set(1)
-	h.log.Info("consumer group session started", "generation", sess.GenerationID(), "claims", sess.Claims())
+	h.sizeFetches(sess)
 	h.mu.Lock()
 	h.parts = map[*partition]struct{}{}
 	h.mu.Unlock()
@@ -59,6 +66,40 @@ func (h *claims) Cleanup(sess sarama.ConsumerGroupSession) error {
 	return nil
 }
 
+// sizeFetches splits the fetch share of the memory budget between the partitions the session
+// claims, and gives the session its own gate for the messages delivered and not admitted.
+//
+// sarama reads Consumer.Fetch.Default when a partition consumer is created and from its
+// feeder goroutine only; the consumers of the previous session are closed before the next
+// Setup, and this session's are created after it, so the change is not a data race and
+// applies to exactly this session.
+func (h *claims) sizeFetches(sess sarama.ConsumerGroupSession) {
+	n := 0
+	for _, ps := range sess.Claims() {
+		n += len(ps)
+	}
+	fetch := h.set.memory.partitionFetch(n)
+	h.consumer.Consumer.Fetch.Default = fetch
+	h.inbound.Store(&sessionGate{gate: newByteGate(h.set.memory.inbound), done: sess.Context().Done()})
+	h.log.Info("consumer group session started", "generation", sess.GenerationID(), "claims", sess.Claims(),
+		"fetchBytesPerPartition", fetch, "memoryBudget", h.set.memory.total)
+}
+
+// sessionGate is the inbound gate of one session; waits on it end with the session.
+type sessionGate struct {
+	gate *byteGate
+	done <-chan struct{}
+}
+
+// OnConsume is called by sarama for every message before it enters the partition's
+// channel: it takes the message's bytes from the session's inbound gate, waiting while
+// the messages delivered and not admitted hold the inbound share.
+func (h *claims) OnConsume(m *sarama.ConsumerMessage) {
+	if g := h.inbound.Load(); g != nil {
+		g.gate.acquire(messageSize(m), g.done, nil)
+	}
+}
+
 // ConsumeClaim feeds one partition's messages to the pool until the partition is revoked
 // or the session ends, then drains the partition and commits what finished.
 func (h *claims) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
@@ -73,67 +114,94 @@ func (h *claims) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 // feed admits the partition's messages into the pool, a batch at a time, until ctx ends or
 // msgs closes.
 func (h *claims) feed(ctx context.Context, pt *partition, msgs <-chan *sarama.ConsumerMessage) {
+	in := h.inbound.Load()
 	var (
-		ms []*sarama.ConsumerMessage
-		js []*job
+		b    batch
+		js   []*job
+		next *sarama.ConsumerMessage // taken, did not fit in the last batch
 	)
 	for {
-		var first *sarama.ConsumerMessage
-		select {
-		case <-ctx.Done():
-			return
-		case m, ok := <-msgs:
-			if !ok {
+		first := next
+		if first == nil {
+			select {
+			case <-ctx.Done():
 				return
+			case m, ok := <-msgs:
+				if !ok {
+					return
+				}
+				first = m
 			}
-			first = m
 		}
-		// Take slots for the messages already waiting too, and admit them together.
-		n := h.pool.acquireUpTo(ctx, maxAdmit)
+		// Take slots and room for the messages already waiting too, and admit them together.
+		firstSize := messageSize(first)
+		n, room := h.pool.acquireUpTo(ctx, maxAdmit, firstSize)
 		if n == 0 {
 			return
 		}
+		b.reset(first, firstSize)
 		var open bool
-		ms, open = takeWaiting(msgs, append(ms[:0], first), n)
-		h.pool.release(n - len(ms))
-		js = h.admit(pt, ms, js)
-		clear(ms)
+		next, open = b.takeWaiting(msgs, n, room)
+		h.pool.release(n-len(b.ms), room-b.bytes)
+		js = h.admit(pt, &b, js)
+		in.gate.release(b.bytes)
 		if !open {
 			return
 		}
 	}
 }
 
-// takeWaiting appends the messages waiting in msgs to ms, up to n in all, without blocking;
-// open is false when msgs closed.
-func takeWaiting(msgs <-chan *sarama.ConsumerMessage, ms []*sarama.ConsumerMessage, n int) (_ []*sarama.ConsumerMessage, open bool) {
-	for len(ms) < n {
+// batch is the messages of one partition admitted together and their sizes.
+type batch struct {
+	ms    []*sarama.ConsumerMessage
+	sizes []int64
+	bytes int64
+}
+
+func (b *batch) reset(first *sarama.ConsumerMessage, size int64) {
+	clear(b.ms)
+	b.ms, b.sizes = append(b.ms[:0], first), append(b.sizes[:0], size)
+	b.bytes = size
+}
+
+// takeWaiting adds the messages waiting in msgs to the batch, without blocking, up to n
+// messages and room bytes; next is a message taken that did not fit, open is false when
+// msgs closed.
+func (b *batch) takeWaiting(msgs <-chan *sarama.ConsumerMessage, n int, room int64) (next *sarama.ConsumerMessage, open bool) {
+	for len(b.ms) < n {
 		select {
 		case m, ok := <-msgs:
 			if !ok {
-				return ms, false
+				return nil, false
 			}
-			ms = append(ms, m)
+			size := messageSize(m)
+			if b.bytes+size > room {
+				return m, true
+			}
+			b.ms, b.sizes = append(b.ms, m), append(b.sizes, size)
+			b.bytes += size
 		default:
-			return ms, true
+			return nil, true
 		}
 	}
-	return ms, true
+	return nil, true
 }
 
 // admit takes consumed messages of one partition into the pool, in order; each holds one
-// of the slots the caller took for them. js is scratch space, returned for reuse.
-func (h *claims) admit(pt *partition, ms []*sarama.ConsumerMessage, js []*job) []*job {
-	took := pt.addAll(ms)
-	h.pool.release(len(ms) - len(took))
-	if len(took) == 0 {
+// of the slots and its size of the bytes the caller took for them. js is scratch space,
+// returned for reuse.
+func (h *claims) admit(pt *partition, b *batch, js []*job) []*job {
+	n, skipped := pt.addAll(b.ms, b.sizes)
+	h.pool.release(len(b.ms)-n, skipped)
+	if n == 0 {
 		return js
 	}
 	now := time.Now()
 	h.lastConsumed.Store(now.UnixNano())
 	js = js[:0]
-	for _, m := range took {
-		js = append(js, &job{msg: m, part: pt, start: now})
+	for i, m := range b.ms[:n] {
+		detach(m, b.sizes[i])
+		js = append(js, &job{msg: m, part: pt, start: now, size: b.sizes[i]})
 	}
 	h.pool.submitAll(js)
 	clear(js)

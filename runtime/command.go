@@ -96,6 +96,9 @@ func runCommand(ctx context.Context, log *slog.Logger, configPath, httpAddr stri
 	if err != nil {
 		return err
 	}
+	// The process is the pod's: the Go runtime's soft limit goes with the memory budget.
+	log.Info("memory", "budget", p.set.memory.total, "from", p.set.memory.source,
+		"limit", p.set.memory.limit, "goMemLimit", p.set.memory.applyGoMemLimit(os.Getenv))
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
 		return fmt.Errorf("--http-address: %w", err)

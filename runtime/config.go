@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"net/http"
 	"os"
 	goruntime "runtime"
 	"strings"
@@ -19,6 +20,9 @@ type Config struct {
 	// Credentials are the TLS configuration and SASL credentials built from the mounted
 	// Secrets; each nil when spec.kafka does not use it.
 	Credentials kafkaclient.Credentials
+	// HTTPHeaders are the request headers of spec.processor.http.headersSecretRef, read from
+	// the mounted Secret; nil without it.
+	HTTPHeaders http.Header
 }
 
 // ConfigError lists every problem found in a pipeline's configuration, one per line.
@@ -36,14 +40,17 @@ type SecretDirs struct {
 	TLS string
 	// SASL holds username and password (default kpipev1.SASLMountPath).
 	SASL string
+	// HTTPHeaders holds one file per request header (default kpipev1.HTTPHeadersMountPath).
+	HTTPHeaders string
 }
 
 // SecretDirsFromEnv reads the Secret directories from KPIPE_TLS_DIR and KPIPE_SASL_DIR,
 // falling back to the mount paths the operator uses.
 func SecretDirsFromEnv() SecretDirs {
 	return SecretDirs{
-		TLS:  envOr(kpipev1.EnvTLSDir, kpipev1.TLSMountPath),
-		SASL: envOr(kpipev1.EnvSASLDir, kpipev1.SASLMountPath),
+		TLS:         envOr(kpipev1.EnvTLSDir, kpipev1.TLSMountPath),
+		SASL:        envOr(kpipev1.EnvSASLDir, kpipev1.SASLMountPath),
+		HTTPHeaders: envOr(kpipev1.EnvHTTPHeadersDir, kpipev1.HTTPHeadersMountPath),
 	}
 }
 
@@ -65,7 +72,9 @@ func LoadConfig(specJSON []byte, dirs SecretDirs) (*Config, error) {
 	problems := checkSpec(spec)
 	creds, p := kafkaclient.LoadMounted(&spec.Kafka, dirs.TLS, dirs.SASL)
 	problems = append(problems, p...)
-	cfg := &Config{Spec: spec, Credentials: creds}
+	headers, p := loadHTTPHeaders(spec.Processor.HTTP, dirs.HTTPHeaders)
+	problems = append(problems, p...)
+	cfg := &Config{Spec: spec, Credentials: creds, HTTPHeaders: headers}
 	if len(problems) > 0 {
 		return nil, &ConfigError{Problems: problems}
 	}

@@ -161,7 +161,8 @@ func TestLoadConfigAppliesDefaultsAndReadsSecrets(t *testing.T) {
 	g.Expect(cfg.Credentials.SASL.Username).To(Equal("alice"))
 	g.Expect(cfg.Credentials.SASL.String()).NotTo(ContainSubstring("s3cret"))
 
-	sc, err := saramaConfig(cfg)
+	mem := newMemoryBudget(256<<20, "test", 0)
+	sc, err := saramaConfig(cfg, &mem)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(sc.Net.TLS.Enable).To(BeTrue())
 	g.Expect(sc.Net.SASL.Mechanism).To(BeEquivalentTo("SCRAM-SHA-256"))

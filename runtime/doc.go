@@ -45,9 +45,14 @@
 // those in flight get up to WithDrainTimeout (default 10s) to finish; what finished is
 // committed before the partition is released.
 //
-// Memory is bounded by configuration, not by lag: the pool holds at most buffer + size
-// messages, at most WithProducerWindow (default 1024) messages wait for broker acks, and
-// sarama buffers a bounded number of fetched messages per partition.
+// Memory is bounded in bytes, not by lag nor by message size: a memory budget
+// (WithMemoryBudget, else KPIPE_MEMORY_BUDGET, else half of the cgroup's memory limit, else
+// 256 MiB) is split between sarama's fetches (sized per claimed partition at every
+// rebalance), the messages sarama delivered and not yet admitted, the pool (at most
+// buffer + size messages and its share in bytes) and the producer window (at most
+// WithProducerWindow messages, default 1024, and its share in bytes). A message larger than
+// a share goes through alone. kpipe run sets GOMEMLIMIT to 85% of the memory limit unless it
+// is set. docs/runtime.md has the numbers.
 //
 // # Retries and dead letters
 //

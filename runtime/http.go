@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"time"
@@ -40,6 +41,7 @@ const (
 // response.
 type httpHandler struct {
 	url     string
+	headers http.Header // from spec.processor.http.headersSecretRef
 	target  redactedURL
 	timeout time.Duration
 	client  *http.Client
@@ -48,12 +50,20 @@ type httpHandler struct {
 // maxRedirects bounds the redirects followed within the configured URL's origin.
 const maxRedirects = 5
 
-func newHTTPHandler(spec *kpipev1.HTTPProcessor, workers int) *httpHandler {
+func newHTTPHandler(spec *kpipev1.HTTPProcessor, headers http.Header, workers int) *httpHandler {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = workers
 	target := newRedactedURL(spec.URL)
+	for _, values := range headers {
+		for _, v := range values {
+			if len(v) >= 4 { // masking a shorter value would mangle every error for nothing
+				target.secrets = append(target.secrets, v) // in case the service echoes it back
+			}
+		}
+	}
 	return &httpHandler{
 		url:     spec.URL,
+		headers: headers,
 		target:  target,
 		timeout: spec.Timeout.Duration,
 		client:  &http.Client{Transport: tr, CheckRedirect: target.checkRedirect},
@@ -67,6 +77,7 @@ func (h *httpHandler) Handle(ctx context.Context, m *Message) error {
 	if err != nil {
 		return Permanent(fmt.Errorf("build request for %s: %w", h.target, h.target.scrub(err)))
 	}
+	maps.Copy(req.Header, h.headers)
 	setRequestHeaders(req.Header, m)
 	resp, err := h.client.Do(req)
 	if err != nil {

@@ -16,9 +16,10 @@ type job struct {
 	part     *partition
 	lane     laneKey // set by the pool, in Partition and Key ordering
 	start    time.Time
-	attempt  int  // attempts started so far
-	ackSlot  bool // holds a slot of the producer window (set and released by the producer)
-	stalled  bool // past its attempts with no dead-letter topic (kpipe_messages_stalled)
+	size     int64 // bytes counted in the memory budget (messageSize)
+	attempt  int   // attempts started so far
+	ackSlot  bool  // holds a slot of the producer window (set and released by the producer)
+	stalled  bool  // past its attempts with no dead-letter topic (kpipe_messages_stalled)
 	finished atomic.Bool
 
 	// The Message of the first attempt and room for its headers, allocated with the job.

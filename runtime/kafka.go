@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -11,7 +13,7 @@ import (
 
 // saramaConfig turns the pipeline's configuration into the sarama configuration shared by
 // its consumer group and its producer.
-func saramaConfig(cfg *Config) (*sarama.Config, error) {
+func saramaConfig(cfg *Config, memory *memoryBudget) (*sarama.Config, error) {
 	spec := cfg.Spec
 	clientID := "kpipe"
 	if cfg.Name != "" {
@@ -29,6 +31,14 @@ func saramaConfig(cfg *Config) (*sarama.Config, error) {
 	}
 	// Offsets are committed by the runtime: on a ticker, and when a partition is released.
 	sc.Consumer.Offsets.AutoCommit.Enable = false
+	// The memory budget: a fetch response is at most the fetch share (a single record batch
+	// larger than that still comes whole, so a large message makes progress); each session
+	// splits it between its partitions (claims.sizeFetches). A partition's feeder waits for
+	// the pool rather than detaching after MaxProcessingTime: detaching lets the broker
+	// fetch again while the detached feeder holds the previous response.
+	sc.Consumer.Fetch.MaxBytes = int32(min(memory.fetch, math.MaxInt32))
+	sc.Consumer.Fetch.Default = memory.partitionFetch(1)
+	sc.Consumer.MaxProcessingTime = time.Hour
 
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Return.Successes = true

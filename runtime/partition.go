@@ -52,26 +52,27 @@ func newPartition(ctx context.Context, sess sarama.ConsumerGroupSession, topic s
 	}
 }
 
-// addAll starts tracking the offsets of consumed messages, counts them in flight, and
-// returns the messages it took, in ms's array: a message delivered twice is logged and
-// left out.
-func (pt *partition) addAll(ms []*sarama.ConsumerMessage) []*sarama.ConsumerMessage {
-	out := ms[:0]
+// addAll starts tracking the offsets of consumed messages and counts them in flight. A
+// message delivered twice is logged and left out: ms and sizes (each message's bytes) are
+// compacted in place to the messages taken, n of them; skipped is the bytes left out.
+func (pt *partition) addAll(ms []*sarama.ConsumerMessage, sizes []int64) (n int, skipped int64) {
 	pt.mu.Lock()
-	for _, m := range ms {
+	for i, m := range ms {
 		if err := pt.tracker.Add(m.Offset); err != nil {
 			pt.log.Warn("skipping a message delivered twice", "err", err)
+			skipped += sizes[i]
 			continue
 		}
-		out = append(out, m)
+		ms[n], sizes[n] = m, sizes[i]
+		n++
 	}
-	pt.inFlight += len(out)
+	pt.inFlight += n
 	pt.mu.Unlock()
-	if n := float64(len(out)); n > 0 {
-		pt.consumed.Add(n)
-		pt.gauge.Add(n)
+	if n > 0 {
+		pt.consumed.Add(float64(n))
+		pt.gauge.Add(float64(n))
 	}
-	return out
+	return n, skipped
 }
 
 // complete records a finished message and moves the offset to mark when it advanced. The

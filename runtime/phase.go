@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,20 +22,21 @@ type phase struct {
 	pool     *pool
 	worker   *worker
 	out      *producer // nil when nothing is produced
+	workCtx  context.Context
 	wentIdle atomic.Bool
 }
 
 // runPhase consumes until ctx ends or the pipeline goes idle, and reports which.
 func (p *Pipeline) runPhase(ctx context.Context) (idle bool, err error) {
-	group, async, err := p.join()
-	if err != nil {
-		return false, err
-	}
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx)) // outlives the consumer
 	defer cancelWork()
 	consumeCtx, stopConsuming := context.WithCancel(ctx)
 	defer stopConsuming()
-	ph := p.newPhase(ctx, workCtx, group, async)
+	ph := p.newPhase(ctx, workCtx)
+	if err := ph.join(); err != nil {
+		return false, err
+	}
+	group := ph.group
 
 	var wg sync.WaitGroup
 	wg.Go(func() { p.logGroupErrors(group.Errors()) })
@@ -55,33 +57,41 @@ func (p *Pipeline) runPhase(ctx context.Context) (idle bool, err error) {
 	return ph.wentIdle.Load() && ctx.Err() == nil, nil
 }
 
-// join creates the phase's consumer group and, when the pipeline writes to Kafka, its producer.
-func (p *Pipeline) join() (sarama.ConsumerGroup, sarama.AsyncProducer, error) {
-	group, err := sarama.NewConsumerGroup(p.set.brokers, p.set.group, p.sarama)
+// join creates the phase's consumer group and, when the pipeline writes to Kafka, its
+// producer. The consumer group gets a configuration of its own: its claims size its fetches
+// for each session and see every message before sarama delivers it.
+func (ph *phase) join() error {
+	p := ph.p
+	consumer := *p.sarama
+	consumer.Consumer.Interceptors = append(slices.Clip(consumer.Consumer.Interceptors), ph.claims)
+	ph.claims.consumer = &consumer
+	group, err := sarama.NewConsumerGroup(p.set.brokers, p.set.group, &consumer)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create consumer group: %w", err)
+		return fmt.Errorf("create consumer group: %w", err)
 	}
+	ph.group = group
 	if !p.set.produces() {
-		return group, nil, nil
+		return nil
 	}
 	async, err := sarama.NewAsyncProducer(p.set.brokers, p.sarama)
 	if err != nil {
 		_ = group.Close()
-		return nil, nil, fmt.Errorf("create producer: %w", err)
+		return fmt.Errorf("create producer: %w", err)
 	}
-	return group, async, nil
+	s := &p.set
+	ph.out = &producer{set: s, async: async, window: make(chan struct{}, s.producerWindow),
+		windowBytes: newByteGate(s.memory.window), log: p.log, metrics: p.metrics, ctx: ph.workCtx}
+	ph.worker.out = ph.out
+	return nil
 }
 
-// newPhase wires the stages of a phase. runCtx is Run's context, workCtx the one of the
-// messages in flight, which outlives consuming until the grace period ends.
-func (p *Pipeline) newPhase(runCtx, workCtx context.Context, group sarama.ConsumerGroup, async sarama.AsyncProducer) *phase {
+// newPhase wires the stages of a phase but the Kafka clients (join). runCtx is Run's
+// context, workCtx the one of the messages in flight, which outlives consuming until the
+// grace period ends.
+func (p *Pipeline) newPhase(runCtx, workCtx context.Context) *phase {
 	s := &p.set
-	ph := &phase{p: p, group: group, pool: newPool(s.ordering, s.buffer, s.poolSize)}
-	if async != nil {
-		ph.out = &producer{set: s, async: async, window: make(chan struct{}, s.producerWindow),
-			log: p.log, metrics: p.metrics, ctx: workCtx}
-	}
-	ph.worker = &worker{set: s, handler: p.handler, out: ph.out, log: p.log, metrics: p.metrics, ctx: workCtx}
+	ph := &phase{p: p, workCtx: workCtx, pool: newPool(s.ordering, s.buffer, s.poolSize, s.memory.pool)}
+	ph.worker = &worker{set: s, handler: p.handler, log: p.log, metrics: p.metrics, ctx: workCtx}
 	ph.claims = &claims{set: s, pool: ph.pool, log: p.log, metrics: p.metrics, sessions: &p.sessions,
 		runCtx: runCtx, workCtx: workCtx}
 	ph.claims.lastConsumed.Store(time.Now().UnixNano())

@@ -43,6 +43,7 @@ type options struct {
 	drainTimeout    time.Duration
 	commitInterval  time.Duration
 	producerWindow  int
+	memoryBudget    int64
 	saramaHook      func(*sarama.Config)
 }
 
@@ -70,6 +71,11 @@ func WithCommitInterval(d time.Duration) Option { return func(o *options) { o.co
 // broker (default 1024).
 func WithProducerWindow(n int) Option { return func(o *options) { o.producerWindow = n } }
 
+// WithMemoryBudget sets the bound in bytes of what the pipeline holds (messages fetched,
+// waiting, processed and written), instead of the share of the container's memory limit
+// or KPIPE_MEMORY_BUDGET.
+func WithMemoryBudget(bytes int64) Option { return func(o *options) { o.memoryBudget = bytes } }
+
 // WithSaramaConfig lets fn adjust the sarama configuration built from the spec, for
 // settings the KafkaPipeline API does not cover. fn must keep what the runtime relies on:
 // Producer.Return.Successes and Errors, Consumer.Return.Errors, and manual commits.
@@ -85,6 +91,8 @@ func (o *options) validate() error {
 		return errors.New("WithCommitInterval: must be positive")
 	case o.producerWindow < 1:
 		return errors.New("WithProducerWindow: must be at least 1")
+	case o.memoryBudget < 0:
+		return errors.New("WithMemoryBudget: must not be negative")
 	}
 	return nil
 }
@@ -117,7 +125,15 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 	if o.logger == nil {
 		o.logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	}
-	p := &Pipeline{cfg: cfg, opts: o, set: newSettings(cfg, &o), metrics: newMetrics(cfg.Name, cfg.Namespace)}
+	explicit := o.memoryBudget
+	if b := cfg.Spec.Pool.MemoryBudget; explicit == 0 && b != nil {
+		explicit = b.Value()
+	}
+	memory, err := resolveMemoryBudget(explicit, os.Getenv, hostCgroup)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pipeline{cfg: cfg, opts: o, set: newSettings(cfg, &o, memory), metrics: newMetrics(cfg.Name, cfg.Namespace)}
 	p.log = o.logger
 	if cfg.Name != "" {
 		p.log = p.log.With("pipeline", cfg.Name, "namespace", cfg.Namespace)
@@ -125,7 +141,7 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 	if err := p.resolveProcessor(); err != nil {
 		return nil, err
 	}
-	sc, err := saramaConfig(cfg)
+	sc, err := saramaConfig(cfg, &p.set.memory)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +162,7 @@ func (p *Pipeline) resolveProcessor() error {
 	switch pr := p.cfg.Spec.Processor; {
 	case pr.Forward != nil: // the producer writes to settings.forwardTopic
 	case pr.HTTP != nil:
-		p.handler = newHTTPHandler(pr.HTTP, p.set.poolSize)
+		p.handler = newHTTPHandler(pr.HTTP, p.cfg.HTTPHeaders, p.set.poolSize)
 	case pr.Handler != nil:
 		p.handler = p.opts.handler
 		if p.handler == nil {
@@ -195,7 +211,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	defer p.running.Store(false)
 	p.log.Info("pipeline starting", "topics", p.set.topics, "group", p.set.group,
-		"workers", p.set.poolSize, "buffer", p.set.buffer, "ordering", p.set.ordering)
+		"workers", p.set.poolSize, "buffer", p.set.buffer, "ordering", p.set.ordering,
+		"memoryBudget", p.set.memory.total, "memoryBudgetFrom", p.set.memory.source, "memoryLimit", p.set.memory.limit)
 	failures := 0
 	for ctx.Err() == nil {
 		idle, err := p.runPhase(ctx)

@@ -10,9 +10,10 @@ import (
 
 // pool is the bounded buffer and the workers behind it.
 //
-// A message holds one of the pool's slots (buffer + workers of them) from the moment it is
-// consumed until a worker is done with it, so the pool never holds more messages than its
-// configuration allows, whatever the lag.
+// A message holds one of the pool's slots (buffer + workers of them) and its size in bytes
+// from the moment it is admitted until a worker is done with it, so the pool never holds
+// more messages, nor more bytes, than its configuration allows, whatever the lag. A message
+// larger than the pool's bytes is admitted alone, once the pool holds no bytes.
 //
 // Ordering uses lanes. In Partition mode a lane is a partition, in Key mode a key of a
 // partition; Unordered has no lanes. A message whose lane is busy waits in the lane, not in
@@ -26,10 +27,15 @@ import (
 // holds up its own lane only.
 type pool struct {
 	ordering kpipev1.Ordering
-	capacity int // slots: buffer + workers
+	capacity int   // slots: buffer + workers
+	capBytes int64 // bytes of the messages held: the pool's share of the memory budget
 
 	mu         sync.Mutex
 	held       int                // slots taken: messages held by the pool
+	heldBytes  int64              // bytes taken: of the messages held and the room consumers reserved
+	tickets    uint64             // given to consumers that wait, in order
+	serving    uint64             // the ticket whose consumer may take space next
+	gaveUp     map[uint64]bool    // tickets of consumers that stopped waiting
 	ready      []*job             // messages a worker may start, at most one per lane; ready[head:] are waiting
 	head       int                // ready[:head] were taken
 	lanes      map[laneKey][]*job // busy lanes and the messages waiting in them
@@ -52,11 +58,13 @@ type laneKey struct {
 	hash      uint64
 }
 
-func newPool(ordering kpipev1.Ordering, buffer, workers int) *pool {
+func newPool(ordering kpipev1.Ordering, buffer, workers int, capBytes int64) *pool {
 	pl := &pool{
 		ordering: ordering,
 		capacity: buffer + workers,
+		capBytes: capBytes,
 		lanes:    map[laneKey][]*job{},
+		gaveUp:   map[uint64]bool{},
 		seed:     maphash.MakeSeed(),
 	}
 	pl.workReady.L = &pl.mu
@@ -134,6 +142,7 @@ func (pl *pool) take(n int) {
 // message of its lane ready; pl.mu is held.
 func (pl *pool) finishLocked(j *job) {
 	pl.held--
+	pl.heldBytes -= j.size
 	if pl.spaceWait > 0 {
 		pl.spaceFreed.Broadcast()
 	}
@@ -163,35 +172,85 @@ func (pl *pool) pushReadyLocked(j *job) {
 }
 
 // acquire takes a slot for a message about to be consumed; false when ctx ended first.
-func (pl *pool) acquire(ctx context.Context) bool { return pl.acquireUpTo(ctx, 1) == 1 }
+func (pl *pool) acquire(ctx context.Context) bool {
+	n, room := pl.acquireUpTo(ctx, 1, 0)
+	pl.release(0, room)
+	return n == 1
+}
 
-// acquireUpTo takes between 1 and n slots, as many as are free, waiting for one when none
-// is; it returns how many it took, 0 when ctx ended first.
-func (pl *pool) acquireUpTo(ctx context.Context, n int) int {
+// acquireUpTo takes between 1 and n slots, as many as are free, and room for first bytes
+// and for as many more as are free (up to an eighth of the pool's bytes), waiting when
+// there is no slot or no room for first; it returns the slots and the bytes it took, 0
+// slots when ctx ended first. Consumers waiting for bytes are served in the order they came,
+// before any other, so a large message is not overtaken for ever by small ones; waiting for
+// a slot alone needs no order (any free slot will do).
+func (pl *pool) acquireUpTo(ctx context.Context, n int, first int64) (int, int64) {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
-	if pl.held >= pl.capacity {
-		if ctx.Err() != nil {
-			return 0
-		}
-		stop := context.AfterFunc(ctx, func() {
-			pl.mu.Lock()
-			pl.spaceFreed.Broadcast()
-			pl.mu.Unlock()
-		})
-		defer stop()
-		pl.spaceWait++
-		for pl.held >= pl.capacity && ctx.Err() == nil {
-			pl.spaceFreed.Wait()
-		}
-		pl.spaceWait--
-		if pl.held >= pl.capacity {
-			return 0
-		}
+	if !pl.mayTakeLocked(first) && !pl.waitLocked(ctx, first) {
+		return 0, 0
 	}
 	n = min(n, pl.capacity-pl.held)
+	room := max(first, min(pl.capBytes-pl.heldBytes, pl.capBytes/8))
 	pl.held += n
-	return n
+	pl.heldBytes += room
+	return n, room
+}
+
+// mayTakeLocked reports whether a consumer that does not wait in turn may take a slot and
+// bytes now; pl.mu is held.
+func (pl *pool) mayTakeLocked(bytes int64) bool {
+	return pl.tickets == pl.serving && pl.fitsLocked(bytes)
+}
+
+func (pl *pool) fitsLocked(bytes int64) bool {
+	return pl.held < pl.capacity && (pl.heldBytes == 0 || pl.heldBytes+bytes <= pl.capBytes)
+}
+
+// waitLocked waits for a slot, then, when the bytes do not fit or others wait for bytes,
+// for its turn and room; false when ctx ended first. pl.mu is held.
+func (pl *pool) waitLocked(ctx context.Context, bytes int64) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	stop := context.AfterFunc(ctx, func() {
+		pl.mu.Lock()
+		pl.spaceFreed.Broadcast()
+		pl.mu.Unlock()
+	})
+	defer stop()
+	pl.spaceWait++
+	defer func() { pl.spaceWait-- }()
+	for ctx.Err() == nil && pl.tickets == pl.serving && pl.held >= pl.capacity {
+		pl.spaceFreed.Wait()
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	if pl.mayTakeLocked(bytes) {
+		return true
+	}
+	ticket := pl.tickets
+	pl.tickets++
+	for ctx.Err() == nil && (ticket != pl.serving || !pl.fitsLocked(bytes)) {
+		pl.spaceFreed.Wait()
+	}
+	if ticket != pl.serving {
+		pl.gaveUp[ticket] = true
+		return false
+	}
+	pl.nextTurnLocked()
+	return ctx.Err() == nil
+}
+
+// nextTurnLocked serves the next ticket whose consumer still waits; pl.mu is held.
+func (pl *pool) nextTurnLocked() {
+	pl.serving++
+	for pl.gaveUp[pl.serving] {
+		delete(pl.gaveUp, pl.serving)
+		pl.serving++
+	}
+	pl.spaceFreed.Broadcast()
 }
 
 // empty reports whether no slot is taken: no message is waiting in the pool or being
@@ -202,13 +261,14 @@ func (pl *pool) empty() bool {
 	return pl.held == 0
 }
 
-// release gives back n slots taken by acquire for messages that never reached the pool.
-func (pl *pool) release(n int) {
-	if n <= 0 {
+// release gives back n slots and bytes taken by acquire and not used by messages.
+func (pl *pool) release(n int, bytes int64) {
+	if n <= 0 && bytes <= 0 {
 		return
 	}
 	pl.mu.Lock()
 	pl.held -= n
+	pl.heldBytes -= bytes
 	if pl.spaceWait > 0 {
 		pl.spaceFreed.Broadcast()
 	}

@@ -27,7 +27,7 @@ func TestPoolLanes(t *testing.T) {
 		{kpipev1.OrderingUnordered, nil},
 	} {
 		t.Run(string(tt.ordering), func(t *testing.T) {
-			pl := newPool(tt.ordering, 4, 8)
+			pl := newPool(tt.ordering, 4, 8, 1<<30)
 			var (
 				mu        sync.Mutex
 				running   = map[string]bool{}
@@ -111,7 +111,7 @@ func TestPoolBatches(t *testing.T) {
 	const partitions, keys, perPartition, buffer, workers = 3, 5, 2000, 4, 3
 	for _, ordering := range []kpipev1.Ordering{kpipev1.OrderingPartition, kpipev1.OrderingKey, kpipev1.OrderingUnordered} {
 		t.Run(string(ordering), func(t *testing.T) {
-			pl := newPool(ordering, buffer, workers)
+			pl := newPool(ordering, buffer, workers, 1<<30)
 			var (
 				mu          sync.Mutex
 				outstanding int // slots taken by the feeders minus messages processed
@@ -153,7 +153,7 @@ func TestPoolBatches(t *testing.T) {
 			for p := range int32(partitions) {
 				feeders.Go(func() {
 					for o := int64(0); o < perPartition; {
-						n := pl.acquireUpTo(ctx, 64)
+						n := acquireSlots(ctx, pl, 64)
 						if n == 0 {
 							t.Error("pool refused a message")
 							return
@@ -170,7 +170,7 @@ func TestPoolBatches(t *testing.T) {
 						mu.Lock()
 						outstanding -= n - use
 						mu.Unlock()
-						pl.release(n - use)
+						pl.release(n-use, 0)
 						js := make([]*job, 0, use)
 						for range use {
 							js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Partition: p, Offset: o, Key: []byte(strconv.Itoa(int(o) % keys))}})
@@ -201,19 +201,19 @@ type testLane struct {
 // TestPoolAcquireEndsWithContext: a consumer waiting for a slot of a full pool gives up when
 // its context ends, and a slot given back lets the next one in.
 func TestPoolAcquireEndsWithContext(t *testing.T) {
-	pl := newPool(kpipev1.OrderingKey, 1, 1)
-	if n := pl.acquireUpTo(context.Background(), 5); n != 2 {
+	pl := newPool(kpipev1.OrderingKey, 1, 1, 1<<30)
+	if n := acquireSlots(context.Background(), pl, 5); n != 2 {
 		t.Fatalf("took %d slots of an empty pool of 2, want 2", n)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan int)
-	go func() { got <- pl.acquireUpTo(ctx, 1) }()
+	go func() { got <- acquireSlots(ctx, pl, 1) }()
 	cancel()
 	if n := <-got; n != 0 {
 		t.Fatalf("took %d slots of a full pool after the context ended", n)
 	}
-	go func() { got <- pl.acquireUpTo(context.Background(), 3) }()
-	pl.release(1)
+	go func() { got <- acquireSlots(context.Background(), pl, 3) }()
+	pl.release(1, 0)
 	if n := <-got; n != 1 {
 		t.Fatalf("took %d slots after one was given back, want 1", n)
 	}
@@ -226,7 +226,7 @@ func TestPoolAcquireEndsWithContext(t *testing.T) {
 //	go test ./runtime -run '^$' -bench '^BenchmarkPoolHandoff$'
 func BenchmarkPoolHandoff(b *testing.B) {
 	const partitions, workers, buffer, batch = 6, 8, 16, 8
-	pl := newPool(kpipev1.OrderingKey, buffer, workers)
+	pl := newPool(kpipev1.OrderingKey, buffer, workers, 1<<30)
 	ctx := b.Context()
 	var done sync.WaitGroup
 	pl.start(ctx, workers, func(*job) { done.Done() })
@@ -242,7 +242,7 @@ func BenchmarkPoolHandoff(b *testing.B) {
 		feeders.Go(func() {
 			js := make([]*job, 0, batch)
 			for o := 0; o < per; {
-				n := pl.acquireUpTo(ctx, min(batch, per-o))
+				n := acquireSlots(ctx, pl, min(batch, per-o))
 				js = js[:0]
 				for range n {
 					js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Partition: p, Offset: int64(o), Key: keys[o%len(keys)]}})
@@ -259,7 +259,7 @@ func BenchmarkPoolHandoff(b *testing.B) {
 // TestPoolHangingMessageHoldsOnlyItsLane: while one message hangs on a worker, the messages
 // of other lanes submitted with it in one batch all run on the other worker.
 func TestPoolHangingMessageHoldsOnlyItsLane(t *testing.T) {
-	pl := newPool(kpipev1.OrderingKey, 16, 2)
+	pl := newPool(kpipev1.OrderingKey, 16, 2, 1<<30)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer pl.wait()
 	defer cancel()
@@ -277,7 +277,7 @@ func TestPoolHangingMessageHoldsOnlyItsLane(t *testing.T) {
 	for i := range 10 {
 		js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Offset: int64(i + 1), Key: []byte(strconv.Itoa(i))}})
 	}
-	if n := pl.acquireUpTo(ctx, len(js)); n != len(js) {
+	if n := acquireSlots(ctx, pl, len(js)); n != len(js) {
 		t.Fatalf("took %d slots, want %d", n, len(js))
 	}
 	pl.submitAll(js)
@@ -296,4 +296,11 @@ func expectEachOnce(t *testing.T, processed map[[2]int64]int, want int) {
 	if len(processed) != want {
 		t.Errorf("%d messages processed, want %d", len(processed), want)
 	}
+}
+
+// acquireSlots takes slots as the consumer does, for messages counted as no bytes.
+func acquireSlots(ctx context.Context, pl *pool, n int) int {
+	n, room := pl.acquireUpTo(ctx, n, 0)
+	pl.release(0, room)
+	return n
 }

@@ -24,13 +24,15 @@ const (
 // phase, and finishes their jobs on the broker's ack. It owns the producer window (the
 // messages written and not yet acknowledged) and the goroutines that retry failed writes.
 type producer struct {
-	set     *settings
-	async   sarama.AsyncProducer
-	window  chan struct{} // a slot per message written and not yet finished
-	retries goroutines
-	log     *slog.Logger
-	metrics *metrics
-	ctx     context.Context // the work's: ends at the end of the grace period
+	set    *settings
+	async  sarama.AsyncProducer
+	window chan struct{} // a slot per message written and not yet finished
+	// windowBytes bounds the bytes of the messages written and not yet finished.
+	windowBytes *byteGate
+	retries     goroutines
+	log         *slog.Logger
+	metrics     *metrics
+	ctx         context.Context // the work's: ends at the end of the grace period
 }
 
 // delivery rides along with a produced message (ProducerMessage.Metadata) so its ack or
@@ -64,26 +66,31 @@ func (pr *producer) deadLetter(j *job, cause error) {
 	pr.produce(j, pr.deadLetterMessage(j, cause), &delivery{job: j, deadLetter: true, cause: cause})
 }
 
-// acquire takes a slot of the producer window, which bounds the messages waiting for a
-// broker ack.
+// acquire takes a slot of the producer window and the message's bytes of it, which bound
+// the messages waiting for a broker ack in number and in bytes.
 func (pr *producer) acquire(j *job) bool {
 	if j.ackSlot {
 		return true
 	}
 	select {
 	case pr.window <- struct{}{}:
-		j.ackSlot = true
-		return true
 	case <-pr.ctx.Done():
 		return false
 	case <-j.part.revoked:
 		return false
 	}
+	if !pr.windowBytes.acquire(j.size, pr.ctx.Done(), j.part.revoked) {
+		<-pr.window
+		return false
+	}
+	j.ackSlot = true
+	return true
 }
 
-// finish finishes a job the producer took and gives its window slot back.
+// finish finishes a job the producer took and gives its window slot and bytes back.
 func (pr *producer) finish(j *job, result string) {
 	if j.finish(result, pr.metrics) && j.ackSlot {
+		pr.windowBytes.release(j.size)
 		<-pr.window
 	}
 }

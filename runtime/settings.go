@@ -31,9 +31,11 @@ type settings struct {
 	shutdownTimeout time.Duration // the grace period after Run's context ends
 	commitInterval  time.Duration
 	producerWindow  int // messages written and not yet acknowledged
+
+	memory memoryBudget // the bound in bytes of what the stages hold, and its shares
 }
 
-func newSettings(cfg *Config, o *options) settings {
+func newSettings(cfg *Config, o *options, memory memoryBudget) settings {
 	spec := cfg.Spec
 	s := settings{
 		brokers:         spec.Kafka.BootstrapServers,
@@ -51,6 +53,7 @@ func newSettings(cfg *Config, o *options) settings {
 		shutdownTimeout: o.shutdownTimeout,
 		commitInterval:  o.commitInterval,
 		producerWindow:  o.producerWindow,
+		memory:          memory,
 	}
 	if spec.Processor.Forward != nil {
 		s.forwardTopic = spec.Processor.Forward.Topic

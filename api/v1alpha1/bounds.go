@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -30,6 +31,12 @@ const (
 	MinPollInterval           = time.Second
 	MaxPollInterval           = time.Hour
 	MaxScaleDownStabilization = 24 * time.Hour
+)
+
+// Bounds of spec.pool.memoryBudget, in the schema's CEL rule too.
+var (
+	MinMemoryBudget = resource.MustParse("1Mi")
+	MaxMemoryBudget = resource.MustParse("64Gi")
 )
 
 // KafkaVersions are the values spec.kafka.version accepts: the versions the Kafka client

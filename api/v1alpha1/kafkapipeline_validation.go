@@ -44,6 +44,7 @@ func (s *KafkaPipelineSpec) Validate() field.ErrorList {
 	errs = append(errs, s.Retry.validate(p.Child("retry"))...)
 	errs = append(errs, s.validateDeadLetter(p.Child("deadLetter", "topic"), consumed)...)
 	errs = append(errs, s.Scaling.validate(p.Child("scaling"))...)
+	errs = append(errs, s.validateMemoryBudget(p)...)
 	return append(errs, s.validatePods(p)...)
 }
 
@@ -172,7 +173,24 @@ func (o *PoolSpec) validate(p *field.Path) field.ErrorList {
 		errs = append(errs, field.NotSupported(p.Child("ordering"), o.Ordering,
 			[]string{string(OrderingPartition), string(OrderingKey), string(OrderingUnordered)}))
 	}
+	if b := o.MemoryBudget; b != nil && (b.Cmp(MinMemoryBudget) < 0 || b.Cmp(MaxMemoryBudget) > 0) {
+		errs = append(errs, field.Invalid(p.Child("memoryBudget"), b.String(), "memoryBudget must be between 1Mi and 64Gi"))
+	}
 	return errs
+}
+
+// validateMemoryBudget refuses a memory budget above the container's explicit memory limit:
+// the replica could never hold it.
+func (s *KafkaPipelineSpec) validateMemoryBudget(p *field.Path) field.ErrorList {
+	b := s.Pool.MemoryBudget
+	if b == nil || s.Template == nil || s.Template.Resources == nil {
+		return nil
+	}
+	if lim, ok := s.Template.Resources.Limits[corev1.ResourceMemory]; ok && b.Cmp(lim) > 0 {
+		return field.ErrorList{field.Invalid(p.Child("pool", "memoryBudget"), b.String(),
+			"memoryBudget must not be above template.resources.limits.memory ("+lim.String()+"); keep it at most half of the limit")}
+	}
+	return nil
 }
 
 func (i *IdleSpec) validate(p *field.Path) field.ErrorList {

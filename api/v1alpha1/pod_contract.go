@@ -13,12 +13,17 @@ const (
 	EnvTLSDir = "KPIPE_TLS_DIR"
 	// EnvSASLDir is the directory holding username and password from spec.kafka.sasl.secretRef.
 	EnvSASLDir = "KPIPE_SASL_DIR"
+	// EnvHTTPHeadersDir is the directory holding the request headers of
+	// spec.processor.http.headersSecretRef, one file per header.
+	EnvHTTPHeadersDir = "KPIPE_HTTP_HEADERS_DIR"
 	// EnvHTTPAddr is the address of the runtime's /metrics, /healthz and /readyz.
 	EnvHTTPAddr = "KPIPE_HTTP_ADDR"
 
 	// TLSMountPath and SASLMountPath are where the pods mount the referenced Secrets.
 	TLSMountPath  = "/etc/kpipe/tls"
 	SASLMountPath = "/etc/kpipe/sasl"
+	// HTTPHeadersMountPath is where the pods mount spec.processor.http.headersSecretRef.
+	HTTPHeadersMountPath = "/etc/kpipe/http-headers"
 	// HTTPPort is the runtime's port for /metrics, /healthz and /readyz.
 	HTTPPort = 9090
 
@@ -27,4 +32,11 @@ const (
 	// ConfigHashAnnotation on the pod template changes whenever the rendered configuration
 	// or a referenced Secret changes, so the pods roll.
 	ConfigHashAnnotation = "kpipe.io/config-hash"
+
+	// SecretOptInLabel, with the value SecretOptInValue, marks a Secret that pipelines may
+	// use. Under `kpipe manager --secret-opt-in` the operator reads, and lets pods mount, only
+	// Secrets labelled so: creating a KafkaPipeline then does not imply access to every Secret
+	// of its namespace.
+	SecretOptInLabel = "kpipe.io/pipeline-access"
+	SecretOptInValue = "true"
 )

@@ -1,6 +1,9 @@
 package v1alpha1
 
-import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
 
 // PoolSpec sizes the worker pool of each replica.
 type PoolSpec struct {
@@ -12,7 +15,7 @@ type PoolSpec struct {
 	Size *int32 `json:"size,omitempty"`
 
 	// buffer is the capacity of the bounded buffer between the consumer and the workers, in
-	// messages. Memory per replica is bounded by buffer + size messages, not by lag. Default 16.
+	// messages. What it holds is also bounded in bytes by memoryBudget. Default 16.
 	// +optional
 	// +kubebuilder:default=16
 	// +kubebuilder:validation:Minimum=1
@@ -26,6 +29,17 @@ type PoolSpec struct {
 	// +optional
 	// +kubebuilder:default=Key
 	Ordering Ordering `json:"ordering,omitempty"`
+
+	// memoryBudget bounds in bytes what one replica holds: messages fetched, waiting in the
+	// buffer, being processed and retried, and written but not yet acknowledged; a larger
+	// message is processed alone. Between 1Mi and 64Gi. Default: half of the container's
+	// memory limit, which the runtime reads from its cgroup (256Mi with the default 512Mi
+	// limit). When set, the container's memory limit is rendered at twice the budget if it
+	// would be lower, unless template.resources.limits.memory is set, which must then be at
+	// least the budget.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('1Mi')) >= 0 && quantity(string(self)).compareTo(quantity('64Gi')) <= 0",message="memoryBudget must be between 1Mi and 64Gi"
+	MemoryBudget *resource.Quantity `json:"memoryBudget,omitempty"`
 }
 
 // Ordering is the ordering guarantee of the worker pool.
@@ -98,7 +112,7 @@ type ForwardProcessor struct {
 type HTTPProcessor struct {
 	// url is the http:// or https:// address each message is POSTed to. It carries no
 	// credentials (user:password@host): a URL is not a secret, it shows in the spec, in events
-	// and in logs.
+	// and in logs. Credentials go in headersSecretRef.
 	// +required
 	// +kubebuilder:validation:MinLength=8
 	// +kubebuilder:validation:MaxLength=2048
@@ -114,6 +128,14 @@ type HTTPProcessor struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('1h')",message="must be a positive duration of at most 1h"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// headersSecretRef names a Secret in the pipeline's namespace whose keys are sent as
+	// request headers with every POST: a key Authorization with the value "Bearer <token>"
+	// authenticates to the service. Header names starting with Kpipe- and Content-Type are
+	// kpipe's own and are refused. It is mounted into the pods, never copied, and its values
+	// never appear in an error.
+	// +optional
+	HeadersSecretRef *SecretReference `json:"headersSecretRef,omitempty"`
 }
 
 // HandlerProcessor names a Go handler registered in a custom image.

@@ -40,7 +40,9 @@ const (
 
 	tlsVolume  = "kafka-tls"
 	saslVolume = "kafka-sasl"
-	tmpVolume  = "tmp"
+	// httpHeadersVolume holds spec.processor.http.headersSecretRef.
+	httpHeadersVolume = "http-headers"
+	tmpVolume         = "tmp"
 )
 
 // Default resources of the pipeline container, as documented on template.resources.
@@ -157,22 +159,38 @@ func wiring(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides) ([]cor
 	}
 	volumes := []corev1.Volume{{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &TmpSizeLimit}}}}
 	mounts := []corev1.VolumeMount{{Name: tmpVolume, MountPath: "/tmp"}}
-	if t := kp.Spec.Kafka.TLS; t != nil && t.SecretRef != nil {
-		env = append(env, corev1.EnvVar{Name: kpipev1.EnvTLSDir, Value: kpipev1.TLSMountPath})
-		volumes = append(volumes, secretVolume(tlsVolume, t.SecretRef.Name))
-		mounts = append(mounts, corev1.VolumeMount{Name: tlsVolume, MountPath: kpipev1.TLSMountPath, ReadOnly: true})
-	}
-	if s := kp.Spec.Kafka.SASL; s != nil {
-		env = append(env, corev1.EnvVar{Name: kpipev1.EnvSASLDir, Value: kpipev1.SASLMountPath})
-		volumes = append(volumes, secretVolume(saslVolume, s.SecretRef.Name))
-		mounts = append(mounts, corev1.VolumeMount{Name: saslVolume, MountPath: kpipev1.SASLMountPath, ReadOnly: true})
+	for _, m := range secretMounts(&kp.Spec) {
+		env = append(env, corev1.EnvVar{Name: m.env, Value: m.path})
+		volumes = append(volumes, secretVolume(m.volume, m.secret))
+		mounts = append(mounts, corev1.VolumeMount{Name: m.volume, MountPath: m.path, ReadOnly: true})
 	}
 	env = append(env, userEnv(tpl.Env)...)
 	return env, volumes, mounts, nil
 }
 
+// secretMount is a referenced Secret as the pods see it: a volume mounted at a path of the pod
+// contract, which an environment variable hands to the runtime.
+type secretMount struct{ volume, secret, path, env string }
+
+// secretMounts are the Secrets the spec references, in a fixed order.
+func secretMounts(spec *kpipev1.KafkaPipelineSpec) []secretMount {
+	var out []secretMount
+	if t := spec.Kafka.TLS; t != nil && t.SecretRef != nil {
+		out = append(out, secretMount{tlsVolume, t.SecretRef.Name, kpipev1.TLSMountPath, kpipev1.EnvTLSDir})
+	}
+	if s := spec.Kafka.SASL; s != nil {
+		out = append(out, secretMount{saslVolume, s.SecretRef.Name, kpipev1.SASLMountPath, kpipev1.EnvSASLDir})
+	}
+	if h := spec.Processor.HTTP; h != nil && h.HeadersSecretRef != nil {
+		out = append(out, secretMount{httpHeadersVolume, h.HeadersSecretRef.Name, kpipev1.HTTPHeadersMountPath, kpipev1.EnvHTTPHeadersDir})
+	}
+	return out
+}
+
 // container is the pipeline container: `kpipe run`, probes, resources, locked down.
 func container(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides, image string, env []corev1.EnvVar, mounts []corev1.VolumeMount) corev1.Container {
+	res := resources(tpl.Resources)
+	fitBudget(&res, kp.Spec.Pool.MemoryBudget, tpl.Resources)
 	return corev1.Container{
 		Name:            ContainerName,
 		Image:           image,
@@ -180,7 +198,7 @@ func container(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides, ima
 		Args:            []string{"run", "--shutdown-timeout=" + ShutdownTimeout(kp.Spec.TerminationGracePeriodSeconds()).String()},
 		Env:             env,
 		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: kpipev1.HTTPPort, Protocol: corev1.ProtocolTCP}},
-		Resources:       resources(tpl.Resources),
+		Resources:       res,
 		VolumeMounts:    mounts,
 		ReadinessProbe:  probe("/readyz", 5, 3),
 		LivenessProbe:   probe("/healthz", 10, 3),
@@ -279,6 +297,24 @@ func resources(user *corev1.ResourceRequirements) corev1.ResourceRequirements {
 	}
 	r.Claims = user.Claims
 	return r
+}
+
+// fitBudget raises the memory limit to twice spec.pool.memoryBudget when it is lower and the
+// user did not set it: the runtime's budget is meant to be half of its limit. An explicit
+// limit below the budget is refused by Validate.
+func fitBudget(r *corev1.ResourceRequirements, budget *resource.Quantity, user *corev1.ResourceRequirements) {
+	if budget == nil {
+		return
+	}
+	if user != nil {
+		if _, set := user.Limits[corev1.ResourceMemory]; set {
+			return
+		}
+	}
+	want := resource.NewQuantity(2*budget.Value(), resource.BinarySI)
+	if lim, ok := r.Limits[corev1.ResourceMemory]; !ok || lim.Cmp(*want) < 0 {
+		r.Limits[corev1.ResourceMemory] = *want
+	}
 }
 
 // configHash hashes everything that should roll the pods when it changes.

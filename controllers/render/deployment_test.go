@@ -210,6 +210,40 @@ func TestDeployment(t *testing.T) {
 			},
 		},
 		{
+			name: "a memory budget raises the default limit to twice the budget",
+			in: Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) {
+				kp.Spec.Pool.MemoryBudget = new(resource.MustParse("1Gi"))
+			}), Image: "kpipe:1", Replicas: 1},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				if got := d.Spec.Template.Spec.Containers[0].Resources.Limits.Memory().String(); got != "2Gi" {
+					t.Errorf("memory limit %s, want 2Gi", got)
+				}
+			},
+		},
+		{
+			name: "a small memory budget keeps the default limit",
+			in: Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) {
+				kp.Spec.Pool.MemoryBudget = new(resource.MustParse("64Mi"))
+			}), Image: "kpipe:1", Replicas: 1},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				if got := d.Spec.Template.Spec.Containers[0].Resources.Limits.Memory().String(); got != "512Mi" {
+					t.Errorf("memory limit %s, want 512Mi", got)
+				}
+			},
+		},
+		{
+			name: "a memory budget leaves an explicit limit alone",
+			in: Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) {
+				kp.Spec.Pool.MemoryBudget = new(resource.MustParse("1Gi"))
+				tpl(kp).Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1536Mi")}}
+			}), Image: "kpipe:1", Replicas: 1},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				if got := d.Spec.Template.Spec.Containers[0].Resources.Limits.Memory().String(); got != "1536Mi" {
+					t.Errorf("memory limit %s, want 1536Mi", got)
+				}
+			},
+		},
+		{
 			name: "scheduling and pod overrides",
 			in: Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) {
 				t := tpl(kp)

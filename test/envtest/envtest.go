@@ -50,7 +50,8 @@ func AssetsDir() (string, error) {
 	return "", errors.New("no envtest binaries: run `make envtest` (or `make test`), or set KUBEBUILDER_ASSETS")
 }
 
-// Start starts etcd and kube-apiserver and installs config/crd.
+// Start starts etcd and kube-apiserver, with the OwnerReferencesPermissionEnforcement admission
+// plugin beside the defaults, and installs config/crd.
 func Start() (*Env, error) {
 	assets, err := AssetsDir()
 	if err != nil {
@@ -61,6 +62,9 @@ func Start() (*Env, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
+	// Refuse owner references that block deletion without update on the owner's finalizers,
+	// as OpenShift does; the flag adds to the API server's default plugins.
+	te.ControlPlane.GetAPIServer().Configure().Append("enable-admission-plugins", "OwnerReferencesPermissionEnforcement")
 	cfg, err := te.Start()
 	if err != nil {
 		return nil, fmt.Errorf("start envtest from %s: %w", assets, err)

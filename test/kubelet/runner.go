@@ -21,6 +21,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -83,7 +84,9 @@ func (r *Runner) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("local-kubelet").
 		For(&appsv1.Deployment{}, builder.WithPredicates(ownedByPipeline)).
-		Watches(&kpipev1.KafkaPipeline{}, handler.EnqueueRequestsFromMapFunc(r.ownedDeployments)).
+		// Metadata only: the name is all it needs, and a pipeline whose spec no longer decodes
+		// must not stop the runner's cache either.
+		Watches(&kpipev1.KafkaPipeline{}, handler.EnqueueRequestsFromMapFunc(r.ownedDeployments), builder.OnlyMetadata).
 		Complete(r)
 }
 
@@ -124,8 +127,9 @@ func (r *Runner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 		return ctrl.Result{}, err
 	}
 	// The garbage collector's part: a Deployment whose KafkaPipeline is gone goes too.
-	var kp kpipev1.KafkaPipeline
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: d.Namespace, Name: ownerPipeline(&d)}, &kp)
+	kp := &metav1.PartialObjectMetadata{}
+	kp.SetGroupVersionKind(kpipev1.GroupVersion.WithKind("KafkaPipeline"))
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: d.Namespace, Name: ownerPipeline(&d)}, kp)
 	if apierrors.IsNotFound(err) || (err == nil && kp.DeletionTimestamp != nil) {
 		if err := r.scaleTo(ctx, req.NamespacedName, nil, 0); err != nil {
 			return ctrl.Result{}, err
