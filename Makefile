@@ -17,11 +17,12 @@ GOLANGCI_LINT_FLAGS ?=
 GINKGO_FLAGS ?=
 TEST_TIMEOUT ?= 25m
 # Images written as tarballs by hack/tools/image (no Docker engine): `make image` writes the
-# kpipe image ($(IMG)) to $(IMAGES)/kpipe.tar.
+# kpipe image ($(IMG)) to $(IMAGES)/kpipe.tar; the node suite adds Kafka, pause and CoreDNS.
 IMAGES ?= $(BIN)/images
 IMAGE_ARCH ?= $(shell go env GOARCH)
 IMAGE_TOOL ?= $(BIN)/image-tool
 LINUX_BIN := $(BIN)/linux-$(IMAGE_ARCH)
+NODE_E2E_TIMEOUT ?= 20m
 
 .PHONY: all
 all: build
@@ -42,6 +43,17 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC under config/.
 	$(CONTROLLER_GEN) rbac:roleName=kpipe-manager crd paths="./..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+# What charts/kpipe copies from config/ (test/chart fails when a copy is stale).
+CHART_COPIES := config/crd/bases/kpipe.io_kafkapipelines.yaml:charts/kpipe/crds/kpipe.io_kafkapipelines.yaml \
+	config/rbac/role.yaml:charts/kpipe/files/role.yaml \
+	config/rbac/kafkapipeline_editor_role.yaml:charts/kpipe/files/kafkapipeline_editor_role.yaml \
+	config/rbac/kafkapipeline_viewer_role.yaml:charts/kpipe/files/kafkapipeline_viewer_role.yaml \
+	config/rbac/metrics_reader_role.yaml:charts/kpipe/files/metrics_reader_role.yaml
+
+.PHONY: chart
+chart: manifests ## Copy the generated CRD and RBAC from config/ into the Helm chart (charts/kpipe).
+	@for c in $(CHART_COPIES); do cp $${c%%:*} $${c##*:}; done
 
 .PHONY: fmt
 fmt: ## gofmt the code.
@@ -79,6 +91,25 @@ verify: ## Fail when gofmt, go vet, the generated files or the linters are not c
 test: verify envtest image ## Verify, then run every test (unit, envtest, end-to-end, the image against the Dockerfile).
 	KUBEBUILDER_ASSETS="$$(cat $(BIN)/.envtest-assets)" KPIPE_IMAGE_TAR=$(IMAGES)/kpipe.tar \
 	  go test ./... -count=1 -timeout $(TEST_TIMEOUT) $(GINKGO_FLAGS)
+
+.PHONY: test-node
+test-node: ## The node suite on a real single-node cluster (Linux, root; its binaries are built once into bin/).
+	@if [ "$$(uname -s)" != Linux ] || [ "$$(id -u)" != 0 ]; then \
+	  echo "test-node: skipped: the node suite needs Linux and root (containerd, the kubelet, iptables)"; exit 0; fi; \
+	$(MAKE) --no-print-directory envtest node-assets image node-images && \
+	KPIPE_NODE_E2E_TIMEOUT=$(NODE_E2E_TIMEOUT) hack/node/e2e.sh $(GINKGO_FLAGS)
+
+.PHONY: node-up
+node-up: envtest node-assets image node-images ## Start the real single-node cluster with kpipe's images loaded (Linux, root).
+	hack/node/cluster.sh up $(IMAGES)/kpipe.tar $(IMAGES)/kafka.tar
+
+.PHONY: node-down
+node-down: ## Stop the node cluster and remove what it left (processes, mounts, cni0, iptables chains).
+	hack/node/cluster.sh down
+
+.PHONY: node-assets
+node-assets: ## Build (once) kubelet, kube-controller-manager, kube-scheduler, kube-proxy, CoreDNS, crictl and helm into bin/node.
+	@hack/node/assets.sh >/dev/null
 
 .PHONY: demo
 demo: envtest build ## The whole loop on this machine: embedded Kafka, control plane, operator, replicas. DEMO_FLAGS=-keep-running keeps it up.
@@ -118,6 +149,14 @@ image: $(IMAGE_TOOL) ## Build the kpipe image without a Docker engine: $(IMAGES)
 	$(IMAGE_TOOL) -tag $(IMG) -arch $(IMAGE_ARCH) -file $(LINUX_BIN)/kpipe:/kpipe \
 	  -entrypoint /kpipe -cmd manager -out $(IMAGES)/kpipe.tar
 	@echo "image $(IMG): $(IMAGES)/kpipe.tar"
+
+.PHONY: node-images
+node-images: $(IMAGE_TOOL) node-assets ## The node suite's other images: Kafka (kfake), pause, CoreDNS.
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -ldflags "-s -w" -o $(LINUX_BIN)/kafka ./hack/node/kafka
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -ldflags "-s -w" -o $(LINUX_BIN)/pause ./hack/node/pause
+	$(IMAGE_TOOL) -tag kpipe.local/kafka:dev -arch $(IMAGE_ARCH) -file $(LINUX_BIN)/kafka:/kafka -entrypoint /kafka -out $(IMAGES)/kafka.tar
+	$(IMAGE_TOOL) -tag kpipe.local/pause:dev -arch $(IMAGE_ARCH) -file $(LINUX_BIN)/pause:/pause -entrypoint /pause -out $(IMAGES)/pause.tar
+	$(IMAGE_TOOL) -tag kpipe.local/coredns:dev -arch $(IMAGE_ARCH) -file "$$(hack/node/assets.sh)/coredns:/coredns" -entrypoint /coredns -out $(IMAGES)/coredns.tar
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(BIN)
