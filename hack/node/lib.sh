@@ -299,7 +299,7 @@ iptables_clean() {
   for cmd in iptables ip6tables; do
     command -v $cmd >/dev/null || continue
     for t in filter nat mangle; do
-      $cmd -t $t -S 2>/dev/null | grep -E -- '^-A .* -j (KUBE|CNI)-' | sed 's/^-A/-D/' | while read -r rule; do
+      { $cmd -t $t -S 2>/dev/null | grep -E -- '^-A .* -j (KUBE|CNI)-' || true; } | sed 's/^-A/-D/' | while read -r rule; do
         eval "$cmd -t $t $rule" 2>/dev/null || true
       done
       for chain in $($cmd -t $t -S 2>/dev/null | awk '/^-N (KUBE|CNI)-/ {print $2}'); do
@@ -316,6 +316,7 @@ down() {
   local t0=$SECONDS m pid envtest nodebin
   [ "$(id -u)" = 0 ] || die "down needs root"
   [ -d "$dir" ] || { say "nothing to stop ($dir does not exist)"; return 0; }
+  mkdir -p "$logs"
   nodebin=$(ls -d "$root"/bin/node/*/ 2>/dev/null | tail -1)
   stop kube-controller-manager
   stop kube-scheduler
@@ -329,6 +330,13 @@ down() {
   for pid in $(grep -lsF -- "$dir/containerd" /proc/[0-9]*/cmdline | cut -d/ -f3); do
     [ "$pid" != $$ ] && kill -KILL "$pid" 2>/dev/null || true
   done
+  # Whatever still runs in the kubelet's cgroups (a container whose sandbox the CRI could not
+  # stop) is one of this cluster's; then the cgroups themselves go, leaves first.
+  for pid in $(find /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u); do
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  sleep 0.5
+  find /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods -depth -type d -exec rmdir {} \; 2>/dev/null || true
   stop kube-proxy
   [ -x "$nodebin/kube-proxy" ] && "$nodebin/kube-proxy" --cleanup >>"$logs/down.log" 2>&1 || true
   stop kube-apiserver
