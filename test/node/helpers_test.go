@@ -145,11 +145,12 @@ type sampler struct {
 	maxReplicas, maxReady int32
 	seq                   []int32 // distinct successive spec.replicas values
 	images                map[string]bool
+	pods                  map[string]bool // every pod seen
 	stop, done            chan struct{}
 }
 
 func sample(key types.NamespacedName) *sampler {
-	s := &sampler{images: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &sampler{images: map[string]bool{}, pods: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer GinkgoRecover()
 		defer close(s.done)
@@ -183,10 +184,17 @@ func (s *sampler) observe(key types.NamespacedName) {
 		s.seq = append(s.seq, r)
 	}
 	for _, p := range list.Items {
+		s.pods[p.Name] = true
 		for _, c := range p.Spec.Containers {
 			s.images[c.Image] = true
 		}
 	}
+}
+
+func (s *sampler) podsSeen() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pods)
 }
 
 func (s *sampler) get() (maxReplicas, maxReady int32, seq []int32, images []string) {
