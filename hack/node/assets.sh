@@ -111,7 +111,9 @@ import (
 
 func main() { coremain.Run() }
 EOM
-    go get "github.com/coredns/coredns@$coredns_version" >&2
+    # Its Kubernetes modules at the envtest version: the compile cache of the builds above serves.
+    go get "github.com/coredns/coredns@$coredns_version" "k8s.io/client-go@$staging" "k8s.io/api@$staging" \
+      "k8s.io/apimachinery@$staging" >&2
     go mod tidy >&2
     gobuild . "$out/coredns" "-s -w"
   )
