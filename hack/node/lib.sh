@@ -323,7 +323,7 @@ down() {
   stop kubelet 15
   if [ -S "$sock" ] && [ -x "$nodebin/crictl" ]; then
     # Stopping each pod sandbox through the CRI runs the CNI DEL (iptables, the veth, the IP).
-    timeout 60 "$nodebin/crictl" --runtime-endpoint "unix://$sock" rmp -fa >>"$logs/down.log" 2>&1 || say "crictl rmp failed; see $logs/down.log"
+    timeout 90 "$nodebin/crictl" --runtime-endpoint "unix://$sock" --timeout 30s rmp -fa >>"$logs/down.log" 2>&1 || say "crictl rmp failed; see $logs/down.log"
   fi
   stop containerd 15
   # Container shims outlive containerd; they are the processes whose command line names its socket.
