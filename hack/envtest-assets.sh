@@ -18,6 +18,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 say() { echo "envtest-assets: $*" >&2; }
+# shellcheck source=lib/k8s.sh
+source "$root/hack/lib/k8s.sh"
 have() { [ -x "$1/kube-apiserver" ] && [ -x "$1/etcd" ]; }
 
 api=$(go list -m -f '{{.Version}}' k8s.io/api)
@@ -42,18 +44,11 @@ else
 fi
 
 if [ -z "$k8s" ]; then
-  for ((p = ${want##*.}; p >= 0; p--)); do
-    if go mod download "k8s.io/kubernetes@v$minor.$p" >/dev/null 2>&1; then k8s=$minor.$p; break; fi
-    say "the module proxy does not serve k8s.io/kubernetes v$minor.$p; trying an earlier patch release"
-  done
-  [ -n "$k8s" ] || { say "no k8s.io/kubernetes v$minor.x release is available from the module proxy"; exit 1; }
+  k8s=$(k8s_release_from_proxy "$want")
 fi
 staging="v0${k8s#1}"
 out="$root/bin/k8s/$k8s-$os-$arch"
-ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ldflags+=" -X $pkg.gitVersion=v$k8s -X $pkg.gitMajor=${k8s%%.*} -X $pkg.gitMinor=$(cut -d. -f2 <<<"$k8s")"
-done
+ldflags=$(k8s_ldflags "$k8s")
 
 # Writes a module in $1 that builds kube-apiserver (./apiserver) and kubectl (./kubectl) from
 # k8s.io/kubernetes, with every k8s.io/<staging> module it points at ./staging sent to v0.Y.Z.

@@ -16,6 +16,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 
 say() { echo "node-assets: $*" >&2; }
+# shellcheck source=../lib/k8s.sh
+source "$root/hack/lib/k8s.sh"
 
 api=$(go list -m -f '{{.Version}}' k8s.io/api)
 want="1${api#v0}"
@@ -35,19 +37,12 @@ for ((p = ${want##*.}; p >= 0; p--)); do
   if [ -x "$d/kubelet" ] && [ -x "$d/kube-proxy" ]; then k8s=$minor.$p; break; fi
 done
 if [ -z "$k8s" ]; then
-  for ((p = ${want##*.}; p >= 0; p--)); do
-    if go mod download "k8s.io/kubernetes@v$minor.$p" >/dev/null 2>&1; then k8s=$minor.$p; break; fi
-    say "the module proxy does not serve k8s.io/kubernetes v$minor.$p; trying an earlier patch release"
-  done
-  [ -n "$k8s" ] || { say "no k8s.io/kubernetes v$minor.x release is available from the module proxy"; exit 1; }
+  k8s=$(k8s_release_from_proxy "$want")
 fi
 staging="v0${k8s#1}"
 out="$root/bin/node/$k8s-$os-$arch"
 mkdir -p "$out"
-ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ldflags+=" -X $pkg.gitVersion=v$k8s -X $pkg.gitMajor=${k8s%%.*} -X $pkg.gitMinor=$(cut -d. -f2 <<<"$k8s")"
-done
+ldflags=$(k8s_ldflags "$k8s")
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -211,7 +211,13 @@ func (c Counts) String() string {
 // Records reads every record of a topic from the start up to its end offsets at the time of
 // the call, with a consumer of its own.
 func (c *Cluster) Records(ctx context.Context, topic string) ([]*kgo.Record, error) {
-	ends, err := c.adm.ListEndOffsets(ctx, topic)
+	return ReadToEnd(ctx, c.adm, []kgo.Opt{kgo.SeedBrokers(c.Addrs...)}, topic)
+}
+
+// ReadToEnd reads every record of a topic from the start up to its end offsets at the time of
+// the call (listed with adm), with a consumer of its own built from opts (brokers, credentials).
+func ReadToEnd(ctx context.Context, adm *kadm.Client, opts []kgo.Opt, topic string) ([]*kgo.Record, error) {
+	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -227,8 +233,7 @@ func (c *Cluster) Records(ctx context.Context, topic string) ([]*kgo.Record, err
 	if len(remaining) == 0 {
 		return nil, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(append(slices.Clone(opts), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/kpipe-io/kpipe/test/kafkatest"
 )
 
 // The cluster's DNS Service (hack/node/cluster.sh): the driver resolves the brokers' advertised
@@ -71,43 +73,12 @@ func (k *kafkaClient) produce(topic string, from, to int) error {
 func (k *kafkaClient) values(topic string) (map[string]int, error) {
 	c, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	ends, err := k.adm.ListEndOffsets(c, topic)
-	if err != nil {
-		return nil, err
-	}
-	if err := ends.Error(); err != nil {
-		return nil, err
-	}
-	remaining := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			remaining[o.Partition] = o.Offset
-		}
-	})
+	recs, err := kafkatest.ReadToEnd(c, k.adm, k.opts, topic)
 	seen := map[string]int{}
-	if len(remaining) == 0 {
-		return seen, nil
+	for _, r := range recs {
+		seen[string(r.Value)]++
 	}
-	cl, err := kgo.NewClient(append(k.opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	for len(remaining) > 0 {
-		fs := cl.PollFetches(c)
-		if c.Err() != nil {
-			return nil, fmt.Errorf("read %s: %w (%d partitions not read to the end)", topic, c.Err(), len(remaining))
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if end, ok := remaining[r.Partition]; ok && r.Offset < end {
-				seen[string(r.Value)]++
-				if r.Offset+1 >= end {
-					delete(remaining, r.Partition)
-				}
-			}
-		})
-	}
-	return seen, nil
+	return seen, err
 }
 
 // expectForwarded checks that every value in [0, n) is on the topic and returns the number of
