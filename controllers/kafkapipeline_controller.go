@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -63,6 +64,9 @@ type pipelineState struct {
 	cache    applyCache
 	failures int
 	memory   scaling.Memory
+	// secrets are the referenced Secrets as last read, by name: a poll whose Secrets kept
+	// their resourceVersion reads none from the API server (see readSecret).
+	secrets map[string]*corev1.Secret
 }
 
 // Least privilege: the operator reads pipelines and never writes their spec; it writes their
@@ -114,7 +118,7 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, reconcile.TerminalError(err)
 	}
 	out.spec = spec
-	sec, werr := r.resolveSecrets(ctx, key, spec)
+	sec, werr := r.resolveSecrets(ctx, key, spec, st)
 	if werr != nil && werr.reason == ReasonSecretNotOptedIn {
 		r.Lag.Release(key.String()) // no connection with credentials it may not use
 	}
