@@ -171,13 +171,6 @@ func (pl *pool) pushReadyLocked(j *job) {
 	pl.ready = append(pl.ready, j)
 }
 
-// acquire takes a slot for a message about to be consumed; false when ctx ended first.
-func (pl *pool) acquire(ctx context.Context) bool {
-	n, room := pl.acquireUpTo(ctx, 1, 0)
-	pl.release(0, room)
-	return n == 1
-}
-
 // acquireUpTo takes between 1 and n slots, as many as are free, and room for first bytes
 // and for as many more as are free (up to an eighth of the pool's bytes), waiting when
 // there is no slot or no room for first; it returns the slots and the bytes it took, 0
@@ -274,9 +267,6 @@ func (pl *pool) release(n int, bytes int64) {
 	}
 	pl.mu.Unlock()
 }
-
-// submit hands a message (holding a slot) to the pool. It never waits: the slot is its room.
-func (pl *pool) submit(j *job) { pl.submitAll([]*job{j}) }
 
 // submitAll hands messages (each holding a slot) to the pool, in their order. Only the
 // consumer of a partition submits that partition's messages.

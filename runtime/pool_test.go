@@ -304,3 +304,14 @@ func acquireSlots(ctx context.Context, pl *pool, n int) int {
 	pl.release(0, room)
 	return n
 }
+
+// acquire takes one slot, as a test's single message needs; false when ctx ended first. The
+// claims take slots in batches (acquireUpTo).
+func (pl *pool) acquire(ctx context.Context) bool {
+	n, room := pl.acquireUpTo(ctx, 1, 0)
+	pl.release(0, room)
+	return n == 1
+}
+
+// submit hands one message (holding a slot) to the pool.
+func (pl *pool) submit(j *job) { pl.submitAll([]*job{j}) }
