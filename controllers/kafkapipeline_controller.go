@@ -45,6 +45,8 @@ type KafkaPipelineReconciler struct {
 	// Secret waits with reason SecretNotOptedIn: nothing is read from the Secret, no Kafka
 	// connection is made and no Deployment applied, suspended or not.
 	SecretOptIn bool
+	// StatusLag decides when a change of lag alone is written to the status (statuswrite.go).
+	StatusLag StatusLagWrites
 
 	// secretMeta reads Secrets' metadata from the manager's metadata-only cache.
 	secretMeta client.Reader
@@ -67,6 +69,8 @@ type pipelineState struct {
 	// secrets are the referenced Secrets as last read, by name: a poll whose Secrets kept
 	// their resourceVersion reads none from the API server (see readSecret).
 	secrets map[string]*corev1.Secret
+	// statusWrittenAt is when this process last wrote the pipeline's status.
+	statusWrittenAt time.Time
 }
 
 // Least privilege: the operator reads pipelines and never writes their spec; it writes their
@@ -98,7 +102,7 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	orig := kp.DeepCopy()
 	defer func() {
 		r.finalizeStatus(kp, out)
-		if err := r.patchStatus(ctx, stored, orig, kp); err != nil {
+		if err := r.patchStatus(ctx, stored, orig, kp, out); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 		}
 	}()
@@ -112,6 +116,7 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 
 	st := r.state(key)
+	out.state = st
 	spec, err := r.validate(kp)
 	if err != nil {
 		out.invalid = err

@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,6 +30,7 @@ type outcome struct {
 	spec        *kpipev1.KafkaPipelineSpec // defaults applied; nil when invalid
 	wait        *waitError                 // what the pipeline waits for (Secret, Kafka, topic, the apply)
 
+	state    *pipelineState // nil when the spec did not decode
 	current  current
 	observed *observation // nil when Kafka was not read
 	decision decision
@@ -241,11 +241,16 @@ func deploymentReady(dep *appsv1.Deployment, desired int32) bool {
 	return s.ObservedGeneration >= dep.Generation && s.UpdatedReplicas >= desired && s.ReadyReplicas >= desired
 }
 
-// patchStatus writes the status once per reconcile, when it changed. It patches the stored
-// object as unstructured, so that a pipeline whose spec does not decode gets its status too
-// (a typed patch would fail decoding the answer).
-func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, stored *unstructured.Unstructured, orig, kp *kpipev1.KafkaPipeline) error {
-	if equality.Semantic.DeepEqual(orig.Status, kp.Status) {
+// patchStatus writes the status once per reconcile, when it changed by more than lag, or
+// when the lag change is due (StatusLagWrites). It patches the stored object as unstructured,
+// so that a pipeline whose spec does not decode gets its status too (a typed patch would fail
+// decoding the answer).
+func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, stored *unstructured.Unstructured, orig, kp *kpipev1.KafkaPipeline, out *outcome) error {
+	var lastWrite time.Time
+	if out.state != nil {
+		lastWrite = out.state.statusWrittenAt
+	}
+	if !r.StatusLag.due(&orig.Status, &kp.Status, lastWrite, out.now) {
 		return nil
 	}
 	status, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&kp.Status)
@@ -256,6 +261,10 @@ func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, stored *unstr
 	patched.Object["status"] = status
 	if err := client.IgnoreNotFound(r.Status().Patch(ctx, patched, client.MergeFrom(stored))); err != nil {
 		return fmt.Errorf("patch status: %w", err)
+	}
+	statusWrites.WithLabelValues("written").Inc()
+	if out.state != nil {
+		out.state.statusWrittenAt = out.now
 	}
 	return nil
 }
