@@ -15,7 +15,7 @@ func TestStatusLagWritesDue(t *testing.T) {
 	stored := func() *kpipev1.KafkaPipelineStatus {
 		return &kpipev1.KafkaPipelineStatus{
 			DesiredReplicas: 2, Partitions: 4, Lag: 1000,
-			Topics: []kpipev1.TopicStatus{{Name: "a", Partitions: 4, Lag: 1000}},
+			Topics:     []kpipev1.TopicStatus{{Name: "a", Partitions: 4, Lag: 1000}},
 			Conditions: []metav1.Condition{{Type: kpipev1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonReady, Message: "lag 1000"}},
 		}
 	}
@@ -44,7 +44,11 @@ func TestStatusLagWritesDue(t *testing.T) {
 			return s
 		}(), time.Second, true},
 		{"desired replicas changed, 1s after", func() *kpipev1.KafkaPipelineStatus { s := stored(); s.DesiredReplicas = 3; return s }(), time.Second, true},
-		{"partitions changed, 1s after", func() *kpipev1.KafkaPipelineStatus { s := stored(); s.Partitions, s.Topics[0].Partitions = 8, 8; return s }(), time.Second, true},
+		{"partitions changed, 1s after", func() *kpipev1.KafkaPipelineStatus {
+			s := stored()
+			s.Partitions, s.Topics[0].Partitions = 8, 8
+			return s
+		}(), time.Second, true},
 	} {
 		w := &StatusLagWrites{}
 		last := time.Time{}
