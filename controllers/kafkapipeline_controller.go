@@ -102,7 +102,7 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	orig := kp.DeepCopy()
 	defer func() {
 		r.finalizeStatus(kp, out)
-		if err := r.patchStatus(ctx, stored, orig, kp, out); err != nil {
+		if err := r.patchStatus(ctx, stored, orig, kp, out.now); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 		}
 	}()
@@ -116,7 +116,6 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 
 	st := r.state(key)
-	out.state = st
 	spec, err := r.validate(kp)
 	if err != nil {
 		out.invalid = err

@@ -30,7 +30,6 @@ type outcome struct {
 	spec        *kpipev1.KafkaPipelineSpec // defaults applied; nil when invalid
 	wait        *waitError                 // what the pipeline waits for (Secret, Kafka, topic, the apply)
 
-	state    *pipelineState // nil when the spec did not decode
 	current  current
 	observed *observation // nil when Kafka was not read
 	decision decision
@@ -245,12 +244,15 @@ func deploymentReady(dep *appsv1.Deployment, desired int32) bool {
 // when the lag change is due (StatusLagWrites). It patches the stored object as unstructured,
 // so that a pipeline whose spec does not decode gets its status too (a typed patch would fail
 // decoding the answer).
-func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, stored *unstructured.Unstructured, orig, kp *kpipev1.KafkaPipeline, out *outcome) error {
+func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, stored *unstructured.Unstructured, orig, kp *kpipev1.KafkaPipeline, now time.Time) error {
+	st := r.peekState(client.ObjectKeyFromObject(kp)) // nil when the spec did not decode
 	var lastWrite time.Time
-	if out.state != nil {
-		lastWrite = out.state.statusWrittenAt
+	if st != nil {
+		r.mu.Lock()
+		lastWrite = st.statusWrittenAt
+		r.mu.Unlock()
 	}
-	if !r.StatusLag.due(&orig.Status, &kp.Status, lastWrite, out.now) {
+	if !r.StatusLag.due(&orig.Status, &kp.Status, lastWrite, now) {
 		return nil
 	}
 	status, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&kp.Status)
@@ -263,8 +265,10 @@ func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, stored *unstr
 		return fmt.Errorf("patch status: %w", err)
 	}
 	statusWrites.WithLabelValues("written").Inc()
-	if out.state != nil {
-		out.state.statusWrittenAt = out.now
+	if st != nil {
+		r.mu.Lock()
+		st.statusWrittenAt = now
+		r.mu.Unlock()
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/types"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 )
@@ -123,4 +124,11 @@ func abs(v int64) int64 {
 		return -v
 	}
 	return v
+}
+
+// peekState is the pipeline's state, or nil when it has none (it is not created here).
+func (r *KafkaPipelineReconciler) peekState(key types.NamespacedName) *pipelineState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.states[key]
 }
