@@ -151,7 +151,9 @@ func summarizeIdle(kp *kpipev1.KafkaPipeline, out *outcome) {
 	}
 	idle, idleSince, reason, msg := idleness(kp, out)
 	if idleSince != nil {
-		kp.Status.IdleSince = &metav1.Time{Time: *idleSince}
+		// The API stores whole seconds: a finer time would differ from the stored one on every
+		// poll and cost a status write each time.
+		kp.Status.IdleSince = &metav1.Time{Time: idleSince.Truncate(time.Second)}
 	} else {
 		kp.Status.IdleSince = nil
 	}
