@@ -240,7 +240,7 @@ func BenchmarkOperatorScale(b *testing.B) {
 	const poll = 5 * time.Second
 	ctrl.SetLogger(logr.Discard())
 	for b.Loop() {
-		s := startScaleBench(b, poll)
+		s := startScaleBench(b)
 		var names []string
 		for _, size := range benchSizes(b) {
 			began := time.Now()
@@ -267,7 +267,7 @@ type scaleBench struct {
 	rss0, heap0 uint64
 }
 
-func startScaleBench(b *testing.B, poll time.Duration) *scaleBench {
+func startScaleBench(b *testing.B) *scaleBench {
 	te, err := envtest.Start()
 	if err != nil {
 		b.Fatal(err)

@@ -83,7 +83,12 @@ func TestStatusWritesInSteadyState(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Logf("manager: %v", err)
+		}
+	}()
 
 	kube, err := client.NewWithWatch(te.Config, client.Options{Scheme: manager.Scheme()})
 	if err != nil {

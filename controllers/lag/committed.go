@@ -3,6 +3,7 @@ package lag
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -44,18 +45,15 @@ func (c *conn) committedOf(q Query, now time.Time) (*groupRead, error) {
 	if gr := c.groups[q.Group]; gr.serves(q.Topics, q.MaxAge, now) {
 		return gr, nil
 	}
-	reads, netErr := c.fetchCommitted(c.dueGroups(q, now))
+	reads := c.fetchCommitted(c.dueGroups(q, now))
 	if c.groups == nil {
 		c.groups = make(map[string]*groupRead, len(reads))
 	}
-	for g, gr := range reads {
-		c.groups[g] = gr
-	}
+	maps.Copy(c.groups, reads)
 	gr := reads[q.Group]
-	if netErr != nil {
-		c.maybeReset(netErr)
-	}
 	if gr.err != nil {
+		// A network failure drops the client; another group's failure waits for its own poll.
+		c.maybeReset(gr.err)
 		return nil, fmt.Errorf("fetch committed offsets of group %q: %w", q.Group, gr.err)
 	}
 	return gr, nil
@@ -88,9 +86,9 @@ func (c *conn) dueGroups(q Query, now time.Time) map[string][]string {
 	return want
 }
 
-// fetchCommitted fetches the groups' committed offsets, in parallel per coordinator. It
-// returns a read for every group, and the network errors met, for the caller to reconnect.
-func (c *conn) fetchCommitted(want map[string][]string) (map[string]*groupRead, error) {
+// fetchCommitted fetches the groups' committed offsets, in parallel per coordinator, and
+// returns a read for every group.
+func (c *conn) fetchCommitted(want map[string][]string) map[string]*groupRead {
 	at := time.Now()
 	out := make(map[string]*groupRead, len(want))
 	batches := map[int32][]string{}
@@ -106,58 +104,42 @@ func (c *conn) fetchCommitted(want map[string][]string) (map[string]*groupRead, 
 	}
 	type answer struct {
 		reads       map[string]*groupRead
-		netErr      error
 		singleGroup bool
 	}
 	answers := make(chan answer, len(batches))
 	var wg sync.WaitGroup
 	for id, groups := range batches {
 		wg.Go(func() {
-			reads, single, err := c.fetchOn(coordinators[id], groups, want, at)
-			answers <- answer{reads: reads, netErr: err, singleGroup: single}
+			reads, single := c.fetchOn(coordinators[id], groups, want, at)
+			answers <- answer{reads: reads, singleGroup: single}
 		})
 	}
 	wg.Wait()
 	close(answers)
-	var netErrs []error
 	for a := range answers {
-		for g, gr := range a.reads {
-			out[g] = gr
-		}
+		maps.Copy(out, a.reads)
 		c.singleGroup = c.singleGroup || a.singleGroup
-		if a.netErr != nil {
-			netErrs = append(netErrs, a.netErr)
-		}
 	}
-	return out, errors.Join(netErrs...)
+	return out
 }
 
 // fetchOn fetches the groups of one coordinator: with one OffsetFetch (version 8, Kafka 3.0
 // and later) for several groups, or one per group when the broker or the configured protocol
 // version is older. It reports whether it had to fall back for that reason.
-func (c *conn) fetchOn(b *sarama.Broker, groups []string, want map[string][]string, at time.Time) (map[string]*groupRead, bool, error) {
+func (c *conn) fetchOn(b *sarama.Broker, groups []string, want map[string][]string, at time.Time) (map[string]*groupRead, bool) {
 	out := make(map[string]*groupRead, len(groups))
-	var netErrs []error
 	fellBack := false
 	if len(groups) > 1 && !c.singleGroup && c.conf.Version.IsAtLeast(sarama.V3_0_0_0) {
 		retry, err := c.fetchBatch(b, groups, want, at, out)
-		if _, tooOld := errors.AsType[sarama.PacketEncodingError](err); !tooOld {
-			if err != nil {
-				netErrs = append(netErrs, err)
-			}
+		_, fellBack = errors.AsType[sarama.PacketEncodingError](err) // the broker speaks OffsetFetch below version 8
+		if !fellBack {
 			groups = retry // those whose coordinator moved: fetched alone below
-		} else {
-			fellBack = true // the broker speaks OffsetFetch below version 8
 		}
 	}
 	for _, g := range groups {
-		gr, err := c.fetchOne(g, want[g], at)
-		out[g] = gr
-		if _, answered := errors.AsType[sarama.KError](err); err != nil && !answered {
-			netErrs = append(netErrs, err)
-		}
+		out[g] = c.fetchOne(g, want[g], at)
 	}
-	return out, fellBack, errors.Join(netErrs...)
+	return out, fellBack
 }
 
 // fetchBatch sends one OffsetFetch version 8 for the groups to their coordinator and fills in
@@ -197,19 +179,19 @@ func (c *conn) fetchBatch(b *sarama.Broker, groups []string, want map[string][]s
 
 // fetchOne fetches one group's committed offsets; the admin finds its coordinator and retries
 // when it moved.
-func (c *conn) fetchOne(group string, topics []string, at time.Time) (*groupRead, error) {
+func (c *conn) fetchOne(group string, topics []string, at time.Time) *groupRead {
 	resp, err := c.admin.ListConsumerGroupOffsets(group, c.partitionsOf(topics))
 	if errors.Is(err, sarama.ErrGroupIDNotFound) {
-		return toGroupRead(nil, sarama.ErrNoError, topics, at), nil // a group that never committed
+		return toGroupRead(nil, sarama.ErrNoError, topics, at) // a group that never committed
 	}
 	if err != nil {
-		return &groupRead{at: at, topics: topics, err: err}, err
+		return &groupRead{at: at, topics: topics, err: err}
 	}
 	blocks := resp.Blocks
 	if resp.Version >= 8 && len(resp.Groups) > 0 {
 		blocks = resp.Groups[0].Blocks
 	}
-	return toGroupRead(blocks, sarama.ErrNoError, topics, at), nil
+	return toGroupRead(blocks, sarama.ErrNoError, topics, at)
 }
 
 func coordinatorMoved(err sarama.KError) bool {

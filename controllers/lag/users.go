@@ -116,9 +116,3 @@ func (u *users) groupTopics() map[string][]string {
 	}
 	return out
 }
-
-func (u *users) count() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.byName)
-}
