@@ -3,6 +3,7 @@ package lag
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -142,5 +143,43 @@ func TestGroupErrorStaysWithGroup(t *testing.T) {
 		if requests, groups, _ := fetches.take(); requests > 3 || groups != 7 {
 			t.Fatalf("round %d: %d requests for %d groups; want the 7 groups in at most 3", round, requests, groups)
 		}
+	}
+}
+
+// TestTenantsDoNotWaitForEachOther: a pipeline whose cluster accepts connections and never
+// answers holds only its own connection; a pipeline of another cluster polls meanwhile.
+func TestTenantsDoNotWaitForEachOther(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // held open, never answered
+		}
+	}()
+	kc := startCluster(t, 1, 1, "t")
+	r := NewReader(Options{Timeout: 30 * time.Second})
+	defer r.Close()
+	hung := make(chan error, 1)
+	go func() {
+		_, err := r.Poll(context.Background(), Query{Pipeline: "a/hung", Conn: Connection{BootstrapServers: []string{ln.Addr().String()}}, Topics: []string{"t"}, Group: "g"})
+		hung <- err
+	}()
+	held := <-accepted // the hung cluster's poll is in progress
+	defer func() { _ = held.Close() }()
+	if _, err := r.Poll(context.Background(), Query{Pipeline: "b/ok", Conn: Connection{BootstrapServers: kc.Addrs}, Topics: []string{"t"}, Group: "g"}); err != nil {
+		t.Fatalf("the other tenant's poll: %v", err)
+	}
+	select {
+	case err := <-hung:
+		t.Fatalf("the hung cluster's poll returned first (%v): the test did not hold it", err)
+	default:
 	}
 }
