@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -336,6 +338,22 @@ func (s *scaleBench) settle(b *testing.B, names []string, began time.Time) bool 
 	return true
 }
 
+// cpuProfile profiles the process into path until the returned function is called: with
+// KPIPE_BENCH_CPUPROFILE_DIR set, each size's steady-state window is profiled on its own.
+func cpuProfile(b *testing.B, path string) func() {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
+
 // pollsDone is how many lag polls the reconciler made, from its kpipe_lag_poll_duration_seconds
 // histogram: one per pipeline poll, whether or not it sent a request to Kafka.
 func pollsDone(b *testing.B) uint64 {
@@ -361,6 +379,10 @@ func (s *scaleBench) measure(b *testing.B, size int, names []string, poll time.D
 		groups[i] = n + "-group"
 	}
 	window := 3 * poll
+	if dir := os.Getenv("KPIPE_BENCH_CPUPROFILE_DIR"); dir != "" {
+		stop := cpuProfile(b, filepath.Join(dir, fmt.Sprintf("operator-%d.prof", size)))
+		defer stop()
+	}
 	t0 := time.Now()
 	polls0 := pollsDone(b)
 	total0, fetches0 := s.polls.counts()

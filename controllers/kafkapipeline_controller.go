@@ -71,6 +71,9 @@ type pipelineState struct {
 	secrets map[string]*corev1.Secret
 	// statusWrittenAt is when this process last wrote the pipeline's status.
 	statusWrittenAt time.Time
+	// decoded and applyInputs let a steady poll skip decoding and rendering (steadypoll.go).
+	decoded     *decoded
+	applyInputs applyInputs
 }
 
 // Least privilege: the operator reads pipelines and never writes their spec; it writes their
@@ -135,7 +138,7 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	out.observed, out.wait = r.observe(ctx, key, spec, sec.conn, out.current, &st.memory, out.now)
 	out.decision = decide(key, kp, spec, out.current, out.observed, st, out.now)
-	if out.applied, err = r.applyDeployment(ctx, kp, sec.hash, out.decision.desired, out.current, &st.cache); err != nil {
+	if out.applied, err = r.applyIfChanged(ctx, kp, sec.hash, out.decision.desired, out.current, st); err != nil {
 		out.wait = &waitError{reason: ReasonApplyFailed, err: err}
 		return ctrl.Result{}, err
 	}
