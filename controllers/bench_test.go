@@ -48,12 +48,22 @@ func (g *groupPolls) record(req kmsg.Request) {
 	if r, ok := req.(*kmsg.OffsetFetchRequest); ok {
 		g.fetches++
 		if r.Group != "" {
-			g.times[r.Group] = append(g.times[r.Group], now)
+			g.add(r.Group, now)
 		}
 		for _, gr := range r.Groups {
-			g.times[gr.Group] = append(g.times[gr.Group], now)
+			g.add(gr.Group, now)
 		}
 	}
+}
+
+// add records a fetch of the group, keeping the last 32: enough for a measuring window, and
+// the benchmark's own memory does not grow with the run.
+func (g *groupPolls) add(group string, at time.Time) {
+	ts := g.times[group]
+	if len(ts) >= 32 {
+		ts = append(ts[:0], ts[16:]...)
+	}
+	g.times[group] = append(ts, at)
 }
 
 // polledSince is how many of the groups were polled after t.
