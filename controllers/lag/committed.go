@@ -161,9 +161,13 @@ func (c *conn) fetchBatch(b *sarama.Broker, groups []string, want map[string][]s
 		}
 		return nil, err
 	}
+	answered := make(map[string]*sarama.OffsetFetchResponseGroup, len(resp.Groups)) // GetGroup scans: quadratic in groups
+	for i := range resp.Groups {
+		answered[resp.Groups[i].GroupId] = &resp.Groups[i]
+	}
 	var retry []string
 	for _, g := range groups {
-		rg := resp.GetGroup(g)
+		rg := answered[g]
 		switch {
 		case rg == nil:
 			out[g] = &groupRead{at: at, topics: want[g], err: fmt.Errorf("coordinator %d did not answer for the group", b.ID())}
