@@ -58,6 +58,9 @@ func (r *KafkaPipelineReconciler) applyDeployment(ctx context.Context, kp *kpipe
 		return applied{dep: cur.dep}, nil
 	}
 	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if started {
+			r.pacer.abandon(client.ObjectKeyFromObject(kp)) // a template the API refuses must not hold a slot
+		}
 		return applied{}, fmt.Errorf("apply deployment: %w", err)
 	}
 	out := &appsv1.Deployment{}

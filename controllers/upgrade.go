@@ -149,6 +149,18 @@ func (p *upgradePacer) rolling(ctx context.Context, key types.NamespacedName, li
 	return false
 }
 
+// abandon gives up key's slot when its paced apply has not been made yet (it failed); the
+// next reconcile asks again, behind the waiting ones.
+func (p *upgradePacer) abandon(key types.NamespacedName) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if gen, ok := p.inflight[key]; ok && gen == 0 {
+		delete(p.inflight, key)
+		p.wakeWaiting()
+		p.report()
+	}
+}
+
 // settled takes key out of the queue: its template needs no paced rollout (any more).
 func (p *upgradePacer) settled(key types.NamespacedName) {
 	p.mu.Lock()

@@ -112,4 +112,9 @@ func TestUpgradePacerSlots(t *testing.T) {
 	if !granted(d) {
 		t.Error("a deleted pipeline kept its slot")
 	}
+	// d's apply fails: its slot goes back, and the next pipeline may take it.
+	p.abandon(d)
+	if !granted(b) {
+		t.Error("a failed apply kept its slot")
+	}
 }
