@@ -131,8 +131,9 @@ var _ = Describe("an operator upgrade", Ordered, func() {
 		watcher.exempt(user) // a rollout of the user's, not of the upgrade
 		kp := &kpipev1.KafkaPipeline{}
 		Expect(admin.Get(ctx, user, kp)).To(Succeed())
+		patch := client.MergeFrom(kp.DeepCopy()) // the operator writes status meanwhile
 		kp.Spec.Processor.Forward.Topic = "changed-by-user"
-		Expect(admin.Update(ctx, kp)).To(Succeed())
+		Expect(admin.Patch(ctx, kp, patch)).To(Succeed())
 		Eventually(func(g Gomega) {
 			d := deploymentOf(g, admin, user)
 			g.Expect(image(d)).To(Equal(imageB), "the new spec rolls with the new operator's template")
