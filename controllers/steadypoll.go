@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -51,12 +52,14 @@ type applyInputs struct {
 
 // applyIfChanged applies the Deployment, unless this process applied it from the same inputs
 // and nobody changed the Deployment's spec since (its generation is the one that apply
-// returned): then the apply would change nothing, and neither rendering nor a request is
-// needed. Otherwise applyDeployment decides, as always.
+// returned), and the pipeline neither holds nor waits for a paced upgrade's slot: then the
+// apply would change nothing, and neither rendering nor a request is needed. Otherwise
+// applyDeployment decides, as always (a paced upgrade's bookkeeping runs there every poll).
 func (r *KafkaPipelineReconciler) applyIfChanged(ctx context.Context, kp *kpipev1.KafkaPipeline, secretsHash string,
 	desired int32, cur current, st *pipelineState) (applied, error) {
 	in := applyInputs{uid: kp.UID, resourceVersion: kp.ResourceVersion, image: r.Image, secretsHash: secretsHash, replicas: desired}
-	if st.applyInputs == in && st.cache.initialized && cur.dep != nil && cur.dep.Generation == st.cache.generation {
+	if st.applyInputs == in && st.cache.initialized && cur.dep != nil && cur.dep.Generation == st.cache.generation &&
+		!r.pacer.involved(types.NamespacedName{Namespace: kp.Namespace, Name: kp.Name}) {
 		return applied{dep: cur.dep}, nil
 	}
 	a, err := r.applyDeployment(ctx, kp, secretsHash, desired, cur, &st.cache)
@@ -64,4 +67,15 @@ func (r *KafkaPipelineReconciler) applyIfChanged(ctx context.Context, kp *kpipev
 		st.applyInputs = in
 	}
 	return a, err
+}
+
+// involved is whether key holds or waits for a rollout slot; false without a pacer.
+func (p *upgradePacer) involved(key types.NamespacedName) bool {
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, rolling := p.inflight[key]
+	return rolling || slices.Contains(p.waiting, key)
 }
