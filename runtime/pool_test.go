@@ -83,8 +83,8 @@ func TestPoolLanes(t *testing.T) {
 			cancel()
 			pl.wait()
 			expectEachOnce(t, processed, partitions*perPartition)
-			if len(pl.lanes) != 0 {
-				t.Errorf("%d lanes left busy", len(pl.lanes))
+			if n := pl.busyLanes(); n != 0 {
+				t.Errorf("%d lanes left busy", n)
 			}
 			t.Logf("%s: at most %d messages at once on 8 workers", tt.ordering, maxAtOnce)
 		})
@@ -185,8 +185,8 @@ func TestPoolBatches(t *testing.T) {
 			cancel()
 			pl.wait()
 			expectEachOnce(t, processed, partitions*perPartition)
-			if len(pl.lanes) != 0 || pl.held != 0 {
-				t.Errorf("%d lanes left busy, %d slots held", len(pl.lanes), pl.held)
+			if n, held := pl.busyLanes(), pl.held.Load(); n != 0 || held != 0 {
+				t.Errorf("%d lanes left busy, %d slots held", n, held)
 			}
 			t.Logf("%s: at most %d of %d slots taken", ordering, most, buffer+workers)
 		})
@@ -240,10 +240,9 @@ func BenchmarkPoolHandoff(b *testing.B) {
 	var feeders sync.WaitGroup
 	for p := range int32(partitions) {
 		feeders.Go(func() {
-			js := make([]*job, 0, batch)
 			for o := 0; o < per; {
 				n := acquireSlots(ctx, pl, min(batch, per-o))
-				js = js[:0]
+				js := make([]*job, 0, n) // the pool's once submitted
 				for range n {
 					js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Partition: p, Offset: int64(o), Key: keys[o%len(keys)]}})
 					o++
@@ -315,3 +314,56 @@ func (pl *pool) acquire(ctx context.Context) bool {
 
 // submit hands one message (holding a slot) to the pool.
 func (pl *pool) submit(j *job) { pl.submitAll([]*job{j}) }
+
+// busyLanes counts the lanes with messages in the pool.
+func (pl *pool) busyLanes() int {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	n := 0
+	for _, ln := range pl.lanes {
+		if ln.queued.Load() != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// TestPoolWakesConsumerWhenNothingIsReady: consumers waiting for a slot are woken in
+// batches (a refill's worth of free slots), but never left waiting while a slot is free and
+// the workers have nothing to run. Here one message hangs, two wait behind it in its lane,
+// and the only other one finishes: one slot of four is free, fewer than a refill.
+func TestPoolWakesConsumerWhenNothingIsReady(t *testing.T) {
+	pl := newPool(kpipev1.OrderingKey, 2, 2, 1<<30)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer pl.wait()
+	defer cancel()
+	hang := make(chan struct{})
+	defer close(hang)
+	pl.start(ctx, 2, func(j *job) {
+		if string(j.msg.Key) == "hang" {
+			<-hang
+			return
+		}
+		for pl.spaceWait.Load() == 0 { // finish only once the consumer waits
+			time.Sleep(time.Millisecond)
+		}
+	})
+	var js []*job
+	for i, key := range []string{"hang", "hang", "hang", "other"} {
+		js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Offset: int64(i), Key: []byte(key)}})
+	}
+	if n := acquireSlots(ctx, pl, len(js)); n != len(js) {
+		t.Fatalf("took %d slots, want %d", n, len(js))
+	}
+	pl.submitAll(js)
+	got := make(chan int, 1)
+	go func() { got <- acquireSlots(ctx, pl, 4) }()
+	select {
+	case n := <-got:
+		if n != 1 {
+			t.Fatalf("took %d slots, want the 1 free", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a consumer waited with a slot free and nothing ready to run")
+	}
+}
