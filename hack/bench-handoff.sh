@@ -16,19 +16,20 @@ base=${1:-main}
 pairs=${PAIRS:-5}
 out=${OUT:-bin/bench-handoff}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 wt=$(mktemp -d)
 trap 'git worktree remove --force "$wt" >/dev/null 2>&1 || true' EXIT
 git worktree add -q --detach "$wt" "$base"
 cp runtime/peers_bench_test.go "$wt/runtime/"
 go test -c -o "$out/new.test" ./runtime
-(cd "$wt" && go test -c -o "$OLDPWD/$out/old.test" ./runtime)
+(cd "$wt" && go test -c -o "$out/old.test" ./runtime)
 metric() { grep -o "[0-9.]* $1" | head -1 | cut -d' ' -f1; }
 : >"$out/raw.txt"
 run() { # side pair
 	local side=$1 i=$2 log
-	log=$(cd runtime && KPIPE_BENCH_ONLY=sarama,kpipe "../$out/$side.test" -test.run '^$' -test.bench '^BenchmarkConsume$' -test.benchtime 1x)
+	log=$(cd runtime && KPIPE_BENCH_ONLY=sarama,kpipe "$out/$side.test" -test.run '^$' -test.bench '^BenchmarkConsume$' -test.benchtime 1x)
 	echo "$i $side consume kpipe $(metric kpipe-msgs/s <<<"$log") sarama $(metric sarama-msgs/s <<<"$log")" | tee -a "$out/raw.txt"
-	log=$(cd runtime && KPIPE_BENCH_FORWARDERS=kpipe,sarama-async "../$out/$side.test" -test.run '^$' -test.bench '^BenchmarkForwardPipeline$' -test.benchtime 1x -test.v)
+	log=$(cd runtime && KPIPE_BENCH_FORWARDERS=kpipe,sarama-async "$out/$side.test" -test.run '^$' -test.bench '^BenchmarkForwardPipeline$' -test.benchtime 1x -test.v)
 	echo "$i $side forward kpipe $(metric kpipe-msgs/s <<<"$log") async $(metric async-msgs/s <<<"$log")" | tee -a "$out/raw.txt"
 	grep -o 'after kill.*' <<<"$log" | sed "s/^/$i $side /" >>"$out/raw.txt"
 }
