@@ -203,13 +203,16 @@ func (pl *pool) giveBack(n, bytes int64) {
 
 // doneOne gives back the slot and bytes of a message a worker is done with. Consumers
 // waiting for space are woken once a refill's worth of slots is free, so that they admit
-// messages in batches rather than one at a time (each wake-up costs more than a message);
-// a worker that finds nothing ready wakes them at once (see next), so fewer free slots
-// than a refill never stall the pool, whatever holds the others.
+// messages in batches rather than one at a time (each wake-up costs more than a message),
+// or at once while a worker has nothing to run: the slots are then held by messages
+// waiting in busy lanes (one claim took them all for its partition, in Partition
+// ordering), and other partitions' messages would keep the idle workers busy. A worker
+// that finds nothing ready wakes them too (see next), so fewer free slots than a refill
+// never stall the pool, whatever holds the others.
 func (pl *pool) doneOne(bytes int64) {
 	held := pl.held.Add(-1)
 	pl.heldBytes.Add(-bytes)
-	if pl.spaceWait.Load() > 0 && (pl.capacity-held >= pl.refill || held == 0) {
+	if pl.spaceWait.Load() > 0 && (pl.capacity-held >= pl.refill || held == 0 || pl.idle.Load() > 0) {
 		pl.wakeConsumers()
 	}
 }
