@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -365,5 +366,72 @@ func TestPoolWakesConsumerWhenNothingIsReady(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a consumer waited with a slot free and nothing ready to run")
+	}
+}
+
+// TestPoolLaneContinuationSharesWorkers: a worker runs a lane's next messages itself, but at
+// most maxRun in a row: then the lane goes behind the messages other lanes have ready. One
+// worker, Partition ordering: 200 messages of partition 0, then one of partition 1, which
+// runs after maxRun of partition 0's, not after all of them.
+func TestPoolLaneContinuationSharesWorkers(t *testing.T) {
+	pl := newPool(kpipev1.OrderingPartition, 300, 1, 1<<30)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer pl.wait()
+	defer cancel()
+	var order []int32
+	var done sync.WaitGroup
+	done.Add(201)
+	release := make(chan struct{})
+	pl.start(ctx, 1, func(j *job) {
+		<-release
+		order = append(order, j.msg.Partition) // one worker: no other goroutine writes
+		done.Done()
+	})
+	var js []*job
+	for o := range int64(200) {
+		js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Partition: 0, Offset: o}})
+	}
+	if n := acquireSlots(ctx, pl, 201); n != 201 {
+		t.Fatalf("took %d slots, want 201", n)
+	}
+	pl.submitAll(js)
+	pl.submitAll([]*job{{msg: &sarama.ConsumerMessage{Topic: "t", Partition: 1}}})
+	close(release)
+	done.Wait()
+	at := slices.Index(order, 1)
+	if at != maxRun {
+		t.Fatalf("partition 1's message ran after %d of partition 0's, want %d", at, maxRun)
+	}
+}
+
+// TestPoolSweepsIdleLanes: lanes are kept while they have messages and swept once idle, so
+// the pool's map grows with the lanes in use, not with every key seen.
+func TestPoolSweepsIdleLanes(t *testing.T) {
+	const keys = 5000
+	pl := newPool(kpipev1.OrderingKey, 64, 4, 1<<30)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer pl.wait()
+	defer cancel()
+	var done sync.WaitGroup
+	done.Add(keys)
+	pl.start(ctx, 4, func(*job) { done.Done() })
+	for o := 0; o < keys; {
+		n := acquireSlots(ctx, pl, min(64, keys-o))
+		js := make([]*job, 0, n)
+		for range n {
+			js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Offset: int64(o), Key: []byte(strconv.Itoa(o))}})
+			o++
+		}
+		pl.submitAll(js)
+	}
+	done.Wait()
+	pl.mu.Lock()
+	n := len(pl.lanes)
+	pl.mu.Unlock()
+	if n >= 2*minLaneSweep {
+		t.Fatalf("%d lanes kept after %d keys, all idle; want fewer than %d", n, keys, 2*minLaneSweep)
+	}
+	if b := pl.busyLanes(); b != 0 {
+		t.Fatalf("%d lanes busy after every message was done", b)
 	}
 }
