@@ -117,7 +117,6 @@ func (h *claims) feed(ctx context.Context, pt *partition, msgs <-chan *sarama.Co
 	in := h.inbound.Load()
 	var (
 		b    batch
-		js   []*job
 		next *sarama.ConsumerMessage // taken, did not fit in the last batch
 	)
 	for {
@@ -143,7 +142,7 @@ func (h *claims) feed(ctx context.Context, pt *partition, msgs <-chan *sarama.Co
 		var open bool
 		next, open = b.takeWaiting(msgs, n, room)
 		h.pool.release(n-len(b.ms), room-b.bytes)
-		js = h.admit(pt, &b, js)
+		h.admit(pt, &b)
 		in.gate.release(b.bytes)
 		if !open {
 			return
@@ -188,24 +187,16 @@ func (b *batch) takeWaiting(msgs <-chan *sarama.ConsumerMessage, n int, room int
 }
 
 // admit takes consumed messages of one partition into the pool, in order; each holds one
-// of the slots and its size of the bytes the caller took for them. js is scratch space,
-// returned for reuse.
-func (h *claims) admit(pt *partition, b *batch, js []*job) []*job {
+// of the slots and its size of the bytes the caller took for them.
+func (h *claims) admit(pt *partition, b *batch) {
 	n, skipped := pt.addAll(b.ms, b.sizes)
 	h.pool.release(len(b.ms)-n, skipped)
 	if n == 0 {
-		return js
+		return
 	}
 	now := time.Now()
 	h.lastConsumed.Store(now.UnixNano())
-	js = js[:0]
-	for i, m := range b.ms[:n] {
-		detach(m, b.sizes[i])
-		js = append(js, &job{msg: m, part: pt, start: now, size: b.sizes[i]})
-	}
-	h.pool.submitAll(js)
-	clear(js)
-	return js
+	h.pool.submitAll(newJobs(pt, b.ms[:n], b.sizes[:n], now, h.set.forwardTopic == ""))
 }
 
 // quiet is how long nothing was consumed.

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,8 +16,11 @@ type Header struct {
 	Value []byte
 }
 
-// Message is one Kafka record handed to a Handler. The handler must not keep the slices
-// after Handle returns.
+// Message is one Kafka record handed to a Handler. It is the handler's only while Handle
+// runs: the runtime reuses the Message for a later message once Handle returned, and its
+// slices are not the handler's, so a handler must not keep msg, nor any of its slices,
+// after Handle returns (nor use them from goroutines that outlive the call). Clone makes a
+// copy to keep.
 type Message struct {
 	Topic     string
 	Partition int32
@@ -29,13 +33,27 @@ type Message struct {
 	Attempt int
 }
 
+// Clone returns a deep copy of m, which the caller may keep and change.
+func (m *Message) Clone() *Message {
+	c := *m
+	c.Key, c.Value = bytes.Clone(m.Key), bytes.Clone(m.Value)
+	if m.Headers != nil {
+		c.Headers = make([]Header, len(m.Headers))
+		for i, h := range m.Headers {
+			c.Headers[i] = Header{Key: h.Key, Value: bytes.Clone(h.Value)}
+		}
+	}
+	return &c
+}
+
 // Handler processes one message. Returning nil means done: the message's offset may be
 // committed. Returning an error retries the message with exponential backoff up to
 // spec.retry.maxAttempts, then writes it to spec.deadLetter.topic; an error wrapped with
 // Permanent skips the retries. Handle is called from many goroutines at once (see
 // spec.pool.ordering for which messages may run concurrently). ctx ends when the runtime
 // gives up on the message: its partition was revoked and the drain timeout passed, or the
-// shutdown grace period ended; the message is then consumed again later.
+// shutdown grace period ended; the message is then consumed again later. msg is valid only
+// until Handle returns (see Message).
 type Handler interface {
 	Handle(ctx context.Context, msg *Message) error
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,7 +15,8 @@ import (
 type job struct {
 	msg      *sarama.ConsumerMessage
 	part     *partition
-	lane     laneKey // set by the pool, in Partition and Key ordering
+	key      laneKey // set by the pool, in Partition and Key ordering
+	lane     *lane   // set by the pool, in Partition and Key ordering
 	start    time.Time
 	size     int64 // bytes counted in the memory budget (messageSize)
 	attempt  int   // attempts started so far
@@ -22,26 +24,72 @@ type job struct {
 	stalled  bool  // past its attempts with no dead-letter topic (kpipe_messages_stalled)
 	finished atomic.Bool
 
-	// The Message of the first attempt and room for its headers, allocated with the job.
-	// Retries get a Message of their own, so a handler that kept the first one never sees
-	// it change.
-	firstMsg Message
-	firstHdr [2]Header
+	// The Message the handler gets, refilled for every attempt, and room for its headers.
+	// A handler must not keep it after Handle returns (see Message): the job, with it, is
+	// reused once finished.
+	msgOut Message
+	hdrOut [2]Header
 }
 
-// message is what the handler gets for the current attempt.
-func (j *job) message() *Message {
-	if j.attempt == 1 {
-		fillMessage(&j.firstMsg, j.msg, j.attempt, j.firstHdr[:0])
-		return &j.firstMsg
+// newJobs makes the jobs of one partition's messages admitted together (sizes are their
+// bytes); forHandler when a handler runs them, not the forward processor.
+//
+// A job a worker finished is reused (see recycle), with the Message in it: the handler
+// must not keep it. The others, those the producer finishes, share one allocation per
+// batch, except that a message of copyAbove bytes or more (detached into a buffer of its
+// own) gets a job of its own, so it keeps no other message's bytes alive, nor they it.
+func newJobs(pt *partition, ms []*sarama.ConsumerMessage, sizes []int64, now time.Time, forHandler bool) []*job {
+	js := make([]*job, len(ms))
+	var slab []job
+	if !forHandler {
+		slab = make([]job, len(ms))
 	}
-	return toMessage(j.msg, j.attempt)
+	for i, m := range ms {
+		detach(m, sizes[i])
+		var j *job
+		switch {
+		case forHandler:
+			j = jobPool.Get().(*job)
+		case sizes[i] >= copyAbove:
+			j = &job{}
+		default:
+			j = &slab[i]
+		}
+		j.msg, j.part, j.start, j.size = m, pt, now, sizes[i]
+		js[i] = j
+	}
+	return js
 }
 
-func toMessage(m *sarama.ConsumerMessage, attempt int) *Message {
-	out := &Message{}
-	fillMessage(out, m, attempt, make([]Header, 0, len(m.Headers)))
-	return out
+// jobPool holds the jobs workers finished, for newJobs to reuse.
+var jobPool = sync.Pool{New: func() any { return new(job) }}
+
+// recycle makes a job a worker finished itself available to newJobs. Only a worker that
+// finished the job calls it, once nothing else refers to the job: it was never handed to
+// the producer (which reads a job after finishing it), and the pool and the partition no
+// longer hold it. The job is cleared first, so it keeps no message alive.
+func (j *job) recycle() {
+	hs := j.msgOut.Headers
+	clear(hs)
+	*j = job{}
+	if cap(hs) > len(j.hdrOut) && cap(hs) <= maxKeptHeaders {
+		j.msgOut.Headers = hs[:0] // a larger array than the job's own, worth keeping
+	}
+	jobPool.Put(j)
+}
+
+// maxKeptHeaders bounds the headers array a reused job keeps.
+const maxKeptHeaders = 16
+
+// message is what the handler gets for the current attempt: the job's own Message,
+// refilled, which is why a handler must not keep it.
+func (j *job) message() *Message {
+	hs := j.msgOut.Headers[:0]
+	if cap(hs) == 0 {
+		hs = j.hdrOut[:0]
+	}
+	fillMessage(&j.msgOut, j.msg, j.attempt, hs)
+	return &j.msgOut
 }
 
 // fillMessage sets *out from m; the headers go in hs's array when they fit.

@@ -126,16 +126,12 @@ func TestPoolBoundsBytes(t *testing.T) {
 		small <- n
 	}()
 	g.Consistently(small).WithTimeout(100*time.Millisecond).ShouldNot(Receive(), "a later consumer waits behind the large message")
-	pl.mu.Lock()
 	for range 3 {
-		pl.finishLocked(&job{size: 600})
+		pl.done(nil, 600)
 	}
-	pl.mu.Unlock()
 	g.Eventually(big).Should(Receive(Equal(int64(20000))), "the large message is admitted once the pool is empty")
 	g.Consistently(small).WithTimeout(100*time.Millisecond).ShouldNot(Receive(), "nothing is admitted next to the large message")
-	pl.mu.Lock()
-	pl.finishLocked(&job{size: 20000})
-	pl.mu.Unlock()
+	pl.done(nil, 20000)
 	g.Eventually(small).Should(Receive(Equal(1)))
 }
 

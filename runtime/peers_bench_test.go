@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,6 +28,13 @@ import (
 func benchRow(b *testing.B, section, row, kpipe, peer, ratio, note string) {
 	b.Helper()
 	b.Logf("BENCH|%s|%s|%s|%s|%s|%s", section, row, kpipe, peer, ratio, note)
+}
+
+// benchSelected reports whether name is in the comma-separated list of the environment
+// variable env, or env is unset.
+func benchSelected(env, name string) bool {
+	v := os.Getenv(env)
+	return v == "" || slices.Contains(strings.Split(v, ","), name)
 }
 
 func rate(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) + " msg/s" }
@@ -227,7 +236,8 @@ func kgoGroupRun(b *testing.B, addrs []string, topic, group string, c *counter) 
 // kpipe with a registered no-op Go handler (pool 8, Key ordering), by a plain sarama
 // consumer-group handler (MarkMessage per message, auto-commit) and by franz-go's kgo
 // consumer. The clock starts after the first 50k messages of each and stops at the last.
-// KPIPE_BENCH_ONLY=kpipe (or sarama, kgo) runs one of them, for a CPU profile.
+// KPIPE_BENCH_ONLY=kpipe (or sarama, kgo, or a comma-separated list) runs only those, e.g.
+// for a CPU profile.
 //
 //	go test ./runtime -run '^$' -bench '^BenchmarkConsume$' -benchtime 1x -v
 func BenchmarkConsume(b *testing.B) {
@@ -239,7 +249,7 @@ func BenchmarkConsume(b *testing.B) {
 	runs := 0
 	for b.Loop() {
 		for _, name := range []string{"sarama", "kpipe", "kgo"} {
-			if only := os.Getenv("KPIPE_BENCH_ONLY"); only != "" && only != name {
+			if !benchSelected("KPIPE_BENCH_ONLY", name) {
 				continue // for profiling one of them
 			}
 			c := newCounter(n)
@@ -517,13 +527,20 @@ func (tc *testCluster) committedAtEnd(b *testing.B, group, topic string, partiti
 // with REQUEST_TIMED_OUT) and it is stopped without draining. A fresh instance of the same group then runs until the group committed the end
 // of the input, and the output is checked for every input value.
 //
+// KPIPE_BENCH_FORWARDERS=kpipe,sarama-async runs only those (rows of the others are empty).
+//
 //	go test ./runtime -run '^$' -bench '^BenchmarkForwardPipeline$' -benchtime 1x -v
 func BenchmarkForwardPipeline(b *testing.B) {
 	const (
 		n     = 100_000
 		nKill = 20_000
 	)
-	names := []string{"kpipe", "sarama-sync", "sarama-async"}
+	var names []string
+	for _, name := range []string{"kpipe", "sarama-sync", "sarama-async"} {
+		if benchSelected("KPIPE_BENCH_FORWARDERS", name) {
+			names = append(names, name)
+		}
+	}
 	topics := map[string]int32{"fwin": 6}
 	for _, name := range names {
 		topics["fwout-"+name] = 6
@@ -550,6 +567,8 @@ func BenchmarkForwardPipeline(b *testing.B) {
 		}
 		runs++
 	}
+	b.ReportMetric(rates["kpipe"], "kpipe-msgs/s")
+	b.ReportMetric(rates["sarama-async"], "async-msgs/s")
 	section := "3 forward (consume, produce, commit)"
 	benchRow(b, section, "kpipe vs sarama SyncProducer per message", rate(rates["kpipe"]), rate(rates["sarama-sync"]), ratio(rates["kpipe"], rates["sarama-sync"]), "")
 	benchRow(b, section, "kpipe vs sarama AsyncProducer, no ack tracking", rate(rates["kpipe"]), rate(rates["sarama-async"]), ratio(rates["kpipe"], rates["sarama-async"]), "")

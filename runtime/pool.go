@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 )
@@ -17,35 +18,40 @@ import (
 //
 // Ordering uses lanes. In Partition mode a lane is a partition, in Key mode a key of a
 // partition; Unordered has no lanes. A message whose lane is busy waits in the lane, not in
-// the ready queue; when a worker is done with a lane's message, the lane's next one becomes
-// ready, so a lane never runs on two workers at once and keeps its order.
+// the ready queue; the worker done with a lane's message runs the lane's next one itself,
+// so a lane never runs on two workers at once and keeps its order.
 //
-// The hand-off is cheap per message: a consumer takes slots for the messages it has at hand
-// and submits them under one lock; a worker gives back the slot and lane of the message it
-// finished and takes the next ready one under one lock, and waits on a condition variable
-// only when nothing is ready. A worker takes one message at a time, so a message that hangs
-// holds up its own lane only.
+// The hand-off costs no lock per message (see handoff.go): a consumer submits the messages
+// it admitted together as one chunk of the ready queue, and workers take the chunk's
+// messages one at a time with an atomic counter; a worker takes the pool's lock only when
+// its chunk runs out, when a lane it finished has a message waiting, and to wake or park.
+// Every worker takes one message at a time and, before it starts one, wakes an idle worker
+// if ready messages are left, so a message that hangs holds up its own lane only.
 type pool struct {
 	ordering kpipev1.Ordering
-	capacity int   // slots: buffer + workers
+	capacity int64 // slots: buffer + workers
 	capBytes int64 // bytes of the messages held: the pool's share of the memory budget
+	refill   int64 // free slots that wake the consumers waiting for space (see doneOne)
+
+	// Slots and bytes are taken under mu (acquireUpTo) and given back without it (done).
+	held      atomic.Int64 // slots taken: messages held by the pool
+	heldBytes atomic.Int64 // bytes taken: of the messages held and the room consumers reserved
+	spaceWait atomic.Int32 // consumers waiting for space: done wakes them
+	idle      atomic.Int32 // workers waiting for work (changed under mu)
+	waking    atomic.Int32 // of them, signalled and not yet running (changed under mu)
 
 	mu         sync.Mutex
-	held       int                // slots taken: messages held by the pool
-	heldBytes  int64              // bytes taken: of the messages held and the room consumers reserved
-	tickets    uint64             // given to consumers that wait, in order
-	serving    uint64             // the ticket whose consumer may take space next
-	gaveUp     map[uint64]bool    // tickets of consumers that stopped waiting
-	ready      []*job             // messages a worker may start, at most one per lane; ready[head:] are waiting
-	head       int                // ready[:head] were taken
-	lanes      map[laneKey][]*job // busy lanes and the messages waiting in them
-	seed       maphash.Seed       // of the key hashes in laneKey
-	idle       int                // workers waiting for work
-	waking     int                // of them, signalled and not yet running
-	spaceWait  int                // consumers waiting for a slot
-	stopped    bool               // the workers' context ended
-	workReady  sync.Cond          // signalled when a message becomes ready or the workers stop
-	spaceFreed sync.Cond          // broadcast when slots are given back or a waiting consumer's ctx ends
+	tickets    uint64            // given to consumers that wait, in order
+	serving    uint64            // the ticket whose consumer may take space next
+	gaveUp     map[uint64]bool   // tickets of consumers that stopped waiting
+	ready      fifo[*chunk]      // ready messages, in order; chunks all taken are dropped lazily
+	chunks     atomic.Int32      // chunks in ready (changed under mu)
+	lanes      map[laneKey]*lane // lanes that had messages; idle ones are swept now and then
+	sweepAt    int               // len(lanes) at which idle lanes are swept
+	seed       maphash.Seed      // of the key hashes in laneKey
+	stopped    bool              // the workers' context ended
+	workReady  sync.Cond         // signalled when a message becomes ready or the workers stop
+	spaceFreed sync.Cond         // broadcast when slots are given back or a waiting consumer's ctx ends
 	wg         sync.WaitGroup
 }
 
@@ -61,9 +67,11 @@ type laneKey struct {
 func newPool(ordering kpipev1.Ordering, buffer, workers int, capBytes int64) *pool {
 	pl := &pool{
 		ordering: ordering,
-		capacity: buffer + workers,
+		capacity: int64(buffer + workers),
 		capBytes: capBytes,
-		lanes:    map[laneKey][]*job{},
+		refill:   int64(max(1, (buffer+workers)/2)),
+		lanes:    map[laneKey]*lane{},
+		sweepAt:  minLaneSweep,
 		gaveUp:   map[uint64]bool{},
 		seed:     maphash.MakeSeed(),
 	}
@@ -88,105 +96,25 @@ func (pl *pool) start(ctx context.Context, n int, process func(*job)) {
 // wait waits for the workers, which stop when the context given to start ends.
 func (pl *pool) wait() { pl.wg.Wait() }
 
-func (pl *pool) work(ctx context.Context, process func(*job)) {
-	var j *job // the message this worker was last done with
-	pl.mu.Lock()
-	for {
-		if j != nil {
-			pl.finishLocked(j)
-		}
-		for pl.head == len(pl.ready) && !pl.stopped {
-			pl.idle++
-			pl.workReady.Wait()
-			pl.idle--
-			if pl.waking > 0 {
-				pl.waking--
-			}
-		}
-		if pl.stopped {
-			pl.mu.Unlock()
-			return
-		}
-		j = pl.ready[pl.head]
-		pl.take(1)
-		pl.wakeLocked()
-		pl.mu.Unlock()
-		if ctx.Err() != nil {
-			return
-		}
-		process(j)
-		pl.mu.Lock()
-	}
-}
-
-// wakeLocked wakes an idle worker when messages are ready and no worker is already on its
-// way to them; that one wakes the next if messages are still left when it took one. pl.mu
-// is held.
-func (pl *pool) wakeLocked() {
-	if pl.head < len(pl.ready) && pl.idle > pl.waking && pl.waking == 0 {
-		pl.waking++
-		pl.workReady.Signal()
-	}
-}
-
-// take removes the first n ready messages; pl.mu is held.
-func (pl *pool) take(n int) {
-	clear(pl.ready[pl.head : pl.head+n])
-	pl.head += n
-	if pl.head == len(pl.ready) {
-		pl.ready, pl.head = pl.ready[:0], 0
-	}
-}
-
-// finishLocked gives back the slot of a message a worker is done with and makes the next
-// message of its lane ready; pl.mu is held.
-func (pl *pool) finishLocked(j *job) {
-	pl.held--
-	pl.heldBytes -= j.size
-	if pl.spaceWait > 0 {
-		pl.spaceFreed.Broadcast()
-	}
-	if pl.ordering == kpipev1.OrderingUnordered {
-		return
-	}
-	q := pl.lanes[j.lane]
-	if len(q) == 0 {
-		delete(pl.lanes, j.lane)
-		return
-	}
-	next := q[0]
-	q[0] = nil
-	pl.lanes[j.lane] = q[1:]
-	pl.pushReadyLocked(next)
-}
-
-// pushReadyLocked makes j ready; pl.mu is held. The queue reuses its array: it never holds
-// more than the pool's slots.
-func (pl *pool) pushReadyLocked(j *job) {
-	if len(pl.ready) == cap(pl.ready) && pl.head > 0 {
-		n := copy(pl.ready, pl.ready[pl.head:])
-		clear(pl.ready[n:])
-		pl.ready, pl.head = pl.ready[:n], 0
-	}
-	pl.ready = append(pl.ready, j)
-}
-
 // acquireUpTo takes between 1 and n slots, as many as are free, and room for first bytes
 // and for as many more as are free (up to an eighth of the pool's bytes), waiting when
 // there is no slot or no room for first; it returns the slots and the bytes it took, 0
 // slots when ctx ended first. Consumers waiting for bytes are served in the order they came,
 // before any other, so a large message is not overtaken for ever by small ones; waiting for
 // a slot alone needs no order (any free slot will do).
+//
+// Only acquireUpTo adds to held and heldBytes, under mu; done takes away without it, so
+// what is read here can only be too high, never too low, and the bounds hold.
 func (pl *pool) acquireUpTo(ctx context.Context, n int, first int64) (int, int64) {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	if !pl.mayTakeLocked(first) && !pl.waitLocked(ctx, first) {
 		return 0, 0
 	}
-	n = min(n, pl.capacity-pl.held)
-	room := max(first, min(pl.capBytes-pl.heldBytes, pl.capBytes/8))
-	pl.held += n
-	pl.heldBytes += room
+	n = min(n, int(pl.capacity-pl.held.Load()))
+	room := max(first, min(pl.capBytes-pl.heldBytes.Load(), pl.capBytes/8))
+	pl.held.Add(int64(n))
+	pl.heldBytes.Add(room)
 	return n, room
 }
 
@@ -197,11 +125,15 @@ func (pl *pool) mayTakeLocked(bytes int64) bool {
 }
 
 func (pl *pool) fitsLocked(bytes int64) bool {
-	return pl.held < pl.capacity && (pl.heldBytes == 0 || pl.heldBytes+bytes <= pl.capBytes)
+	held := pl.heldBytes.Load()
+	return pl.held.Load() < pl.capacity && (held == 0 || held+bytes <= pl.capBytes)
 }
 
 // waitLocked waits for a slot, then, when the bytes do not fit or others wait for bytes,
 // for its turn and room; false when ctx ended first. pl.mu is held.
+//
+// spaceWait is raised before the slots are looked at, and done gives back before it looks
+// at spaceWait, so a consumer that finds no space is always woken by the next done.
 func (pl *pool) waitLocked(ctx context.Context, bytes int64) bool {
 	if ctx.Err() != nil {
 		return false
@@ -212,9 +144,9 @@ func (pl *pool) waitLocked(ctx context.Context, bytes int64) bool {
 		pl.mu.Unlock()
 	})
 	defer stop()
-	pl.spaceWait++
-	defer func() { pl.spaceWait-- }()
-	for ctx.Err() == nil && pl.tickets == pl.serving && pl.held >= pl.capacity {
+	pl.spaceWait.Add(1)
+	defer pl.spaceWait.Add(-1)
+	for ctx.Err() == nil && pl.tickets == pl.serving && pl.held.Load() >= pl.capacity {
 		pl.spaceFreed.Wait()
 	}
 	if ctx.Err() != nil {
@@ -249,9 +181,7 @@ func (pl *pool) nextTurnLocked() {
 // empty reports whether no slot is taken: no message is waiting in the pool or being
 // processed, and no consumer is about to submit one.
 func (pl *pool) empty() bool {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	return pl.held == 0
+	return pl.held.Load() == 0
 }
 
 // release gives back n slots and bytes taken by acquire and not used by messages.
@@ -259,35 +189,59 @@ func (pl *pool) release(n int, bytes int64) {
 	if n <= 0 && bytes <= 0 {
 		return
 	}
-	pl.mu.Lock()
-	pl.held -= n
-	pl.heldBytes -= bytes
-	if pl.spaceWait > 0 {
-		pl.spaceFreed.Broadcast()
+	pl.giveBack(int64(n), bytes)
+}
+
+// giveBack returns slots and bytes and wakes the consumers waiting for space, if any.
+func (pl *pool) giveBack(n, bytes int64) {
+	pl.held.Add(-n)
+	pl.heldBytes.Add(-bytes)
+	if pl.spaceWait.Load() > 0 {
+		pl.wakeConsumers()
 	}
+}
+
+// doneOne gives back the slot and bytes of a message a worker is done with. Consumers
+// waiting for space are woken once a refill's worth of slots is free, so that they admit
+// messages in batches rather than one at a time (each wake-up costs more than a message),
+// or at once while a worker has nothing to run: the slots are then held by messages
+// waiting in busy lanes (one claim took them all for its partition, in Partition
+// ordering), and other partitions' messages would keep the idle workers busy. A worker
+// that finds nothing ready wakes them too (see next), so fewer free slots than a refill
+// never stall the pool, whatever holds the others.
+func (pl *pool) doneOne(bytes int64) {
+	held := pl.held.Add(-1)
+	pl.heldBytes.Add(-bytes)
+	if pl.spaceWait.Load() > 0 && (pl.capacity-held >= pl.refill || held == 0 || pl.idle.Load() > 0) {
+		pl.wakeConsumers()
+	}
+}
+
+func (pl *pool) wakeConsumers() {
+	pl.mu.Lock()
+	pl.spaceFreed.Broadcast()
 	pl.mu.Unlock()
 }
 
-// submitAll hands messages (each holding a slot) to the pool, in their order. Only the
-// consumer of a partition submits that partition's messages.
+// submitAll hands messages (each holding a slot) to the pool, in their order, as one
+// chunk of the ready queue. Only the consumer of a partition submits that partition's
+// messages. js is the pool's from then on.
 func (pl *pool) submitAll(js []*job) {
-	if pl.ordering != kpipev1.OrderingUnordered {
+	ordered := pl.ordering != kpipev1.OrderingUnordered
+	if ordered {
 		for _, j := range js {
-			j.lane = pl.laneOf(j)
+			j.key = pl.laneOf(j)
 		}
 	}
 	pl.mu.Lock()
-	for _, j := range js {
-		if pl.ordering != kpipev1.OrderingUnordered {
-			if q, busy := pl.lanes[j.lane]; busy {
-				pl.lanes[j.lane] = append(q, j)
-				continue
-			}
-			pl.lanes[j.lane] = nil
-		}
-		pl.pushReadyLocked(j)
+	ready := js
+	if ordered {
+		ready = pl.enterLanesLocked(js)
 	}
-	pl.wakeLocked()
+	if len(ready) > 0 {
+		pl.pushReadyLocked(&chunk{jobs: ready})
+		pl.wakeLocked()
+	}
 	pl.mu.Unlock()
 }
 

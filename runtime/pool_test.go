@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -83,8 +84,8 @@ func TestPoolLanes(t *testing.T) {
 			cancel()
 			pl.wait()
 			expectEachOnce(t, processed, partitions*perPartition)
-			if len(pl.lanes) != 0 {
-				t.Errorf("%d lanes left busy", len(pl.lanes))
+			if n := pl.busyLanes(); n != 0 {
+				t.Errorf("%d lanes left busy", n)
 			}
 			t.Logf("%s: at most %d messages at once on 8 workers", tt.ordering, maxAtOnce)
 		})
@@ -185,8 +186,8 @@ func TestPoolBatches(t *testing.T) {
 			cancel()
 			pl.wait()
 			expectEachOnce(t, processed, partitions*perPartition)
-			if len(pl.lanes) != 0 || pl.held != 0 {
-				t.Errorf("%d lanes left busy, %d slots held", len(pl.lanes), pl.held)
+			if n, held := pl.busyLanes(), pl.held.Load(); n != 0 || held != 0 {
+				t.Errorf("%d lanes left busy, %d slots held", n, held)
 			}
 			t.Logf("%s: at most %d of %d slots taken", ordering, most, buffer+workers)
 		})
@@ -240,10 +241,9 @@ func BenchmarkPoolHandoff(b *testing.B) {
 	var feeders sync.WaitGroup
 	for p := range int32(partitions) {
 		feeders.Go(func() {
-			js := make([]*job, 0, batch)
 			for o := 0; o < per; {
 				n := acquireSlots(ctx, pl, min(batch, per-o))
-				js = js[:0]
+				js := make([]*job, 0, n) // the pool's once submitted
 				for range n {
 					js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Partition: p, Offset: int64(o), Key: keys[o%len(keys)]}})
 					o++
@@ -315,3 +315,123 @@ func (pl *pool) acquire(ctx context.Context) bool {
 
 // submit hands one message (holding a slot) to the pool.
 func (pl *pool) submit(j *job) { pl.submitAll([]*job{j}) }
+
+// busyLanes counts the lanes with messages in the pool.
+func (pl *pool) busyLanes() int {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	n := 0
+	for _, ln := range pl.lanes {
+		if ln.queued.Load() != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// TestPoolWakesConsumerWhenNothingIsReady: consumers waiting for a slot are woken in
+// batches (a refill's worth of free slots), but never left waiting while a slot is free and
+// the workers have nothing to run. Here one message hangs, two wait behind it in its lane,
+// and the only other one finishes: one slot of four is free, fewer than a refill.
+func TestPoolWakesConsumerWhenNothingIsReady(t *testing.T) {
+	pl := newPool(kpipev1.OrderingKey, 2, 2, 1<<30)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer pl.wait()
+	defer cancel()
+	hang := make(chan struct{})
+	defer close(hang)
+	pl.start(ctx, 2, func(j *job) {
+		if string(j.msg.Key) == "hang" {
+			<-hang
+			return
+		}
+		for pl.spaceWait.Load() == 0 { // finish only once the consumer waits
+			time.Sleep(time.Millisecond)
+		}
+	})
+	var js []*job
+	for i, key := range []string{"hang", "hang", "hang", "other"} {
+		js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Offset: int64(i), Key: []byte(key)}})
+	}
+	if n := acquireSlots(ctx, pl, len(js)); n != len(js) {
+		t.Fatalf("took %d slots, want %d", n, len(js))
+	}
+	pl.submitAll(js)
+	got := make(chan int, 1)
+	go func() { got <- acquireSlots(ctx, pl, 4) }()
+	select {
+	case n := <-got:
+		if n != 1 {
+			t.Fatalf("took %d slots, want the 1 free", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a consumer waited with a slot free and nothing ready to run")
+	}
+}
+
+// TestPoolLaneContinuationSharesWorkers: a worker runs a lane's next messages itself, but at
+// most maxRun in a row: then the lane goes behind the messages other lanes have ready. One
+// worker, Partition ordering: 200 messages of partition 0, then one of partition 1, which
+// runs after maxRun of partition 0's, not after all of them.
+func TestPoolLaneContinuationSharesWorkers(t *testing.T) {
+	pl := newPool(kpipev1.OrderingPartition, 300, 1, 1<<30)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer pl.wait()
+	defer cancel()
+	var order []int32
+	var done sync.WaitGroup
+	done.Add(201)
+	release := make(chan struct{})
+	pl.start(ctx, 1, func(j *job) {
+		<-release
+		order = append(order, j.msg.Partition) // one worker: no other goroutine writes
+		done.Done()
+	})
+	var js []*job
+	for o := range int64(200) {
+		js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Partition: 0, Offset: o}})
+	}
+	if n := acquireSlots(ctx, pl, 201); n != 201 {
+		t.Fatalf("took %d slots, want 201", n)
+	}
+	pl.submitAll(js)
+	pl.submitAll([]*job{{msg: &sarama.ConsumerMessage{Topic: "t", Partition: 1}}})
+	close(release)
+	done.Wait()
+	at := slices.Index(order, 1)
+	if at != maxRun {
+		t.Fatalf("partition 1's message ran after %d of partition 0's, want %d", at, maxRun)
+	}
+}
+
+// TestPoolSweepsIdleLanes: lanes are kept while they have messages and swept once idle, so
+// the pool's map grows with the lanes in use, not with every key seen.
+func TestPoolSweepsIdleLanes(t *testing.T) {
+	const keys = 5000
+	pl := newPool(kpipev1.OrderingKey, 64, 4, 1<<30)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer pl.wait()
+	defer cancel()
+	var done sync.WaitGroup
+	done.Add(keys)
+	pl.start(ctx, 4, func(*job) { done.Done() })
+	for o := 0; o < keys; {
+		n := acquireSlots(ctx, pl, min(64, keys-o))
+		js := make([]*job, 0, n)
+		for range n {
+			js = append(js, &job{msg: &sarama.ConsumerMessage{Topic: "t", Offset: int64(o), Key: []byte(strconv.Itoa(o))}})
+			o++
+		}
+		pl.submitAll(js)
+	}
+	done.Wait()
+	pl.mu.Lock()
+	n := len(pl.lanes)
+	pl.mu.Unlock()
+	if n >= 2*minLaneSweep {
+		t.Fatalf("%d lanes kept after %d keys, all idle; want fewer than %d", n, keys, 2*minLaneSweep)
+	}
+	if b := pl.busyLanes(); b != 0 {
+		t.Fatalf("%d lanes busy after every message was done", b)
+	}
+}

@@ -22,38 +22,46 @@ type worker struct {
 }
 
 // process is what a worker does with a message.
+//
+// A job finished here, on the worker, is recycled: nothing else holds it any more. One
+// handed to the producer (forwarded, dead-lettered) is finished by the producer and left
+// to the garbage collector.
 func (w *worker) process(j *job) {
-	if j.part.isRevoked() {
+	switch {
+	case j.part.isRevoked():
 		j.finish(resultAbandoned, w.metrics)
-		return
-	}
-	if w.set.forwardTopic != "" {
+	case w.set.forwardTopic != "":
 		w.out.forward(j)
 		return
+	case !w.runHandler(j):
+		return
 	}
-	w.runHandler(j)
+	if w.set.forwardTopic == "" {
+		j.recycle() // only handler jobs come from jobPool (see newJobs)
+	}
 }
 
 // runHandler calls the handler until it succeeds, the message is dead-lettered, or the
-// runtime gives up on it (revocation, end of the grace period).
-func (w *worker) runHandler(j *job) {
+// runtime gives up on it (revocation, end of the grace period). It reports whether it
+// finished the job itself, false when it handed it to the producer.
+func (w *worker) runHandler(j *job) bool {
 	for {
 		j.attempt++
 		err := w.call(j)
 		if err == nil {
 			j.finish(resultOK, w.metrics)
-			return
+			return true
 		}
 		if j.part.ctx.Err() != nil {
 			// The runtime gave up on the message while it ran: its failure is not the
 			// message's fault, and the partition's next owner consumes it again.
 			j.finish(resultAbandoned, w.metrics)
-			return
+			return true
 		}
 		final := IsPermanent(err) || j.attempt >= w.set.maxAttempts
 		if final && w.set.deadLetterTopic != "" {
 			w.out.deadLetter(j, err)
-			return
+			return false
 		}
 		wait := w.set.backoff(j.attempt)
 		if final {
@@ -64,7 +72,7 @@ func (w *worker) runHandler(j *job) {
 		w.metrics.retries.Inc()
 		if !j.wait(w.ctx, wait) {
 			j.finish(resultAbandoned, w.metrics)
-			return
+			return true
 		}
 	}
 }
