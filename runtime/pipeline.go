@@ -31,6 +31,8 @@ type Pipeline struct {
 	running  atomic.Bool
 	sessions atomic.Int32 // consumer group sessions between Setup and Cleanup
 	idle     atomic.Bool  // stopped for the idle penalty
+
+	writeFailures writeFailures // ExactlyOnce: failed writes that aborted transactions, per message
 }
 
 // Option changes how a Pipeline runs.
@@ -45,6 +47,7 @@ type options struct {
 	producerWindow  int
 	memoryBudget    int64
 	saramaHook      func(*sarama.Config)
+	instance        string
 }
 
 // WithLogger sets the logger; the default writes JSON to stderr.
@@ -80,6 +83,10 @@ func WithMemoryBudget(bytes int64) Option { return func(o *options) { o.memoryBu
 // settings the KafkaPipeline API does not cover. fn must keep what the runtime relies on:
 // Producer.Return.Successes and Errors, Consumer.Return.Errors, and manual commits.
 func WithSaramaConfig(fn func(*sarama.Config)) Option { return func(o *options) { o.saramaHook = fn } }
+
+// WithInstance names the replica in its transactional id in ExactlyOnce, instead of the host
+// name (the pod name). Replicas of a pipeline running at the same time need different names.
+func WithInstance(name string) Option { return func(o *options) { o.instance = name } }
 
 func (o *options) validate() error {
 	switch {
@@ -145,10 +152,18 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.set.exactlyOnce {
+		applyExactlyOnce(sc, transactionalID(p.set.group, o.instance))
+	}
 	if o.saramaHook != nil {
 		o.saramaHook(sc)
 		if err := sc.Validate(); err != nil {
 			return nil, fmt.Errorf("kafka client configuration: %w", err)
+		}
+	}
+	if p.set.exactlyOnce {
+		if err := checkExactlyOnce(sc); err != nil {
+			return nil, err
 		}
 	}
 	p.sarama = sc
