@@ -35,6 +35,7 @@ type conn struct {
 	newest     map[scaling.TopicPartition]int64
 	oldest     map[scaling.TopicPartition]int64
 	oldestAt   time.Time
+	stable     stableReads // transactional topics: see settle
 }
 
 func (c *conn) unionLocked() []string {
