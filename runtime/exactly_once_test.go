@@ -61,6 +61,19 @@ func (tc *testCluster) readCommitted(topic string, want int, timeout time.Durati
 	return out
 }
 
+// produceSlowly writes the input in chunks, one every pause, in the background; the returned
+// function waits for the last one.
+func produceSlowly(tc *testCluster, in input, chunk int, pause time.Duration) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for from := 0; from < in.n; from += chunk {
+			tc.produce(in, from, min(from+chunk, in.n))
+			time.Sleep(pause)
+		}
+	})
+	return wg.Wait
+}
+
 // TestExactlyOnceForward forwards with ExactlyOnce, through two rebalances: a read-committed
 // reader of the output sees every input once, and the group's offsets reach the end.
 func TestExactlyOnceForward(t *testing.T) {
@@ -68,7 +81,7 @@ func TestExactlyOnceForward(t *testing.T) {
 	const n = 20_000
 	tc := newTestCluster(t, map[string]int32{"in": 6, "out": 6})
 	in := input{topic: "in", n: n, keys: 600, partitions: 6}
-	wait := produceInBackground(tc, in, 1000)
+	wait := produceSlowly(tc, in, 200, 50*time.Millisecond) // over about 5 s
 	spec := specJSON(t, tc.exactlyOnceSpec("eos"))
 	a := start(t, spec, WithInstance("a"))
 	g.Eventually(func() int64 { return tc.countOutput("out") }).WithTimeout(time.Minute).Should(BeNumerically(">=", n/8))
@@ -171,13 +184,7 @@ func killStorm(t *testing.T, exactlyOnce bool) (dups int) {
 	}
 	in := input{topic: "in", n: n, keys: 600, partitions: 6}
 	// The input arrives over about 12 s, all through the storm.
-	var producing sync.WaitGroup
-	producing.Go(func() {
-		for from := 0; from < n; from += 200 {
-			tc.produce(in, from, min(from+200, n))
-			time.Sleep(80 * time.Millisecond)
-		}
-	})
+	produced := produceSlowly(tc, in, 200, 80*time.Millisecond)
 	js := specJSON(t, spec)
 	logs := t.TempDir()
 	procs := make([]*stormProcess, 3)
@@ -198,7 +205,7 @@ func killStorm(t *testing.T, exactlyOnce bool) (dups int) {
 		// The same instance name again: a container restarted in its pod.
 		procs[i] = startStormProcess(t, js, procs[i].name, logs)
 	}
-	producing.Wait()
+	produced()
 	tc.expectCommittedAtEnd(g, group, "in")
 	for _, p := range procs {
 		p.terminate()
