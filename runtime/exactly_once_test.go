@@ -17,7 +17,10 @@ import (
 	"github.com/IBM/sarama"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // exactlyOnceSpec is baseSpec with ExactlyOnce delivery, reading committed records.
@@ -247,4 +250,38 @@ func TestKillStormAtLeastOnce(t *testing.T) {
 	}
 	dups := killStorm(t, false)
 	t.Logf("AtLeastOnce kill storm: %d duplicates", dups)
+}
+
+// TestExactlyOnceProduceFaults: writes the broker refuses abort their transactions; the
+// messages are consumed again from the committed offsets and nothing reaches a read-committed
+// reader twice. A message refused more often than retry.maxAttempts goes to the dead-letter
+// topic in a transaction of its own.
+func TestExactlyOnceProduceFaults(t *testing.T) {
+	g := NewWithT(t)
+	const n = 10_000
+	tc := newTestCluster(t, map[string]int32{"in": 6, "out": 6, "dlq": 1})
+	in := input{topic: "in", n: n, keys: 600, partitions: 6}
+	wait := produceSlowly(tc, in, 200, 50*time.Millisecond)
+	spec := tc.exactlyOnceSpec("eos-faults")
+	spec["deadLetter"] = map[string]any{"topic": "dlq"}
+	r := start(t, specJSON(t, spec), WithInstance("a"))
+	g.Eventually(func() int64 { return tc.countOutput("out") }).WithTimeout(time.Minute).Should(BeNumerically(">=", n/10))
+	// The output refuses every write until messages went to the dead-letter topic (after
+	// three aborted transactions each).
+	faults := tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "out", Err: kerr.TopicAuthorizationFailed, Count: -1})
+	g.Eventually(func() float64 { return testutil.ToFloat64(r.p.metrics.deadLettered) }).
+		WithTimeout(time.Minute).Should(BeNumerically(">", 0), "nothing was dead-lettered")
+	faults.Remove()
+	g.Expect(testutil.ToFloat64(r.p.metrics.transactions.WithLabelValues("aborted"))).To(BeNumerically(">=", 3))
+	wait()
+	tc.expectCommittedAtEnd(g, "eos-faults", "in")
+	r.stop(t)
+	// Everything is written: read until nothing more comes. (kpipe_dead_lettered_total counts
+	// the writes of aborted transactions too.)
+	dead := tc.readCommitted("dlq", 0, 10*time.Second)
+	out := tc.readCommitted("out", n-len(dead), time.Minute)
+	out = append(out, dead...)
+	g.Expect(checkAllPresent(t, out, n)).To(BeZero(), "duplicates on the output and dead-letter topics")
+	t.Logf("aborted transactions: %.0f; dead letters: %d",
+		testutil.ToFloat64(r.p.metrics.transactions.WithLabelValues("aborted")), len(dead))
 }

@@ -148,15 +148,29 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 	if err := p.resolveProcessor(); err != nil {
 		return nil, err
 	}
-	sc, err := saramaConfig(cfg, &p.set.memory)
+	sc, err := p.kafkaConfig()
+	if err != nil {
+		return nil, err
+	}
+	p.sarama = sc
+	if c := cfg.Credentials; c.SASL != nil && c.SASL.Mechanism == kpipev1.SASLPlain && c.TLS == nil {
+		p.log.Warn("SASL PLAIN without TLS sends the password in clear text; set spec.kafka.tls")
+	}
+	return p, nil
+}
+
+// kafkaConfig is the sarama configuration of the spec, made transactional for ExactlyOnce,
+// then adjusted by WithSaramaConfig.
+func (p *Pipeline) kafkaConfig() (*sarama.Config, error) {
+	sc, err := saramaConfig(p.cfg, &p.set.memory)
 	if err != nil {
 		return nil, err
 	}
 	if p.set.exactlyOnce {
-		applyExactlyOnce(sc, transactionalID(p.set.group, o.instance))
+		applyExactlyOnce(sc, transactionalID(p.set.group, p.opts.instance))
 	}
-	if o.saramaHook != nil {
-		o.saramaHook(sc)
+	if hook := p.opts.saramaHook; hook != nil {
+		hook(sc)
 		if err := sc.Validate(); err != nil {
 			return nil, fmt.Errorf("kafka client configuration: %w", err)
 		}
@@ -166,11 +180,7 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 			return nil, err
 		}
 	}
-	p.sarama = sc
-	if c := cfg.Credentials; c.SASL != nil && c.SASL.Mechanism == kpipev1.SASLPlain && c.TLS == nil {
-		p.log.Warn("SASL PLAIN without TLS sends the password in clear text; set spec.kafka.tls")
-	}
-	return p, nil
+	return sc, nil
 }
 
 func (p *Pipeline) resolveProcessor() error {

@@ -163,7 +163,10 @@ func (t *transaction) wrote(j *job) {
 // writeFailed dooms the open transaction: the broker refused a message of it, and a
 // transactional producer cannot leave a failed message out of the transaction.
 func (t *transaction) writeFailed(j *job, err error) {
-	t.failures.add(j.msg, err)
+	// A write refused because the transaction had already failed is not the message's fault.
+	if !errors.Is(err, sarama.ErrTransactionNotReady) {
+		t.failures.add(j.msg, err)
+	}
 	t.mu.Lock()
 	if t.doomed == nil {
 		t.doomed = fmt.Errorf("write of %s/%d@%d failed: %w", j.msg.Topic, j.msg.Partition, j.msg.Offset, err)
@@ -203,6 +206,7 @@ func (t *transaction) commit(sess sarama.ConsumerGroupSession, parts []*partitio
 		return
 	}
 	t.committedOffsets(parts)
+	t.metrics.transactions.WithLabelValues("committed").Inc()
 	if err := t.async.BeginTxn(); err != nil {
 		t.abort(sess, fmt.Errorf("begin transaction: %w", err))
 	}
@@ -277,6 +281,7 @@ func (t *transaction) committedOffsets(parts []*partition) {
 // session; when this one goes on, the phase is restarted to get one.
 func (t *transaction) abort(sess sarama.ConsumerGroupSession, cause error) {
 	t.log.Warn("transaction aborted; its messages will be consumed again", "generation", sess.GenerationID(), "err", cause)
+	t.metrics.transactions.WithLabelValues("aborted").Inc()
 	if err := t.async.AbortTxn(); err != nil {
 		t.log.Error("abort transaction", "err", err)
 	}
