@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -98,20 +99,37 @@ func TestExactlyOnceForward(t *testing.T) {
 	g.Expect(checkAllPresent(t, out, n)).To(BeZero(), "duplicates on the output")
 }
 
-// TestExactlyOnceNeedsReadCommitted: a configuration changed by WithSaramaConfig that loses
+// TestExactlyOnceRefusesWeakConfig: a configuration changed by WithSaramaConfig that loses
 // what ExactlyOnce needs is refused, naming it.
-func TestExactlyOnceNeedsReadCommitted(t *testing.T) {
+func TestExactlyOnceRefusesWeakConfig(t *testing.T) {
 	tc := newTestCluster(t, map[string]int32{"in": 1, "out": 1})
-	cfg, err := LoadConfig(specJSON(t, tc.exactlyOnceSpec("eos")), SecretDirs{})
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name string
+		hook func(*sarama.Config)
+		want string
+	}{
+		{"read uncommitted", func(sc *sarama.Config) { sc.Consumer.IsolationLevel = sarama.ReadUncommitted },
+			"ExactlyOnce needs Consumer.IsolationLevel ReadCommitted"},
+		{"five requests in flight", func(sc *sarama.Config) { sc.Net.MaxOpenRequests = 5 },
+			"Net.MaxOpenRequests to be 1"},
+		{"not idempotent", func(sc *sarama.Config) { sc.Producer.Idempotent = false },
+			"Idempotent"},
+		{"acks from the leader only", func(sc *sarama.Config) { sc.Producer.RequiredAcks = sarama.WaitForLocal },
+			"RequiredAcks"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := LoadConfig(specJSON(t, tc.exactlyOnceSpec("eos")), SecretDirs{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = New(cfg, WithSaramaConfig(tt.hook))
+			NewWithT(t).Expect(err).To(MatchError(ContainSubstring(tt.want)))
+		})
 	}
-	_, err = New(cfg, WithSaramaConfig(func(sc *sarama.Config) { sc.Consumer.IsolationLevel = 0 }))
-	NewWithT(t).Expect(err).To(MatchError(ContainSubstring("ExactlyOnce needs Consumer.IsolationLevel ReadCommitted")))
 }
 
 // The kill storm: three `run` processes forward a stream while one of them is SIGKILLed and
-// restarted every 0.5 to 1.5 s. The processes are this test binary running
+// restarted every 1.5 to 3.5 s. The processes are this test binary running
 // TestKillStormChild, which runs the pipeline of KPIPE_PIPELINE_SPEC like the run command,
 // with the tests' short group timers.
 
@@ -186,8 +204,8 @@ func killStorm(t *testing.T, exactlyOnce bool) (dups int) {
 		spec = tc.exactlyOnceSpec(group)
 	}
 	in := input{topic: "in", n: n, keys: 600, partitions: 6}
-	// The input arrives over about 12 s, all through the storm.
-	produced := produceSlowly(tc, in, 200, 80*time.Millisecond)
+	// The input arrives over about 20 s, all through the storm.
+	produced := produceSlowly(tc, in, 200, 130*time.Millisecond)
 	js := specJSON(t, spec)
 	logs := t.TempDir()
 	procs := make([]*stormProcess, 3)
@@ -198,10 +216,13 @@ func killStorm(t *testing.T, exactlyOnce bool) (dups int) {
 		for _, p := range procs {
 			p.kill()
 		}
+		if t.Failed() {
+			dumpLogs(t, logs)
+		}
 	})
 	g.Eventually(func() int64 { return tc.countOutput("out") }).WithTimeout(time.Minute).Should(BeNumerically(">", 0))
 	for range kills {
-		time.Sleep(time.Duration(500+rand.N(1000)) * time.Millisecond)
+		time.Sleep(time.Duration(1500+rand.N(2000)) * time.Millisecond)
 		i := rand.N(len(procs))
 		procs[i].kill()
 		time.Sleep(200 * time.Millisecond)
@@ -214,18 +235,31 @@ func killStorm(t *testing.T, exactlyOnce bool) (dups int) {
 		p.terminate()
 	}
 	out := tc.readCommitted("out", n, 2*time.Minute)
-	if t.Failed() {
-		dumpLogs(t, logs)
-	}
+	t.Logf("%d kills; the processes logged %d consumer group sessions and %d aborted transactions",
+		kills, countInLogs(t, logs, "consumer group session started"), countInLogs(t, logs, "transaction aborted"))
 	return checkAllPresent(t, out, n)
+}
+
+// countInLogs counts the lines of the processes' logs holding s.
+func countInLogs(t *testing.T, dir, s string) int {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	n := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += strings.Count(string(b), s)
+	}
+	return n
 }
 
 func dumpLogs(t *testing.T, dir string) {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 	for _, f := range files {
 		b, _ := os.ReadFile(f)
-		if len(b) > 8000 {
-			b = b[len(b)-8000:]
+		if len(b) > 30000 {
+			b = b[len(b)-30000:]
 		}
 		t.Logf("%s:\n%s", filepath.Base(f), b)
 	}
