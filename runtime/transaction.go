@@ -60,6 +60,12 @@ func applyExactlyOnce(sc *sarama.Config, id string) {
 	if sc.Producer.Retry.Max < 1 {
 		sc.Producer.Retry.Max = 1
 	}
+	// A new owner of a partition waits for the last owner's transaction to end before it
+	// reads the committed offset (UNSTABLE_OFFSET_COMMIT, retried). A commit takes about a
+	// commit interval; sarama's 3 retries would end the session and rebalance the group
+	// instead. (kfake answers it for the whole group while any member's transaction holds
+	// offsets, Kafka for the partitions concerned only.)
+	sc.Consumer.Offsets.Retry.Max = max(sc.Consumer.Offsets.Retry.Max, 20)
 }
 
 // checkExactlyOnce refuses a configuration (after WithSaramaConfig) that lost what ExactlyOnce
