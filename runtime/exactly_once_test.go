@@ -234,7 +234,7 @@ func killStorm(t *testing.T, exactlyOnce bool) (dups int) {
 	// on a loaded machine that can take more than expectCommittedAtEnd's minute.
 	end := tc.endOffsets("in")
 	g.Eventually(func() map[int32]int64 { return tc.committed(group, "in", 6) }).
-		WithTimeout(3*time.Minute).WithPolling(time.Second).Should(Equal(end))
+		WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Equal(end))
 	tc.expectCommittedAtEnd(g, group, "in")
 	for _, p := range procs {
 		p.terminate()
