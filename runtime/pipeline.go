@@ -148,6 +148,7 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 	if err := p.resolveProcessor(); err != nil {
 		return nil, err
 	}
+	p.reportSpecFields()
 	sc, err := p.kafkaConfig()
 	if err != nil {
 		return nil, err
