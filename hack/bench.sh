@@ -38,7 +38,7 @@ run parallelism ./runtime '^BenchmarkParallelism$' -timeout 10m
 run forward ./runtime '^BenchmarkForwardPipeline$' -timeout 10m
 run delivery ./runtime '^BenchmarkExactlyOnceForward$' -timeout 10m
 run lag ./controllers/lag '^BenchmarkLagPoll$' -timeout 10m
-run operator ./controllers '^BenchmarkOperatorScale$' -timeout 15m
+run operator ./controllers '^BenchmarkOperatorScale$' -timeout 60m
 run scaling ./test/bench/scalesim '^BenchmarkScalingPolicy$' -timeout 5m
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
