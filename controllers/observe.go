@@ -100,6 +100,7 @@ func (r *KafkaPipelineReconciler) observe(ctx context.Context, key types.Namespa
 	defer cancel()
 	res, err := r.Lag.Poll(ctx, lag.Query{
 		Pipeline: key.String(), Conn: conn, Topics: spec.Topics, Group: spec.Group, MaxAge: poll / 2,
+		ReadCommitted: spec.Kafka.IsolationLevel == kpipev1.ReadCommitted,
 	})
 	if err != nil {
 		pollDuration.WithLabelValues("error").Observe(time.Since(start).Seconds())

@@ -4,7 +4,7 @@
 # "BENCH|section|row|kpipe|peer|ratio|note"; this script only collects them.
 #
 #   hack/bench.sh                      # everything, 3-4 minutes on 2 cores
-#   BENCH_SKIP=operator hack/bench.sh   # leave out parts (consume parallelism forward lag operator scaling)
+#   BENCH_SKIP=operator hack/bench.sh   # leave out parts (consume parallelism forward delivery lag operator scaling)
 #
 # The operator-scale benchmark needs envtest's binaries: KUBEBUILDER_ASSETS, or bin/.envtest-assets
 # written by `make envtest`. Raw logs go to bin/bench/.
@@ -36,6 +36,7 @@ rm -f "$out"/*.log
 run consume ./runtime '^BenchmarkConsume$' -timeout 10m
 run parallelism ./runtime '^BenchmarkParallelism$' -timeout 10m
 run forward ./runtime '^BenchmarkForwardPipeline$' -timeout 10m
+run delivery ./runtime '^BenchmarkExactlyOnceForward$' -timeout 10m
 run lag ./controllers/lag '^BenchmarkLagPoll$' -timeout 10m
 run operator ./controllers '^BenchmarkOperatorScale$' -timeout 60m
 run scaling ./test/bench/scalesim '^BenchmarkScalingPolicy$' -timeout 5m
@@ -45,7 +46,7 @@ echo "# kpipe benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "Machine: $(nproc) CPUs ($cpu), $(go version | sed 's/^go version //'). Command: make bench (hack/bench.sh), $((SECONDS - began)) s."
 echo "Shared machine, other builds running: absolute numbers are noisy; compare the ratios of one run."
-for name in consume parallelism forward lag operator scaling; do
+for name in consume parallelism forward delivery lag operator scaling; do
 	[[ -f $out/$name.log && $skip != *" $name "* ]] && cat "$out/$name.log"
 done | grep -ho 'BENCH|.*' | sed 's/^BENCH|//' | awk -F'|' '
 	$1 != section {

@@ -36,6 +36,10 @@ type claims struct {
 	consumer *sarama.Config
 	inbound  atomic.Pointer[sessionGate]
 
+	// tx commits offsets in ExactlyOnce, in the transaction of the messages written; nil in
+	// AtLeastOnce, where the consumer group commits them.
+	tx *transaction
+
 	mu         sync.Mutex
 	parts      map[*partition]struct{}
 	stopCommit context.CancelFunc
@@ -49,6 +53,9 @@ func (h *claims) Setup(sess sarama.ConsumerGroupSession) error {
 	h.mu.Lock()
 	h.parts = map[*partition]struct{}{}
 	h.mu.Unlock()
+	if h.tx != nil {
+		h.tx.startSession()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stopCommit = cancel
 	h.committer.Go(func() { h.commitEvery(ctx, sess) })
@@ -103,7 +110,7 @@ func (h *claims) OnConsume(m *sarama.ConsumerMessage) {
 // ConsumeClaim feeds one partition's messages to the pool until the partition is revoked
 // or the session ends, then drains the partition and commits what finished.
 func (h *claims) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	pt := newPartition(h.workCtx, sess, claim.Topic(), claim.Partition(), h.log, h.metrics)
+	pt := newPartition(h.workCtx, h.tx.session(sess), claim.Topic(), claim.Partition(), h.log, h.metrics)
 	h.track(pt, true)
 	defer h.track(pt, false)
 	h.feed(sess.Context(), pt, claim.Messages())
@@ -133,9 +140,15 @@ func (h *claims) feed(ctx context.Context, pt *partition, msgs <-chan *sarama.Co
 			}
 		}
 		// Take slots and room for the messages already waiting too, and admit them together.
+		// In ExactlyOnce, not while a transaction commits.
+		admitted := h.tx.admit()
+		if admitted == nil {
+			return
+		}
 		firstSize := messageSize(first)
 		n, room := h.pool.acquireUpTo(ctx, maxAdmit, firstSize)
 		if n == 0 {
+			admitted()
 			return
 		}
 		b.reset(first, firstSize)
@@ -143,6 +156,7 @@ func (h *claims) feed(ctx context.Context, pt *partition, msgs <-chan *sarama.Co
 		next, open = b.takeWaiting(msgs, n, room)
 		h.pool.release(n-len(b.ms), room-b.bytes)
 		h.admit(pt, &b)
+		admitted()
 		in.gate.release(b.bytes)
 		if !open {
 			return
@@ -214,7 +228,7 @@ func (h *claims) release(sess sarama.ConsumerGroupSession, pt *partition) {
 	}
 	pt.drain(h.workCtx, bound)
 	pt.close()
-	sess.Commit()
+	h.commit(sess)
 	// The partition is not this replica's any more: its offset gauge goes with it.
 	h.metrics.committed.DeleteLabelValues(pt.topic, strconv.Itoa(int(pt.id)))
 }
@@ -240,17 +254,31 @@ func (h *claims) commitEvery(ctx context.Context, sess sarama.ConsumerGroupSessi
 			return
 		case <-t.C:
 		}
-		h.mu.Lock()
-		marked := make(map[*partition]int64, len(h.parts))
-		for pt := range h.parts {
-			marked[pt] = pt.markForCommit()
-		}
-		h.mu.Unlock()
-		sess.Commit()
-		for pt, off := range marked {
-			if off >= 0 {
-				h.metrics.setCommitted(pt.topic, pt.id, off)
-			}
+		h.commit(sess)
+	}
+}
+
+// commit commits the offsets the session's partitions reached: through the consumer group in
+// AtLeastOnce, in the transaction of the messages written in ExactlyOnce.
+func (h *claims) commit(sess sarama.ConsumerGroupSession) {
+	h.mu.Lock()
+	parts := make([]*partition, 0, len(h.parts))
+	for pt := range h.parts {
+		parts = append(parts, pt)
+	}
+	h.mu.Unlock()
+	if h.tx != nil {
+		h.tx.commit(sess, parts)
+		return
+	}
+	marked := make([]int64, len(parts))
+	for i, pt := range parts {
+		marked[i] = pt.markForCommit()
+	}
+	sess.Commit()
+	for i, pt := range parts {
+		if marked[i] >= 0 {
+			h.metrics.setCommitted(pt.topic, pt.id, marked[i])
 		}
 	}
 }

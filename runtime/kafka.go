@@ -29,6 +29,12 @@ func saramaConfig(cfg *Config, memory *memoryBudget) (*sarama.Config, error) {
 	if spec.InitialOffset == kpipev1.InitialOffsetEarliest {
 		sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	}
+	if spec.Kafka.IsolationLevel == kpipev1.ReadCommitted {
+		// Records of aborted transactions are skipped, those of open ones wait for the commit.
+		// It also makes the consumer group's offset fetch wait for the offsets of transactions
+		// still open (KIP-447), which ExactlyOnce relies on.
+		sc.Consumer.IsolationLevel = sarama.ReadCommitted
+	}
 	// Offsets are committed by the runtime: on a ticker, and when a partition is released.
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	// The memory budget: a fetch response is at most the fetch share (a single record batch

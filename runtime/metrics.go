@@ -29,6 +29,7 @@ type metrics struct {
 	idle         prometheus.Gauge
 	idlePeriods  prometheus.Counter
 	session      prometheus.Gauge
+	transactions *prometheus.CounterVec // ExactlyOnce: by result, committed or aborted
 
 	// children of processed, looked up once: finish runs for every message
 	processedOK, processedDead, processedAbandoned prometheus.Counter
@@ -79,12 +80,15 @@ func newMetrics(name, namespace string) *metrics {
 		session: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kpipe_consumer_session_active", Help: "1 while a consumer group session is active, else 0.", ConstLabels: labels,
 		}),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kpipe_transactions_total", Help: "ExactlyOnce transactions ended, by result: committed, aborted (their messages are consumed again).", ConstLabels: labels,
+		}, []string{"result"}),
 	}
 	m.processedOK = m.processed.WithLabelValues(resultOK)
 	m.processedDead = m.processed.WithLabelValues(resultDeadLettered)
 	m.processedAbandoned = m.processed.WithLabelValues(resultAbandoned)
 	m.registry.MustRegister(m.consumed, m.processed, m.retries, m.deadLettered, m.inFlight, m.stalled, m.latency,
-		m.committed, m.idle, m.idlePeriods, m.session,
+		m.committed, m.idle, m.idlePeriods, m.session, m.transactions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

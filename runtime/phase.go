@@ -24,6 +24,8 @@ type phase struct {
 	out      *producer // nil when nothing is produced
 	workCtx  context.Context
 	wentIdle atomic.Bool
+	// stopConsuming ends the phase early; the pipeline starts the next one.
+	stopConsuming context.CancelFunc
 }
 
 // runPhase consumes until ctx ends or the pipeline goes idle, and reports which.
@@ -33,6 +35,7 @@ func (p *Pipeline) runPhase(ctx context.Context) (idle bool, err error) {
 	consumeCtx, stopConsuming := context.WithCancel(ctx)
 	defer stopConsuming()
 	ph := p.newPhase(ctx, workCtx)
+	ph.stopConsuming = stopConsuming
 	if err := ph.join(); err != nil {
 		return false, err
 	}
@@ -82,6 +85,13 @@ func (ph *phase) join() error {
 	ph.out = &producer{set: s, async: async, window: make(chan struct{}, s.producerWindow),
 		windowBytes: newByteGate(s.memory.window), log: p.log, metrics: p.metrics, ctx: ph.workCtx}
 	ph.worker.out = ph.out
+	if s.exactlyOnce {
+		if err := ph.beginTransactions(async); err != nil {
+			_ = async.Close()
+			_ = group.Close()
+			return err
+		}
+	}
 	return nil
 }
 

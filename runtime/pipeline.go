@@ -31,6 +31,8 @@ type Pipeline struct {
 	running  atomic.Bool
 	sessions atomic.Int32 // consumer group sessions between Setup and Cleanup
 	idle     atomic.Bool  // stopped for the idle penalty
+
+	writeFailures writeFailures // ExactlyOnce: failed writes that aborted transactions, per message
 }
 
 // Option changes how a Pipeline runs.
@@ -45,6 +47,7 @@ type options struct {
 	producerWindow  int
 	memoryBudget    int64
 	saramaHook      func(*sarama.Config)
+	instance        string
 }
 
 // WithLogger sets the logger; the default writes JSON to stderr.
@@ -80,6 +83,10 @@ func WithMemoryBudget(bytes int64) Option { return func(o *options) { o.memoryBu
 // settings the KafkaPipeline API does not cover. fn must keep what the runtime relies on:
 // Producer.Return.Successes and Errors, Consumer.Return.Errors, and manual commits.
 func WithSaramaConfig(fn func(*sarama.Config)) Option { return func(o *options) { o.saramaHook = fn } }
+
+// WithInstance names the replica in its transactional id in ExactlyOnce, instead of the host
+// name (the pod name). Replicas of a pipeline running at the same time need different names.
+func WithInstance(name string) Option { return func(o *options) { o.instance = name } }
 
 func (o *options) validate() error {
 	switch {
@@ -142,21 +149,39 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 		return nil, err
 	}
 	p.reportSpecFields()
-	sc, err := saramaConfig(cfg, &p.set.memory)
+	sc, err := p.kafkaConfig()
 	if err != nil {
 		return nil, err
-	}
-	if o.saramaHook != nil {
-		o.saramaHook(sc)
-		if err := sc.Validate(); err != nil {
-			return nil, fmt.Errorf("kafka client configuration: %w", err)
-		}
 	}
 	p.sarama = sc
 	if c := cfg.Credentials; c.SASL != nil && c.SASL.Mechanism == kpipev1.SASLPlain && c.TLS == nil {
 		p.log.Warn("SASL PLAIN without TLS sends the password in clear text; set spec.kafka.tls")
 	}
 	return p, nil
+}
+
+// kafkaConfig is the sarama configuration of the spec, made transactional for ExactlyOnce,
+// then adjusted by WithSaramaConfig.
+func (p *Pipeline) kafkaConfig() (*sarama.Config, error) {
+	sc, err := saramaConfig(p.cfg, &p.set.memory)
+	if err != nil {
+		return nil, err
+	}
+	if p.set.exactlyOnce {
+		applyExactlyOnce(sc, transactionalID(p.set.group, p.opts.instance))
+	}
+	if hook := p.opts.saramaHook; hook != nil {
+		hook(sc)
+		if err := sc.Validate(); err != nil {
+			return nil, fmt.Errorf("kafka client configuration: %w", err)
+		}
+	}
+	if p.set.exactlyOnce {
+		if err := checkExactlyOnce(sc); err != nil {
+			return nil, err
+		}
+	}
+	return sc, nil
 }
 
 func (p *Pipeline) resolveProcessor() error {

@@ -33,6 +33,7 @@ type producer struct {
 	log         *slog.Logger
 	metrics     *metrics
 	ctx         context.Context // the work's: ends at the end of the grace period
+	tx          *transaction    // ExactlyOnce's; nil in AtLeastOnce
 }
 
 // delivery rides along with a produced message (ProducerMessage.Metadata) so its ack or
@@ -47,11 +48,21 @@ type delivery struct {
 // unacked is the number of slots of the producer window taken.
 func (pr *producer) unacked() int { return len(pr.window) }
 
-// forward writes a message to the forward topic; its job finishes on the ack.
+// forward writes a message to the forward topic; its job finishes on the ack. In
+// ExactlyOnce, a message whose writes aborted maxAttempts transactions goes to the
+// dead-letter topic instead.
 func (pr *producer) forward(j *job) {
 	if !pr.acquire(j) {
 		pr.finish(j, resultAbandoned)
 		return
+	}
+	if pr.tx != nil && pr.set.deadLetterTopic != "" {
+		if n, err := pr.tx.failures.get(j.msg); n >= pr.set.maxAttempts {
+			j.attempt = n
+			err = fmt.Errorf("produce to %s: %w", pr.set.forwardTopic, err)
+			pr.produce(j, pr.deadLetterMessage(j, err), &delivery{job: j, deadLetter: true, cause: err})
+			return
+		}
 	}
 	j.attempt++
 	pr.produce(j, pr.forwardMessage(j), &delivery{job: j})
@@ -167,6 +178,12 @@ func (pr *producer) run() {
 				continue
 			}
 			d := e.Msg.Metadata.(*delivery)
+			if pr.tx != nil {
+				// The transaction aborts: the message is written again when it is consumed again.
+				pr.tx.writeFailed(d.job, e.Err)
+				pr.finish(d.job, resultAbandoned)
+				continue
+			}
 			if !pr.retries.spawn(func() { pr.failed(d, e.Err) }) {
 				pr.finish(d.job, resultAbandoned)
 			}
@@ -182,6 +199,9 @@ func (pr *producer) close() {
 }
 
 func (pr *producer) acked(d *delivery) {
+	if pr.tx != nil {
+		pr.tx.wrote(d.job)
+	}
 	if d.deadLetter {
 		pr.metrics.deadLettered.Inc()
 		pr.log.Warn("message written to the dead-letter topic", "topic", d.job.msg.Topic,

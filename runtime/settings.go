@@ -22,6 +22,7 @@ type settings struct {
 	maxBackoff     time.Duration
 
 	forwardTopic    string // "" unless the processor is forward
+	exactlyOnce     bool   // processor.forward.delivery ExactlyOnce: see transaction
 	deadLetterTopic string // "" without spec.deadLetter
 
 	idleWindow  time.Duration
@@ -57,6 +58,7 @@ func newSettings(cfg *Config, o *options, memory memoryBudget) settings {
 	}
 	if spec.Processor.Forward != nil {
 		s.forwardTopic = spec.Processor.Forward.Topic
+		s.exactlyOnce = spec.Processor.Forward.Delivery == kpipev1.DeliveryExactlyOnce
 	}
 	if spec.DeadLetter != nil {
 		s.deadLetterTopic = spec.DeadLetter.Topic

@@ -205,6 +205,17 @@ var _ = Describe("hostile input", func() {
 		Entry("a blank topic", newObject(set(validSpec(), "topics", []any{" "})), refused("spec.topics[0]")),
 		Entry("a topic with a newline", newObject(set(validSpec(), "topics", []any{"orders\n"})), refused("spec.topics[0]")),
 		Entry("the topic '.'", newObject(set(validSpec(), "topics", []any{"."})), refused("spec.topics[0]")),
+		// delivery and isolation level
+		Entry("exactly-once reading committed records", newObject(set(set(validSpec(), "processor.forward.delivery", "ExactlyOnce"), "kafka.isolationLevel", "ReadCommitted")), accepted()),
+		Entry("exactly-once with the default isolation level", newObject(set(validSpec(), "processor.forward.delivery", "ExactlyOnce")), refused("spec.kafka.isolationLevel")),
+		Entry("exactly-once reading uncommitted records", newObject(set(set(validSpec(), "processor.forward.delivery", "ExactlyOnce"), "kafka.isolationLevel", "ReadUncommitted")), refused("spec.kafka.isolationLevel")),
+		Entry("an unknown delivery", newObject(set(validSpec(), "processor.forward.delivery", "AtMostOnce")), refused("spec.processor.forward.delivery")),
+		Entry("a delivery in lower case", newObject(set(set(validSpec(), "processor.forward.delivery", "exactlyonce"), "kafka.isolationLevel", "ReadCommitted")), refused("spec.processor.forward.delivery")),
+		Entry("an unknown isolation level", newObject(set(validSpec(), "kafka.isolationLevel", "Serializable")), refused("spec.kafka.isolationLevel")),
+		// Go cannot tell "" from unset (omitempty): Default fills it, the schema refuses it.
+		Entry("an empty isolation level", newObject(set(validSpec(), "kafka.isolationLevel", "")), serverOnly("spec.kafka.isolationLevel")),
+		Entry("at-least-once reading committed records", newObject(set(set(validSpec(), "processor.forward.delivery", "AtLeastOnce"), "kafka.isolationLevel", "ReadCommitted")), accepted()),
+		Entry("a handler reading committed records", newObject(set(httpSpec("http://svc:8080/"), "kafka.isolationLevel", "ReadCommitted")), accepted()),
 		Entry("a forward topic of 250 characters", newObject(set(validSpec(), "processor.forward.topic", repeat("f", 250))), refused("spec.processor.forward.topic")),
 		Entry("a dead-letter topic equal to the forward topic", newObject(set(validSpec(), "deadLetter", map[string]any{"topic": "orders-out"})), refused("spec.deadLetter.topic")),
 		Entry("an empty dead-letter topic", newObject(set(validSpec(), "deadLetter", map[string]any{"topic": ""})), refused("spec.deadLetter.topic")),

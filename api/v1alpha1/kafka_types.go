@@ -30,7 +30,27 @@ type KafkaConnection struct {
 	// sasl turns on SASL authentication.
 	// +optional
 	SASL *SASLSpec `json:"sasl,omitempty"`
+
+	// isolationLevel is how the consumed topics are read. ReadUncommitted reads every record,
+	// those of open and aborted transactions too. ReadCommitted skips the records of aborted
+	// transactions and reads those of a transaction once it committed; processor.forward's
+	// ExactlyOnce needs it. Lag is computed against the last stable offset either way.
+	// +optional
+	// +kubebuilder:default=ReadUncommitted
+	IsolationLevel IsolationLevel `json:"isolationLevel,omitempty"`
 }
+
+// IsolationLevel is how a consumer reads transactional records.
+// +kubebuilder:validation:Enum=ReadUncommitted;ReadCommitted
+type IsolationLevel string
+
+const (
+	// ReadUncommitted reads every record, committed or not.
+	ReadUncommitted IsolationLevel = "ReadUncommitted"
+	// ReadCommitted reads only the records of committed transactions (and those written
+	// without one).
+	ReadCommitted IsolationLevel = "ReadCommitted"
+)
 
 // TLSSpec configures TLS to the brokers.
 type TLSSpec struct {

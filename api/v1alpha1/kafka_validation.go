@@ -19,6 +19,12 @@ func (k *KafkaConnection) validate(p *field.Path) field.ErrorList {
 	if k.Version != "" && !slices.Contains(KafkaVersions, k.Version) {
 		errs = append(errs, field.NotSupported(p.Child("version"), k.Version, KafkaVersions))
 	}
+	switch k.IsolationLevel {
+	case ReadUncommitted, ReadCommitted:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("isolationLevel"), k.IsolationLevel,
+			[]string{string(ReadUncommitted), string(ReadCommitted)}))
+	}
 	if k.TLS != nil && k.TLS.SecretRef != nil {
 		errs = append(errs, validateSecretRef(p.Child("tls", "secretRef", "name"), k.TLS.SecretRef.Name)...)
 	}

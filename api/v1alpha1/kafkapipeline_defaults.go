@@ -30,6 +30,12 @@ const (
 // not pass through the API server. pool.size stays unset: its default (the CPUs available)
 // is only known inside the pod.
 func (s *KafkaPipelineSpec) Default() {
+	if s.Kafka.IsolationLevel == "" {
+		s.Kafka.IsolationLevel = ReadUncommitted
+	}
+	if f := s.Processor.Forward; f != nil && f.Delivery == "" {
+		f.Delivery = DeliveryAtLeastOnce
+	}
 	if s.InitialOffset == "" {
 		s.InitialOffset = InitialOffsetLatest
 	}

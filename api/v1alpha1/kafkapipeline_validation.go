@@ -41,6 +41,7 @@ func (s *KafkaPipelineSpec) Validate() field.ErrorList {
 	errs = append(errs, s.Pool.validate(p.Child("pool"))...)
 	errs = append(errs, s.Idle.validate(p.Child("idle"))...)
 	errs = append(errs, s.Processor.validate(p.Child("processor"), consumed)...)
+	errs = append(errs, s.validateDelivery(p)...)
 	errs = append(errs, s.Retry.validate(p.Child("retry"))...)
 	errs = append(errs, s.validateDeadLetter(p.Child("deadLetter", "topic"), consumed)...)
 	errs = append(errs, s.Scaling.validate(p.Child("scaling"))...)
@@ -229,6 +230,30 @@ func (r *ProcessorSpec) validate(p *field.Path, consumed map[string]bool) field.
 		errs = append(errs, field.Invalid(p, n, "exactly one of processor.forward, processor.http or processor.handler must be set"))
 	}
 	return errs
+}
+
+// validateDelivery checks processor.forward.delivery and what ExactlyOnce needs of the
+// consumer: a new owner of a partition must wait for the offsets a transaction of the last
+// owner may still commit (KIP-447's stable offset fetch), which the Kafka client asks for only
+// when it reads committed records; and an output written exactly once from records of aborted
+// transactions would not be exactly once.
+func (s *KafkaPipelineSpec) validateDelivery(p *field.Path) field.ErrorList {
+	f := s.Processor.Forward
+	if f == nil {
+		return nil
+	}
+	dp := p.Child("processor", "forward", "delivery")
+	switch f.Delivery {
+	case DeliveryAtLeastOnce:
+	case DeliveryExactlyOnce:
+		if s.Kafka.IsolationLevel != ReadCommitted {
+			return field.ErrorList{field.Invalid(p.Child("kafka", "isolationLevel"), s.Kafka.IsolationLevel,
+				"processor.forward.delivery ExactlyOnce needs kafka.isolationLevel ReadCommitted")}
+		}
+	default:
+		return field.ErrorList{field.NotSupported(dp, f.Delivery, []string{string(DeliveryAtLeastOnce), string(DeliveryExactlyOnce)})}
+	}
+	return nil
 }
 
 // validateURL is the schema's rules for processor.http.url: an absolute http(s) URL with a

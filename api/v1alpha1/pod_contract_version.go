@@ -10,7 +10,11 @@ package v1alpha1
 // reported, and KPIPE_POD_CONTRACT is checked. Runtimes built before it decode the spec
 // strictly and do not read KPIPE_POD_CONTRACT; they stop at the first field they do not know.
 //
+// Version 2 adds processor.forward.delivery ExactlyOnce and kafka.isolationLevel
+// ReadCommitted: a runtime that ignored them would write duplicates and process records of
+// aborted transactions.
+//
 // Raise it only together with a row of that table: a new field that a runtime can safely
 // ignore (a tuning knob, an optional report) needs no new version, since DecodeSpec reports
 // and skips what it does not know.
-const PodContractVersion = 1
+const PodContractVersion = 2

@@ -105,7 +105,29 @@ type ForwardProcessor struct {
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
 	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="a topic name cannot be '.' or '..'"
 	Topic string `json:"topic"`
+
+	// delivery is what a message consumed once becomes on the topic. AtLeastOnce: a crash or
+	// a rebalance may write it again. ExactlyOnce: the forwarded messages, the dead letters
+	// and the consumed offsets of each commit interval are written in one Kafka transaction,
+	// so readers with isolation level read_committed see each message once; it needs
+	// kafka.isolationLevel ReadCommitted and Kafka 0.11 or later (2.5 or later for the
+	// fencing of stale group members).
+	// +optional
+	// +kubebuilder:default=AtLeastOnce
+	Delivery Delivery `json:"delivery,omitempty"`
 }
+
+// Delivery is the delivery guarantee of the forward processor.
+// +kubebuilder:validation:Enum=AtLeastOnce;ExactlyOnce
+type Delivery string
+
+const (
+	// DeliveryAtLeastOnce writes every message at least once; duplicates after a crash or a
+	// rebalance.
+	DeliveryAtLeastOnce Delivery = "AtLeastOnce"
+	// DeliveryExactlyOnce writes the output and the consumed offsets in one transaction.
+	DeliveryExactlyOnce Delivery = "ExactlyOnce"
+)
 
 // HTTPProcessor POSTs each message to a service. A 2xx answer means done; 408, 429 and 5xx are
 // retried; any other 4xx sends the message to the dead-letter topic at once.

@@ -31,6 +31,7 @@ type conn struct {
 	newest     map[scaling.TopicPartition]int64
 	oldest     map[scaling.TopicPartition]int64
 	oldestAt   time.Time
+	stable     stableReads // transactional topics: see settle
 
 	// groups holds the last committed offsets read for each registered group (committed.go).
 	groups map[string]*groupRead

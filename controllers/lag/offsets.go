@@ -40,18 +40,21 @@ func (c *conn) read(opts Options) error {
 			}
 		}
 	}
-	newest, err := c.listOffsets(leaders, sarama.OffsetNewest)
+	// Newest is the last stable offset: records of open transactions are not lag yet for a
+	// group reading committed records; for one reading uncommitted ones, settle corrects it.
+	newest, err := c.listOffsets(leaders, sarama.OffsetNewest, sarama.ReadCommitted)
 	if err != nil {
 		return err
 	}
 	if wantOldest {
-		oldest, err := c.listOffsets(leaders, sarama.OffsetOldest)
+		oldest, err := c.listOffsets(leaders, sarama.OffsetOldest, sarama.ReadUncommitted)
 		if err != nil {
 			return err
 		}
 		c.oldest, c.oldestAt = oldest, now
 	}
 	c.parts, c.topicErr, c.newest = parts, topicErr, newest
+	c.stable.leaders = leaders
 	c.readAt = now
 	c.readTopics = map[string]bool{}
 	for _, t := range topics {
@@ -104,8 +107,9 @@ func (c *conn) readMetadata(topics []string) (map[string][]int32, map[string]err
 	return parts, topicErr, leaders, nil
 }
 
-// listOffsets sends one ListOffsets request per leader broker, in parallel.
-func (c *conn) listOffsets(leaders map[scaling.TopicPartition]partitionInfo, at int64) (map[scaling.TopicPartition]int64, error) {
+// listOffsets sends one ListOffsets request per leader broker, in parallel. The isolation
+// level matters for the newest offset: the last stable offset or the high watermark.
+func (c *conn) listOffsets(leaders map[scaling.TopicPartition]partitionInfo, at int64, iso sarama.IsolationLevel) (map[scaling.TopicPartition]int64, error) {
 	byLeader := map[int32][]scaling.TopicPartition{}
 	for tp, pi := range leaders {
 		if pi.err == nil && pi.leader >= 0 {
@@ -124,7 +128,7 @@ func (c *conn) listOffsets(leaders map[scaling.TopicPartition]partitionInfo, at 
 			return nil, err
 		}
 		wg.Go(func() {
-			offsets, err := c.listOffsetsOn(b, tps, at)
+			offsets, err := c.listOffsetsOn(b, tps, at, iso)
 			answers <- answer{offsets: offsets, err: err}
 		})
 	}
@@ -147,8 +151,11 @@ func (c *conn) listOffsets(leaders map[scaling.TopicPartition]partitionInfo, at 
 
 // listOffsetsOn sends one ListOffsets request to a leader broker for its partitions. A
 // partition the broker reports without offsets is left out.
-func (c *conn) listOffsetsOn(b *sarama.Broker, tps []scaling.TopicPartition, at int64) (map[scaling.TopicPartition]int64, error) {
+func (c *conn) listOffsetsOn(b *sarama.Broker, tps []scaling.TopicPartition, at int64, iso sarama.IsolationLevel) (map[scaling.TopicPartition]int64, error) {
 	req := sarama.NewOffsetRequest(c.conf.Version)
+	if req.Version >= 2 { // before Kafka 0.11 there are no transactions
+		req.IsolationLevel = iso
+	}
 	for _, tp := range tps {
 		req.AddBlock(tp.Topic, tp.Partition, at, 1)
 	}
@@ -225,6 +232,7 @@ func (c *conn) result(q Query, committed map[scaling.TopicPartition]int64, commi
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	c.settle(q, res.Offsets)
 	slices.SortFunc(res.Offsets, func(a, b scaling.Offsets) int {
 		return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 	})

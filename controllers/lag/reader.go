@@ -45,6 +45,9 @@ type Query struct {
 	// MaxAge is how old the shared metadata and newest offsets may be; a fresher read by another
 	// pipeline of the same cluster is reused. Zero reads afresh.
 	MaxAge time.Duration
+	// ReadCommitted is true when the group reads committed records only: records of aborted
+	// transactions are then no lag.
+	ReadCommitted bool
 }
 
 // Result is what one poll saw.

@@ -23,7 +23,16 @@ type contractField struct {
 // meaning cannot be dropped silently (a pod that ignored it would lose, misroute or
 // mis-authenticate messages), and raise kpipev1.PodContractVersion to its version. A field
 // that is safe to ignore gets no row: older runtimes skip it and report it as unknown.
-var contractFields = []contractField{}
+var contractFields = []contractField{
+	// A runtime that ignored them would forward at least once (duplicates) and process the
+	// records of aborted upstream transactions.
+	{since: 2, path: "processor.forward.delivery", used: func(s *kpipev1.KafkaPipelineSpec) bool {
+		return s.Processor.Forward != nil && s.Processor.Forward.Delivery == kpipev1.DeliveryExactlyOnce
+	}},
+	{since: 2, path: "kafka.isolationLevel", used: func(s *kpipev1.KafkaPipelineSpec) bool {
+		return s.Kafka.IsolationLevel == kpipev1.ReadCommitted
+	}},
+}
 
 // RequiredContract is the pod contract version a pipeline's pods must honour to run spec
 // (rendered into KPIPE_POD_CONTRACT), and the fields that raise it above 1, by path. A spec

@@ -36,3 +36,18 @@ func TestRequiredContract(t *testing.T) {
 		}
 	}
 }
+
+// ExactlyOnce and ReadCommitted need a runtime that knows them; the defaults do not.
+func TestRequiredContractOfDelivery(t *testing.T) {
+	spec := &kpipev1.KafkaPipelineSpec{Processor: kpipev1.ProcessorSpec{Forward: &kpipev1.ForwardProcessor{Topic: "out"}}}
+	spec.Default()
+	if v, fields := RequiredContract(spec); v != 1 || fields != nil {
+		t.Fatalf("defaults: contract %d, fields %v; want 1 and none", v, fields)
+	}
+	spec.Processor.Forward.Delivery = kpipev1.DeliveryExactlyOnce
+	spec.Kafka.IsolationLevel = kpipev1.ReadCommitted
+	v, fields := RequiredContract(spec)
+	if v != 2 || len(fields) != 2 || fields[0] != "kafka.isolationLevel" || fields[1] != "processor.forward.delivery" {
+		t.Fatalf("ExactlyOnce: contract %d, fields %v; want 2 and both fields", v, fields)
+	}
+}
