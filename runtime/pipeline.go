@@ -31,6 +31,7 @@ type Pipeline struct {
 	running  atomic.Bool
 	sessions atomic.Int32 // consumer group sessions between Setup and Cleanup
 	idle     atomic.Bool  // stopped for the idle penalty
+	bridge   atomic.Bool  // the group runs an eager strategy: join on it (strategy.go)
 }
 
 // Option changes how a Pipeline runs.
@@ -147,9 +148,10 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 	}
 	if o.saramaHook != nil {
 		o.saramaHook(sc)
-		if err := sc.Validate(); err != nil {
-			return nil, fmt.Errorf("kafka client configuration: %w", err)
-		}
+	}
+	fitTimeouts(sc, &o)
+	if err := sc.Validate(); err != nil {
+		return nil, fmt.Errorf("kafka client configuration: %w", err)
 	}
 	p.sarama = sc
 	if c := cfg.Credentials; c.SASL != nil && c.SASL.Mechanism == kpipev1.SASLPlain && c.TLS == nil {

@@ -218,6 +218,15 @@ var _ = Describe("hostile input", func() {
 		Entry("Kafka v3.6.0", newObject(set(validSpec(), "kafka.version", "v3.6.0")), refused("spec.kafka.version")),
 		Entry("Kafka 3.6", newObject(set(validSpec(), "kafka.version", "3.6")), refused("spec.kafka.version")),
 
+		// the rebalance strategy
+		Entry("a lower-case rebalance strategy", newObject(set(validSpec(), "kafka.rebalanceStrategy", "cooperative-sticky")), refused("spec.kafka.rebalanceStrategy")),
+		Entry("the eager Sticky strategy", newObject(set(validSpec(), "kafka.rebalanceStrategy", "Sticky")), refused("spec.kafka.rebalanceStrategy")),
+		// The Go path reads "" as unset (omitempty) and defaults it.
+		Entry("an empty rebalance strategy", newObject(set(validSpec(), "kafka.rebalanceStrategy", "")), serverOnly("spec.kafka.rebalanceStrategy")),
+		Entry("a rebalance strategy with a newline", newObject(set(validSpec(), "kafka.rebalanceStrategy", "Range\n")), refused("spec.kafka.rebalanceStrategy")),
+		Entry("the Range strategy", newObject(set(validSpec(), "kafka.rebalanceStrategy", "Range")), accepted()),
+		Entry("the RoundRobin strategy", newObject(set(validSpec(), "kafka.rebalanceStrategy", "RoundRobin")), accepted()),
+
 		// http.url
 		Entry("a URL with a user and password", newObject(httpSpec("http://user:pw@svc:8080/")), refused("spec.processor.http.url")),
 		Entry("a URL with a user", newObject(httpSpec("https://token@svc/")), refused("spec.processor.http.url")),

@@ -19,6 +19,9 @@ func (k *KafkaConnection) validate(p *field.Path) field.ErrorList {
 	if k.Version != "" && !slices.Contains(KafkaVersions, k.Version) {
 		errs = append(errs, field.NotSupported(p.Child("version"), k.Version, KafkaVersions))
 	}
+	if k.RebalanceStrategy != "" && !slices.Contains(RebalanceStrategies, string(k.RebalanceStrategy)) {
+		errs = append(errs, field.NotSupported(p.Child("rebalanceStrategy"), k.RebalanceStrategy, RebalanceStrategies))
+	}
 	if k.TLS != nil && k.TLS.SecretRef != nil {
 		errs = append(errs, validateSecretRef(p.Child("tls", "secretRef", "name"), k.TLS.SecretRef.Name)...)
 	}
