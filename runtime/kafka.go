@@ -59,8 +59,12 @@ func saramaConfig(cfg *Config, memory *memoryBudget) (*sarama.Config, error) {
 
 // The consumer group's timeouts, which must fit together:
 //
-//   - session (10s): a member that sends no heartbeat for this long is removed; heartbeats
-//     go every 3s, so two may be lost.
+//   - session (10s): a member that sends no heartbeat for this long is removed.
+//   - heartbeat (1s): a member learns of a rebalance at its next heartbeat. On the
+//     incremental protocol the members keep consuming while they rejoin, but sarama sends
+//     JoinGroup on the coordinator broker's connection, which also carries the fetches from
+//     that broker; the broker answers nothing else on it until the round completes, when the
+//     last member has learned of it and joined. A short interval keeps that wait short.
 //   - rebalance (30s, more with a longer drain or shutdown timeout): how long the
 //     coordinator waits for every member to rejoin, and how long a revoked partition may take
 //     to drain (sarama ends the session after that). The drain timeout (10s) and the
@@ -76,7 +80,7 @@ func saramaConfig(cfg *Config, memory *memoryBudget) (*sarama.Config, error) {
 //     cost: a broker that hangs without closing the connection is noticed after 65s, not 30s.
 const (
 	sessionTimeout   = 10 * time.Second
-	heartbeatEvery   = 3 * time.Second
+	heartbeatEvery   = time.Second
 	rebalanceTimeout = 30 * time.Second
 	timeoutMargin    = 5 * time.Second
 )

@@ -32,7 +32,7 @@ func TestTimeoutsFit(t *testing.T) {
 			p, err := New(cfg, c.opts...)
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(p.sarama.Consumer.Group.Session.Timeout).To(Equal(10 * time.Second))
-			g.Expect(p.sarama.Consumer.Group.Heartbeat.Interval).To(Equal(3 * time.Second))
+			g.Expect(p.sarama.Consumer.Group.Heartbeat.Interval).To(Equal(time.Second))
 			g.Expect(p.sarama.Consumer.Group.Rebalance.Timeout).To(Equal(c.rebalance))
 			g.Expect(p.sarama.Net.ReadTimeout).To(Equal(c.readWait))
 			g.Expect(p.set.drainTimeout).To(BeNumerically("<", c.rebalance))

@@ -27,23 +27,24 @@ const (
 // would). Within 60s of the last kill the group has committed everything; every message is
 // in the output, and the duplicates are reported.
 //
-// The storm used to wedge the group: kpipe read JoinGroup answers with sarama's 30s
-// Net.ReadTimeout while the rebalance timeout was 60s, so a member waiting for a rebalance
-// gave up on its JoinGroup and sent another every ~31s. Kafka keeps one rebalance deadline
-// per round (the rebalance timeout from the round's start) and completes the round without
-// the members that did not rejoin by then, so on Kafka this costs a round of waiting.
-// kfake instead starts the rebalance timeout afresh on every JoinGroup of the round, so
-// with three survivors rejoining every 31s the 60s deadline never came and the dead members
-// stayed forever. Minimal reproducer of that difference, with raw kmsg requests to kfake:
+// The storm used to wedge the group (state PreparingRebalance, 9 to 11 members of which 3
+// alive, survivors' JoinGroup timing out every ~31s). kpipe read JoinGroup answers with
+// sarama's 30s Net.ReadTimeout while the rebalance timeout was 60s, so a member waiting for
+// a round gave up on its JoinGroup and sent another. Kafka keeps one deadline per round
+// (the rebalance timeout from the round's start) and completes the round without the
+// members that did not rejoin by then, so on Kafka an abandoned JoinGroup costs at most a
+// round. kfake starts the round's timer afresh on every JoinGroup (and every member it
+// removes), so members rejoining at different times keep the round open for ever. Minimal
+// reproducer of that difference, with raw kmsg requests to kfake:
 //
 //  1. A and B join group g (session timeout 60s, rebalance timeout 5s) and sync.
-//  2. A sends JoinGroup again (a rebalance starts), B stays silent but within its session.
+//  2. A sends JoinGroup again (a round starts); B stays silent but within its session.
 //  3. A abandons that JoinGroup after 3s and sends another, every 3s.
 //
-// Kafka answers A within 5s of step 2, with B removed; kfake never answers. kpipe now reads
-// JoinGroup answers for the rebalance timeout plus 5s (runtime/kafka.go, fitTimeouts), as
-// Kafka's Java client does, so a member never abandons a JoinGroup the coordinator may
-// still answer, on either broker.
+// Kafka answers A within 5s of step 2, with B removed; kfake never answers. With the
+// timeouts of runtime/kafka.go (rebalance 30s, reads 2 x 30s + 5s) a member does not give
+// up on a JoinGroup that Kafka may still answer, and on kfake the rounds complete once the
+// kills stop: the test then passes, it wedged with the old settings.
 func TestKillStorm(t *testing.T) {
 	const n = 60_000
 	kc, err := kafkatest.Start(1, partitions, "in", "out")
