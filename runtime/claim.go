@@ -38,6 +38,7 @@ type claims struct {
 
 	mu         sync.Mutex
 	parts      map[*partition]struct{}
+	running    map[topicPartition]*claimRun // the claims being fed (revoke.go)
 	stopCommit context.CancelFunc
 	committer  sync.WaitGroup
 }
@@ -100,16 +101,20 @@ func (h *claims) OnConsume(m *sarama.ConsumerMessage) {
 
 // ConsumeClaim feeds one partition's messages to the pool until the partition is revoked
 // or the session ends, then drains the partition and commits what finished. Each claim
-// drains on its own: on the incremental protocol a revoked claim learns of it by its
-// Messages channel closing while the session and the other claims go on, and its
-// messages in flight have the partition's own context (partition.ctx).
+// has its own context and drains on its own: on the incremental protocol a revoked claim's
+// context ends when the new assignment arrives (revoke.go) while the session and the other
+// claims go on, and its messages in flight have the partition's own context
+// (partition.ctx).
 func (h *claims) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	pt := newPartition(h.workCtx, sess, claim.Topic(), claim.Partition(), h.log, h.metrics)
 	h.track(pt, true)
 	defer h.track(pt, false)
 	in := h.inbound.Load()
-	ic := in.open(topicPartition{claim.Topic(), claim.Partition()})
-	h.feed(sess.Context(), pt, claim.Messages(), in, ic)
+	tp := topicPartition{claim.Topic(), claim.Partition()}
+	ic := in.open(tp)
+	ctx, done := h.startClaim(sess, tp, in, ic)
+	h.feed(ctx, pt, claim.Messages(), in, ic)
+	done()
 	in.close(ic) // what the claim took and did not admit
 	h.release(sess, pt)
 	return nil

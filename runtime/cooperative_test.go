@@ -103,3 +103,54 @@ func TestCooperativeRevocation(t *testing.T) {
 	tc.expectCommittedAtEnd(g, "coop", "in")
 	b.stop(t)
 }
+
+// TestRevokedClaimWithFullPool: every message the first pipeline takes hangs, so its pool
+// (two workers, a buffer of one) is full and each partition's feeder waits for room. A second
+// pipeline joins and one of the two partitions moves to it. The moved claim must not wait
+// for room that only its own drain would free: its context ends with the new assignment,
+// it drains (hung messages given up after the 2s drain timeout) and the second pipeline
+// consumes the partition well within the rebalance timeout, after which sarama would end
+// the first pipeline's whole session.
+func TestRevokedClaimWithFullPool(t *testing.T) {
+	g := NewWithT(t)
+	tc := newTestCluster(t, map[string]int32{"in": 2, "dlq": 1})
+	in := input{topic: "in", n: 200, keys: 20, partitions: 2}
+	tc.produce(in, 0, in.n)
+	var (
+		mu       sync.Mutex
+		hung     int
+		handledB = map[int32]int{}
+	)
+	hang := HandlerFunc(func(ctx context.Context, _ *Message) error {
+		mu.Lock()
+		hung++
+		mu.Unlock()
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	count := HandlerFunc(func(_ context.Context, m *Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		handledB[m.Partition]++
+		return nil
+	})
+	spec := tc.handlerSpec("fullpool")
+	spec["retry"] = map[string]any{"maxAttempts": 1}
+	spec["pool"] = map[string]any{"size": 2, "buffer": 1, "ordering": "Unordered"}
+	a := start(t, specJSON(t, spec), WithHandler(hang), WithDrainTimeout(2*time.Second), WithShutdownTimeout(time.Second))
+	g.Eventually(func() int { mu.Lock(); defer mu.Unlock(); return hung }).WithTimeout(time.Minute).Should(Equal(2))
+
+	joined := time.Now()
+	b := start(t, specJSON(t, spec), WithHandler(count))
+	// 8s: below the tests' rebalance timeout (10s, fastGroup), past which sarama ends the
+	// first pipeline's session and the partition moves anyway.
+	g.Eventually(func() int { mu.Lock(); defer mu.Unlock(); return len(handledB) }).WithTimeout(8*time.Second).
+		Should(Equal(1), "the moved partition was not consumed by the second pipeline within 8s")
+	t.Logf("the second pipeline consumed the moved partition %.1fs after joining", time.Since(joined).Seconds())
+	g.Expect(a.p.sessions.Load()).To(Equal(int32(1)), "the first pipeline's session ended")
+
+	a.stop(t) // its hung messages are given up and consumed again by the second
+	g.Eventually(func() int { mu.Lock(); defer mu.Unlock(); return handledB[0] + handledB[1] }).WithTimeout(time.Minute).Should(BeNumerically(">=", in.n))
+	g.Expect(tc.countOutput("dlq")).To(BeZero())
+	b.stop(t)
+}

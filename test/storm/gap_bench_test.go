@@ -129,7 +129,7 @@ type endpoint struct {
 
 func newEndpoint(delay time.Duration) *endpoint {
 	e := &endpoint{arrived: map[int][]time.Time{}}
-	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.Server = httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		body, _ := io.ReadAll(r.Body)
 		if v, err := strconv.Atoi(string(body)); err == nil {
