@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -45,7 +46,22 @@ const (
 // timeouts of runtime/kafka.go (rebalance 30s, reads 2 x 30s + 5s) a member does not give
 // up on a JoinGroup that Kafka may still answer, and on kfake the rounds complete once the
 // kills stop: the test then passes, it wedged with the old settings.
+//
+// A second difference makes this test fail now and then on kfake (it passed 2 of 4 runs on
+// a loaded machine, so it runs only with KPIPE_STORM=1): a
+// member waiting in JoinGroup sends no heartbeats (sarama holds them during a join), and
+// kfake keeps running its session timer, so a live member whose round lasts longer than its
+// session timeout (10s) is removed; a round that waits for a dead member lasts the
+// rebalance timeout (30s). Kafka keeps a member that is waiting in JoinGroup alive
+// (MemberMetadata.shouldKeepAlive). Reproducer: A and B join g (session timeout 6s,
+// rebalance timeout 20s) and sync; A sends JoinGroup and waits; B keeps heartbeating
+// (answered REBALANCE_IN_PROGRESS) and sends its JoinGroup only after 10s, as a member
+// draining a slow partition would. Kafka answers both at 10s; kfake removes A at 6s and
+// never answers its JoinGroup.
 func TestKillStorm(t *testing.T) {
+	if os.Getenv("KPIPE_STORM") == "" {
+		t.Skip("set KPIPE_STORM=1: about 3 minutes, and kfake times rounds unlike Kafka (see above)")
+	}
 	const n = 60_000
 	kc, err := kafkatest.Start(1, partitions, "in", "out")
 	if err != nil {
@@ -91,7 +107,7 @@ func TestKillStorm(t *testing.T) {
 	if drained < 0 {
 		for _, l := range r.logs() {
 			b, _ := os.ReadFile(l)
-			t.Logf("%s:\n%s", l, tail(b, 3000))
+			t.Logf("%s:\n%s", filepath.Base(l), tail(b, 6000))
 		}
 		t.Fatalf("the group did not drain within 60s of the last kill: %s", describe(ctx, kc))
 	}
