@@ -49,6 +49,7 @@ type managerOptions struct {
 	burst         int
 	namespaces    []string
 	secretOptIn   bool
+	upgrades      int
 	zap           zap.Options
 }
 
@@ -75,6 +76,9 @@ func newManagerCommand() *cobra.Command {
 	f.StringSliceVar(&o.namespaces, "watch-namespaces", nil, "comma-separated namespaces whose pipelines the operator reconciles (default: all)")
 	f.BoolVar(&o.secretOptIn, "secret-opt-in", false,
 		"use, and let pipeline pods mount, only Secrets labelled "+kpipev1.SecretOptInLabel+"="+kpipev1.SecretOptInValue)
+	f.IntVar(&o.upgrades, "max-concurrent-upgrades", controllers.DefaultMaxConcurrentUpgrades,
+		"pipelines whose pods roll at once because this operator renders their pod template differently from the one before it "+
+			"(an operator upgrade); the next start as these finish. Spec and Secret changes roll at once; 0 means no limit")
 	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zap.BindFlags(zapFlags)
 	f.AddGoFlagSet(zapFlags)
@@ -95,11 +99,20 @@ func runManager(o managerOptions) error {
 		MetricsAddr: o.metricsAddr, MetricsSecure: o.metricsSecure, ProbeAddr: o.probeAddr,
 		LeaderElection: o.leaderElect, LeaderElectionNamespace: o.leaderElectNS,
 		WatchNamespaces: o.namespaces,
-	}, &controllers.KafkaPipelineReconciler{Image: o.image, SecretOptIn: o.secretOptIn})
+	}, &controllers.KafkaPipelineReconciler{Image: o.image, SecretOptIn: o.secretOptIn, MaxConcurrentUpgrades: upgradeLimit(o.upgrades)})
 	if err != nil {
 		return err
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// upgradeLimit is the reconciler's MaxConcurrentUpgrades for the flag: 0 (no limit) is
+// negative there, where 0 means the default.
+func upgradeLimit(flagValue int) int {
+	if flagValue <= 0 {
+		return -1
+	}
+	return flagValue
 }
 
 func newRunCommand() *cobra.Command {

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
@@ -45,6 +46,7 @@ func (r *KafkaPipelineReconciler) applyDeployment(ctx context.Context, kp *kpipe
 	if err != nil {
 		return applied{}, err
 	}
+	started := r.pace(ctx, kp, dep, cur, desired)
 	u, fingerprint, err := toApply(dep)
 	if err != nil {
 		return applied{}, err
@@ -56,6 +58,9 @@ func (r *KafkaPipelineReconciler) applyDeployment(ctx context.Context, kp *kpipe
 		return applied{dep: cur.dep}, nil
 	}
 	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if started {
+			r.pacer.abandon(client.ObjectKeyFromObject(kp)) // a template the API refuses must not hold a slot
+		}
 		return applied{}, fmt.Errorf("apply deployment: %w", err)
 	}
 	out := &appsv1.Deployment{}
@@ -63,6 +68,9 @@ func (r *KafkaPipelineReconciler) applyDeployment(ctx context.Context, kp *kpipe
 		return applied{}, fmt.Errorf("convert applied deployment: %w", err)
 	}
 	*cache = applyCache{initialized: true, applied: desired, fingerprint: fingerprint, generation: out.Generation}
+	if started {
+		r.pacer.started(client.ObjectKeyFromObject(kp), out.Generation)
+	}
 	// A changed count, or a new Deployment with replicas, is a scale.
 	scaled := (desired != cur.replicas || !cur.exists) && (cur.exists || desired != 0)
 	return applied{dep: out, scaled: scaled}, nil
@@ -84,4 +92,35 @@ func toApply(dep *appsv1.Deployment) (*unstructured.Unstructured, string, error)
 	}
 	sum := sha256.Sum256(raw)
 	return u, hex.EncodeToString(sum[:]), nil
+}
+
+// pace decides the pod template of the Deployment to apply (see upgrade.go). A template that
+// only the operator's rendering changed waits for a rollout slot: until it has one, dep keeps
+// the current template, so the apply changes replicas and nothing else. It returns whether
+// this apply starts (or continues) a paced rollout.
+func (r *KafkaPipelineReconciler) pace(ctx context.Context, kp *kpipev1.KafkaPipeline, dep *appsv1.Deployment, cur current, desired int32) bool {
+	p := r.pacer
+	if p == nil {
+		return false
+	}
+	key := client.ObjectKeyFromObject(kp)
+	change := classify(kp, dep, cur, desired)
+	if change != templateOperator || p.max < 0 {
+		p.settled(key)
+		if p.rolling(ctx, key, cur.dep) {
+			dep.Annotations[UpgradeAnnotation] = configHash(&dep.Spec.Template) // keep the slot's mark
+		}
+		return false
+	}
+	granted, fresh := p.acquire(ctx, key)
+	if !granted {
+		dep.Spec.Template = *cur.dep.Spec.Template.DeepCopy()
+		ctrl.LoggerFrom(ctx).V(1).Info("pod template change of the operator's rendering waits for a rollout slot")
+		return false
+	}
+	if fresh {
+		r.event(kp, false, ReasonUpgradeRollout, "Upgrade", "rolling out the pod template of the upgraded operator (at most %d pipelines at a time)", p.max)
+	}
+	dep.Annotations[UpgradeAnnotation] = configHash(&dep.Spec.Template)
+	return true
 }

@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 )
@@ -34,17 +35,21 @@ var _ = Describe("spec.disruptionBudget", func() {
 		}).Should(Succeed())
 
 		kp := &kpipev1.KafkaPipeline{}
+		// Patches, not Updates: the controller writes status meanwhile, and an Update would
+		// fail on its resourceVersion.
 		Expect(k8s.Get(ctx, key, kp)).To(Succeed())
+		patch := client.MergeFrom(kp.DeepCopy())
 		kp.Spec.DisruptionBudget.MaxUnavailable = intstr.FromString("50%")
-		Expect(k8s.Update(ctx, kp)).To(Succeed())
+		Expect(k8s.Patch(ctx, kp, patch)).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, key, pdb)).To(Succeed())
 			g.Expect(pdb.Spec.MaxUnavailable).To(HaveValue(Equal(intstr.FromString("50%"))))
 		}).Should(Succeed())
 
 		Expect(k8s.Get(ctx, key, kp)).To(Succeed())
+		patch = client.MergeFrom(kp.DeepCopy())
 		kp.Spec.DisruptionBudget = nil
-		Expect(k8s.Update(ctx, kp)).To(Succeed())
+		Expect(k8s.Patch(ctx, kp, patch)).To(Succeed())
 		Eventually(func(g Gomega) {
 			err := k8s.Get(ctx, key, &policyv1.PodDisruptionBudget{})
 			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the budget is still there: %v", err)

@@ -46,6 +46,17 @@ type KafkaPipelineReconciler struct {
 	// connection is made and no Deployment applied, suspended or not.
 	SecretOptIn bool
 
+	// MaxConcurrentUpgrades is how many pipelines at most roll their pods at once because the
+	// operator's own rendering of the pod template changed, as after an operator upgrade
+	// (`kpipe manager --max-concurrent-upgrades`). Default DefaultMaxConcurrentUpgrades;
+	// negative: no limit. Changes of a spec or a Secret are never held back.
+	MaxConcurrentUpgrades int
+
+	// pacer holds the rollout slots of paced upgrades (upgrade.go); nil: no pacing.
+	pacer *upgradePacer
+	// podReader lists a not-ready pipeline's pods, uncached, for a refused pod contract.
+	podReader client.Reader
+
 	// secretMeta reads Secrets' metadata from the manager's metadata-only cache.
 	secretMeta client.Reader
 
@@ -74,7 +85,8 @@ type pipelineState struct {
 // garbage collector deletes them with their pipeline); it reads the Secrets pipelines
 // reference, to build its own Kafka client (on demand: Secret data is never cached; list and
 // watch serve the metadata-only watch that wakes the pipelines referencing a Secret); it
-// records events with the events.k8s.io API. It updates kafkapipelines/finalizers so that its
+// records events with the events.k8s.io API; it lists the pods of a pipeline that is not
+// ready, for a refused pod contract in their termination messages (podcontract.go). It updates kafkapipelines/finalizers so that its
 // Deployments' owner reference may block the pipeline's deletion (OwnerReferencesPermissionEnforcement).
 //
 // +kubebuilder:rbac:groups=kpipe.io,resources=kafkapipelines,verbs=get;list;watch
@@ -131,12 +143,7 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	out.observed, out.wait = r.observe(ctx, key, spec, sec.conn, out.current, &st.memory, out.now)
 	out.decision = decide(key, kp, spec, out.current, out.observed, st, out.now)
-	if out.applied, err = r.applyDeployment(ctx, kp, sec.hash, out.decision.desired, out.current, &st.cache); err != nil {
-		out.wait = &waitError{reason: ReasonApplyFailed, err: err}
-		return ctrl.Result{}, err
-	}
-	if err := r.applyDisruptionBudget(ctx, kp); err != nil {
-		out.wait = &waitError{reason: ReasonApplyFailed, err: err}
+	if err := r.applyChildren(ctx, kp, sec.hash, st, out); err != nil {
 		return ctrl.Result{}, err
 	}
 	if out.wait != nil {
@@ -147,6 +154,25 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, nil // nothing to poll; a spec change brings the next reconcile
 	}
 	return ctrl.Result{RequeueAfter: wait.Jitter(spec.Scaling.PollInterval.Duration, 0.1)}, nil
+}
+
+// applyChildren applies the Deployment and the disruption budget, and, while the Deployment
+// is not ready, looks for pods that refuse the pod contract. A failed apply is what the
+// pipeline waits for.
+func (r *KafkaPipelineReconciler) applyChildren(ctx context.Context, kp *kpipev1.KafkaPipeline, secretsHash string, st *pipelineState, out *outcome) error {
+	var err error
+	if out.applied, err = r.applyDeployment(ctx, kp, secretsHash, out.decision.desired, out.current, &st.cache); err != nil {
+		out.wait = &waitError{reason: ReasonApplyFailed, err: err}
+		return err
+	}
+	if out.wait == nil {
+		out.wait = r.podRefusal(ctx, kp, out.applied.dep, out.decision.desired)
+	}
+	if err := r.applyDisruptionBudget(ctx, kp); err != nil {
+		out.wait = &waitError{reason: ReasonApplyFailed, err: err}
+		return err
+	}
+	return nil
 }
 
 // backoff counts a failure and requeues with an exponential backoff from the poll interval up
@@ -196,6 +222,9 @@ func (r *KafkaPipelineReconciler) forget(key types.NamespacedName) {
 	r.mu.Unlock()
 	if r.Lag != nil {
 		r.Lag.Release(key.String())
+	}
+	if r.pacer != nil {
+		r.pacer.forget(key)
 	}
 	forgetMetrics(key.Namespace, key.Name)
 }

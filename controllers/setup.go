@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/kpipe-io/kpipe/controllers/lag"
 )
@@ -35,6 +36,8 @@ func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Recorder = mgr.GetEventRecorder("kpipe")
 	}
 	r.secretMeta = mgr.GetCache()
+	r.pacer = newUpgradePacer(r.MaxConcurrentUpgrades, mgr.GetCache())
+	r.podReader = mgr.GetAPIReader()
 	if r.pipelines == nil {
 		r.pipelines = mgr.GetCache() // unstructured reads from the cache, not the API server
 	}
@@ -54,6 +57,8 @@ func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.Deployment{}, builder.WithPredicates(deploymentChanged)).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesForSecret)).
+		// A pipeline waiting for a rollout slot, woken when one frees (upgrade.go).
+		WatchesRawSource(source.Channel(r.pacer.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Named("kafkapipeline").
 		Complete(r)

@@ -82,6 +82,9 @@ func runCommand(ctx context.Context, log *slog.Logger, configPath, httpAddr stri
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if err := checkContractFromEnv(); err != nil {
+		return err
+	}
 	specJSON, err := ReadSpec(configPath)
 	if err != nil {
 		return err

@@ -20,6 +20,11 @@ type Config struct {
 	// Credentials are the TLS configuration and SASL credentials built from the mounted
 	// Secrets; each nil when spec.kafka does not use it.
 	Credentials kafkaclient.Credentials
+	// UnknownFields are the spec fields, by path, that this runtime does not know: a newer
+	// operator rendered them. They are ignored, logged once and exported as
+	// kpipe_spec_unknown_fields. Fields whose meaning must not be ignored raise the pod
+	// contract instead (see CheckContract).
+	UnknownFields []string
 	// HTTPHeaders are the request headers of spec.processor.http.headersSecretRef, read from
 	// the mounted Secret; nil without it.
 	HTTPHeaders http.Header
@@ -61,11 +66,13 @@ func envOr(name, def string) string {
 	return def
 }
 
-// LoadConfig decodes a KafkaPipelineSpec from JSON with the API's strict decoder, applies
-// the API's defaults, validates it with the API's rules and reads the Secret files the spec
-// needs. It connects nowhere. All problems are reported together in a *ConfigError.
+// LoadConfig decodes a KafkaPipelineSpec from JSON with the API's lenient decoder (fields it
+// does not know go to UnknownFields; repeated fields, wrong types and bad durations are
+// errors), applies the API's defaults, validates it with the API's rules and reads the Secret
+// files the spec needs. It connects nowhere. All problems are reported together in a
+// *ConfigError.
 func LoadConfig(specJSON []byte, dirs SecretDirs) (*Config, error) {
-	spec, err := kpipev1.ParseSpec(specJSON)
+	spec, unknown, err := kpipev1.DecodeSpec(specJSON)
 	if err != nil {
 		return nil, &ConfigError{Problems: []string{err.Error()}}
 	}
@@ -74,7 +81,7 @@ func LoadConfig(specJSON []byte, dirs SecretDirs) (*Config, error) {
 	problems = append(problems, p...)
 	headers, p := loadHTTPHeaders(spec.Processor.HTTP, dirs.HTTPHeaders)
 	problems = append(problems, p...)
-	cfg := &Config{Spec: spec, Credentials: creds, HTTPHeaders: headers}
+	cfg := &Config{Spec: spec, Credentials: creds, HTTPHeaders: headers, UnknownFields: unknown}
 	if len(problems) > 0 {
 		return nil, &ConfigError{Problems: problems}
 	}

@@ -49,8 +49,10 @@ func TestLoadConfigRefusesBadInput(t *testing.T) {
 	}{
 		{name: "bad JSON", json: func(*testing.T) []byte { return []byte(`{"topics": [`) }, want: []string{"decode pipeline spec"}},
 		{name: "not an object", json: func(*testing.T) []byte { return []byte(`[]`) }, want: []string{"decode pipeline spec"}},
-		{name: "unknown field", json: func(t *testing.T) []byte { return merge(t, minimal, map[string]any{"topic": "in"}) },
-			want: []string{`unknown field "topic"`}},
+		{name: "repeated field", json: func(*testing.T) []byte { return []byte(minimal[:len(minimal)-1] + `,"group":"h"}`) },
+			want: []string{`duplicate field "group"`}},
+		{name: "wrong type", json: func(t *testing.T) []byte { return merge(t, minimal, map[string]any{"topics": "in"}) },
+			want: []string{"decode pipeline spec", "topics"}},
 		{name: "missing topics", json: func(t *testing.T) []byte { return merge(t, minimal, map[string]any{"topics": nil}) },
 			want: []string{"spec.topics: Required value"}},
 		{name: "bad topic name", json: func(t *testing.T) []byte { return merge(t, minimal, map[string]any{"topics": []string{"a b"}}) },

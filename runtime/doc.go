@@ -12,13 +12,23 @@
 // # Configuration
 //
 // The configuration is the KafkaPipeline spec itself, as JSON, in KPIPE_PIPELINE_SPEC (or a
-// file given with --config). LoadConfig decodes it strictly (an unknown field is an error),
-// applies the API's defaults and validates it with the API's rules, then reads the Secret
+// file given with --config). LoadConfig decodes it (a repeated field or a wrong type is an
+// error; a field this runtime does not know is reported in Config.UnknownFields, logged once
+// and exported, and ignored), applies the API's defaults and validates it with the API's
+// rules, then reads the Secret
 // files the spec refers to: ca.crt, tls.crt and tls.key in KPIPE_TLS_DIR (default
 // /etc/kpipe/tls), username and password in KPIPE_SASL_DIR (default /etc/kpipe/sasl). Every
 // problem is reported, one per line, before anything connects. KPIPE_PIPELINE_NAME and
 // KPIPE_PIPELINE_NAMESPACE label logs and metrics; KPIPE_HTTP_ADDR (or --http-address,
 // default :9090) is where /metrics, /healthz and /readyz are served.
+//
+// # Pod contract
+//
+// KPIPE_POD_CONTRACT is the pod contract version the operator requires of the pod. A runtime
+// that implements an older one (kpipev1.PodContractVersion) refuses to start with a
+// *ContractError naming both versions, also written to /dev/termination-log, which the
+// operator shows on the pipeline (reason PodContractUnsupported). `kpipe run` checks it first;
+// a custom main that does not use NewCommand calls CheckContract itself.
 //
 // # Ordering
 //
@@ -114,6 +124,8 @@
 //	kpipe_processing_seconds (histogram: consumed to finished, retries and acks included)
 //	kpipe_committed_offset{topic,partition}
 //	kpipe_idle, kpipe_idle_periods_total, kpipe_consumer_session_active
+//	kpipe_spec_unknown_fields{field} (1 per spec field this runtime ignores)
+//	kpipe_pod_contract_version (the pod contract this runtime implements)
 //
 // with the labels pipeline and namespace, on a registry of the pipeline's own, plus the Go
 // and process collectors.

@@ -17,6 +17,7 @@ const (
 // metrics are the runtime's Prometheus metrics, on a registry of their own.
 type metrics struct {
 	registry     *prometheus.Registry
+	constLabels  prometheus.Labels // pipeline and namespace
 	consumed     *prometheus.CounterVec
 	processed    *prometheus.CounterVec
 	retries      prometheus.Counter
@@ -42,7 +43,8 @@ func newMetrics(name, namespace string) *metrics {
 		labels["namespace"] = namespace
 	}
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
+		registry:    prometheus.NewRegistry(),
+		constLabels: labels,
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kpipe_messages_consumed_total", Help: "Messages read from Kafka and handed to the worker pool.", ConstLabels: labels,
 		}, []string{"topic"}),

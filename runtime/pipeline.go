@@ -142,6 +142,7 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 	if err := p.resolveProcessor(); err != nil {
 		return nil, err
 	}
+	p.reportSpecFields()
 	sc, err := saramaConfig(cfg, &p.set.memory)
 	if err != nil {
 		return nil, err

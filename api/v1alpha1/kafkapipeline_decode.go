@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,41 @@ func ParseSpec(data []byte) (*KafkaPipelineSpec, error) {
 		return nil, errors.New(strings.Join(msgs, "; "))
 	}
 	return &spec, nil
+}
+
+// DecodeSpec decodes a KafkaPipelineSpec from JSON leniently, as a pod does: a field this
+// version of the types does not know is returned by path in unknown (for example
+// "processor.http.newOption") and otherwise ignored, so a runtime built against older types
+// keeps running under a newer operator. A repeated field, a value of the wrong type and a
+// duration that does not parse are still errors naming the field: those are mistakes, not a
+// newer schema. Whether an unknown field may be ignored is the pod contract's business (see
+// RequiredContract), not the decoder's.
+func DecodeSpec(data []byte) (spec *KafkaPipelineSpec, unknown []string, err error) {
+	var s KafkaPipelineSpec
+	strict, err := k8sjson.UnmarshalStrict(data, &s)
+	if err != nil {
+		if named := badDurations(data); named != nil {
+			return nil, nil, named
+		}
+		return nil, nil, fmt.Errorf("decode pipeline spec: %w", err)
+	}
+	var dups []string
+	for _, e := range strict {
+		path := e.Error()
+		if fp, ok := e.(interface{ FieldPath() string }); ok {
+			path = fp.FieldPath()
+		}
+		if strings.HasPrefix(e.Error(), "unknown field") {
+			unknown = append(unknown, path)
+			continue
+		}
+		dups = append(dups, "spec: "+e.Error())
+	}
+	if len(dups) > 0 {
+		return nil, nil, errors.New(strings.Join(dups, "; "))
+	}
+	slices.Sort(unknown)
+	return &s, slices.Compact(unknown), nil
 }
 
 var durationType = reflect.TypeFor[time.Duration]()

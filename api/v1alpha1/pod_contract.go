@@ -16,6 +16,10 @@ const (
 	// EnvHTTPHeadersDir is the directory holding the request headers of
 	// spec.processor.http.headersSecretRef, one file per header.
 	EnvHTTPHeadersDir = "KPIPE_HTTP_HEADERS_DIR"
+	// EnvPodContract is the pod contract version the pod must honour, computed by the operator
+	// with RequiredContract. A runtime that implements an older contract refuses to start
+	// (see PodContractVersion); one that implements this version or a newer one runs.
+	EnvPodContract = "KPIPE_POD_CONTRACT"
 	// EnvHTTPAddr is the address of the runtime's /metrics, /healthz and /readyz.
 	EnvHTTPAddr = "KPIPE_HTTP_ADDR"
 
@@ -26,6 +30,13 @@ const (
 	HTTPHeadersMountPath = "/etc/kpipe/http-headers"
 	// HTTPPort is the runtime's port for /metrics, /healthz and /readyz.
 	HTTPPort = 9090
+
+	// TerminationMessagePath is where the pipeline container writes why it refused to start;
+	// the kubelet keeps it in the container's status, and the operator reads it back.
+	TerminationMessagePath = "/dev/termination-log"
+	// ContractRefusalPrefix starts the termination message of a runtime that refuses to start
+	// because the pod requires a newer pod contract than it implements.
+	ContractRefusalPrefix = "kpipe pod contract: "
 
 	// PipelineLabel on a pod names the KafkaPipeline it runs; the Deployment selects on it.
 	PipelineLabel = "kpipe.io/pipeline"

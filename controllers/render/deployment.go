@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,14 @@ const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	// AppName is the value of NameLabel on every pipeline pod.
 	AppName = "kpipe-pipeline"
+
+	// SpecGenerationAnnotation and SecretsHashAnnotation, on the Deployment (not its pods, so
+	// writing them restarts nothing), record the pipeline generation and the Secrets the
+	// Deployment was rendered from. A pod template that changes while both stay the same was
+	// changed by the operator's own rendering (an operator upgrade), and is rolled out paced.
+	SpecGenerationAnnotation = "kpipe.io/spec-generation"
+	// SecretsHashAnnotation is the hash of the referenced Secrets (see SpecGenerationAnnotation).
+	SecretsHashAnnotation = "kpipe.io/secrets-hash"
 
 	// NonRootID is the user and group the pods run as (distroless "nonroot").
 	NonRootID int64 = 65532
@@ -128,9 +137,14 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 	maps.Copy(podLabels, Labels(kp.Name)) // kpipe's labels win: the selector must match
 	podAnnotations[kpipev1.ConfigHashAnnotation] = configHash(podSpec, podLabels, podAnnotations, in.SecretsHash)
 
+	meta := childMeta(kp)
+	meta.Annotations = map[string]string{SpecGenerationAnnotation: strconv.FormatInt(kp.Generation, 10)}
+	if in.SecretsHash != "" {
+		meta.Annotations[SecretsHashAnnotation] = in.SecretsHash
+	}
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: childMeta(kp),
+		ObjectMeta: meta,
 		Spec: appsv1.DeploymentSpec{
 			Replicas:             new(in.Replicas),
 			Selector:             &metav1.LabelSelector{MatchLabels: SelectorLabels(kp.Name)},
@@ -151,8 +165,10 @@ func wiring(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides) ([]cor
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("encode pipeline spec: %w", err)
 	}
+	contract, _ := RequiredContract(&rs)
 	env := []corev1.EnvVar{
 		{Name: kpipev1.EnvPipelineSpec, Value: string(specJSON)},
+		{Name: kpipev1.EnvPodContract, Value: strconv.Itoa(contract)},
 		{Name: kpipev1.EnvPipelineName, Value: kp.Name},
 		{Name: kpipev1.EnvPipelineNamespace, Value: kp.Namespace},
 		{Name: kpipev1.EnvHTTPAddr, Value: fmt.Sprintf(":%d", kpipev1.HTTPPort)},
@@ -209,6 +225,9 @@ func container(kp *kpipev1.KafkaPipeline, tpl *kpipev1.PodTemplateOverrides, ima
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
+		// A runtime that refuses the pod writes why to the termination message (the log's tail
+		// otherwise); the operator reads it back into the pipeline's status.
+		TerminationMessagePath:   kpipev1.TerminationMessagePath,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
 }

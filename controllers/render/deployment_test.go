@@ -2,6 +2,7 @@ package render
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,6 +117,28 @@ func TestDeployment(t *testing.T) {
 				}
 				if d.Spec.Template.Spec.Containers[0].Image != "custom:2" {
 					t.Errorf("template.image not used")
+				}
+			},
+		},
+		{
+			name: "pod contract: the required version, the termination message, the inputs on the Deployment",
+			in: Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) { kp.Generation = 7 }),
+				Image: "kpipe:1", Replicas: 1, SecretsHash: "abc"},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				c := d.Spec.Template.Spec.Containers[0]
+				rs := RuntimeSpec(&pipeline().Spec)
+				want, _ := RequiredContract(&rs)
+				if got := envOf(c)[kpipev1.EnvPodContract].Value; got != strconv.Itoa(want) || want < 1 {
+					t.Errorf("%s = %q, want %d", kpipev1.EnvPodContract, got, want)
+				}
+				if c.TerminationMessagePath != kpipev1.TerminationMessagePath || c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+					t.Errorf("termination message %q %q", c.TerminationMessagePath, c.TerminationMessagePolicy)
+				}
+				if d.Annotations[SpecGenerationAnnotation] != "7" || d.Annotations[SecretsHashAnnotation] != "abc" {
+					t.Errorf("deployment annotations %v", d.Annotations)
+				}
+				if _, ok := d.Spec.Template.Annotations[SpecGenerationAnnotation]; ok {
+					t.Error("the spec generation is on the pod template: scaling spec.replicas would roll the pods")
 				}
 			},
 		},
