@@ -56,7 +56,10 @@ func (r *KafkaPipelineReconciler) reader() client.Reader {
 // getPipeline reads a pipeline as stored, without decoding it into the typed object.
 func (r *KafkaPipelineReconciler) getPipeline(ctx context.Context, key types.NamespacedName) (*unstructured.Unstructured, error) {
 	u := pipelineObject()
-	if err := r.reader().Get(ctx, key, u); err != nil {
+	// The cache's own object, not a copy (a steady poll at 10 000 pipelines spent a tenth of
+	// its CPU copying): nothing writes to it. The status patch clones it before setting the
+	// status, and decoding only reads it.
+	if err := r.reader().Get(ctx, key, u, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -79,7 +82,7 @@ func (r *KafkaPipelineReconciler) load(ctx context.Context, key types.Namespaced
 		r.forget(key)
 		return nil, nil, nil, nil
 	}
-	kp, decodeErr = decodePipeline(stored)
+	kp, decodeErr = r.decodeCached(key, stored)
 	if kp == nil {
 		return nil, nil, nil, reconcile.TerminalError(decodeErr) // not even its metadata decodes
 	}

@@ -45,6 +45,8 @@ type KafkaPipelineReconciler struct {
 	// Secret waits with reason SecretNotOptedIn: nothing is read from the Secret, no Kafka
 	// connection is made and no Deployment applied, suspended or not.
 	SecretOptIn bool
+	// StatusLag decides when a change of lag alone is written to the status (statuswrite.go).
+	StatusLag StatusLagWrites
 
 	// MaxConcurrentUpgrades is how many pipelines at most roll their pods at once because the
 	// operator's own rendering of the pod template changed, as after an operator upgrade
@@ -78,6 +80,11 @@ type pipelineState struct {
 	// secrets are the referenced Secrets as last read, by name: a poll whose Secrets kept
 	// their resourceVersion reads none from the API server (see readSecret).
 	secrets map[string]*corev1.Secret
+	// statusWrittenAt is when this process last wrote the pipeline's status.
+	statusWrittenAt time.Time
+	// decoded and applyInputs let a steady poll skip decoding and rendering (steadypoll.go).
+	decoded     *decoded
+	applyInputs applyInputs
 }
 
 // Least privilege: the operator reads pipelines and never writes their spec; it writes their
@@ -110,7 +117,7 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	orig := kp.DeepCopy()
 	defer func() {
 		r.finalizeStatus(kp, out)
-		if err := r.patchStatus(ctx, stored, orig, kp); err != nil {
+		if err := r.patchStatus(ctx, stored, orig, kp, out.now); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, err})
 		}
 	}()
@@ -161,7 +168,7 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 // pipeline waits for.
 func (r *KafkaPipelineReconciler) applyChildren(ctx context.Context, kp *kpipev1.KafkaPipeline, secretsHash string, st *pipelineState, out *outcome) error {
 	var err error
-	if out.applied, err = r.applyDeployment(ctx, kp, secretsHash, out.decision.desired, out.current, &st.cache); err != nil {
+	if out.applied, err = r.applyIfChanged(ctx, kp, secretsHash, out.decision.desired, out.current, st); err != nil {
 		out.wait = &waitError{reason: ReasonApplyFailed, err: err}
 		return err
 	}

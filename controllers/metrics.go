@@ -33,6 +33,10 @@ var (
 		Help:    "Time to read partition counts and offsets from Kafka for one pipeline.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 3, 10),
 	}, []string{"result"})
+	statusWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kpipe_status_writes_total",
+		Help: "Status writes of all pipelines (result written), and status changes of lag alone not written yet (lag-deferred: not due; lag-over-cap: due, over the cap on such writes).",
+	}, []string{"result"})
 	kafkaErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kpipe_kafka_errors_total",
 		Help: "Failed reads of Kafka, by pipeline and reason.",
@@ -40,7 +44,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(partitionLag, pipelineLag, desiredReplicas, stalledPartitions, pollDuration, kafkaErrors)
+	metrics.Registry.MustRegister(partitionLag, pipelineLag, desiredReplicas, stalledPartitions, pollDuration, statusWrites, kafkaErrors)
 }
 
 // partitionSeries remembers the partition-lag series of each pipeline ({group, topic,

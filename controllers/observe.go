@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers/lag"
@@ -47,7 +48,8 @@ type current struct {
 // count it applied wins over a possibly stale read.
 func (r *KafkaPipelineReconciler) loadDeployment(ctx context.Context, key types.NamespacedName, cache applyCache) (current, error) {
 	dep := &appsv1.Deployment{}
-	err := r.Get(ctx, key, dep)
+	// The cache's own object, not a copy: the reconcile only reads the Deployment it found.
+	err := r.Get(ctx, key, dep, client.UnsafeDisableDeepCopy)
 	switch {
 	case apierrors.IsNotFound(err) && cache.initialized:
 		return current{exists: true, replicas: cache.applied}, nil // created, not in the cache yet

@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -152,7 +151,9 @@ func summarizeIdle(kp *kpipev1.KafkaPipeline, out *outcome) {
 	}
 	idle, idleSince, reason, msg := idleness(kp, out)
 	if idleSince != nil {
-		kp.Status.IdleSince = &metav1.Time{Time: *idleSince}
+		// The API stores whole seconds: a finer time would differ from the stored one on every
+		// poll and cost a status write each time.
+		kp.Status.IdleSince = &metav1.Time{Time: idleSince.Truncate(time.Second)}
 	} else {
 		kp.Status.IdleSince = nil
 	}
@@ -241,11 +242,19 @@ func deploymentReady(dep *appsv1.Deployment, desired int32) bool {
 	return s.ObservedGeneration >= dep.Generation && s.UpdatedReplicas >= desired && s.ReadyReplicas >= desired
 }
 
-// patchStatus writes the status once per reconcile, when it changed. It patches the stored
-// object as unstructured, so that a pipeline whose spec does not decode gets its status too
-// (a typed patch would fail decoding the answer).
-func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, stored *unstructured.Unstructured, orig, kp *kpipev1.KafkaPipeline) error {
-	if equality.Semantic.DeepEqual(orig.Status, kp.Status) {
+// patchStatus writes the status once per reconcile, when it changed by more than lag, or
+// when the lag change is due (StatusLagWrites). It patches the stored object as unstructured,
+// so that a pipeline whose spec does not decode gets its status too (a typed patch would fail
+// decoding the answer).
+func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, stored *unstructured.Unstructured, orig, kp *kpipev1.KafkaPipeline, now time.Time) error {
+	st := r.peekState(client.ObjectKeyFromObject(kp)) // nil when the spec did not decode
+	var lastWrite time.Time
+	if st != nil {
+		r.mu.Lock()
+		lastWrite = st.statusWrittenAt
+		r.mu.Unlock()
+	}
+	if !r.StatusLag.due(&orig.Status, &kp.Status, lastWrite, now) {
 		return nil
 	}
 	status, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&kp.Status)
@@ -256,6 +265,12 @@ func (r *KafkaPipelineReconciler) patchStatus(ctx context.Context, stored *unstr
 	patched.Object["status"] = status
 	if err := client.IgnoreNotFound(r.Status().Patch(ctx, patched, client.MergeFrom(stored))); err != nil {
 		return fmt.Errorf("patch status: %w", err)
+	}
+	statusWrites.WithLabelValues("written").Inc()
+	if st != nil {
+		r.mu.Lock()
+		st.statusWrittenAt = now
+		r.mu.Unlock()
 	}
 	return nil
 }

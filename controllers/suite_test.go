@@ -75,6 +75,9 @@ var _ = BeforeSuite(func() {
 		Lag:        lag.NewReader(lag.Options{Timeout: 5 * time.Second}),
 		StallPolls: 10,
 		MaxBackoff: 5 * time.Second,
+		// The specs assert lag values soon after producing: every lag change is written (the
+		// default rule is tested in statuswrite_test.go).
+		StatusLag: controllers.StatusLagWrites{Share: 1e-9, MinInterval: time.Millisecond, PerSecond: 1000},
 	}
 	mgr, err := manager.New(mgrConfig, manager.Options{
 		QPS: 100, Burst: 200, // `kpipe manager` sets these with flags

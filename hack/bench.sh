@@ -37,7 +37,7 @@ run consume ./runtime '^BenchmarkConsume$' -timeout 10m
 run parallelism ./runtime '^BenchmarkParallelism$' -timeout 10m
 run forward ./runtime '^BenchmarkForwardPipeline$' -timeout 10m
 run lag ./controllers/lag '^BenchmarkLagPoll$' -timeout 10m
-run operator ./controllers '^BenchmarkOperatorScale$' -timeout 15m
+run operator ./controllers '^BenchmarkOperatorScale$' -timeout 60m
 run scaling ./test/bench/scalesim '^BenchmarkScalingPolicy$' -timeout 5m
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')

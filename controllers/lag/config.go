@@ -50,6 +50,12 @@ func saramaConfig(c Connection, timeout time.Duration) (*sarama.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Version == "" && !cfg.Version.IsAtLeast(sarama.V3_0_0_0) {
+		// Each request's version is negotiated down to what the broker supports (ApiVersions),
+		// so a newer client maximum costs older brokers nothing; OffsetFetch for several groups
+		// at once (version 8) needs Kafka 3.0 as the client's version.
+		cfg.Version = sarama.V3_0_0_0
+	}
 	cfg.Net.DialTimeout = timeout
 	cfg.Net.ReadTimeout = timeout
 	cfg.Net.WriteTimeout = timeout

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -16,15 +14,13 @@ import (
 // conn is one cluster connection and its shared reads.
 type conn struct {
 	key   string
-	users map[string][]string // pipeline -> topics; guarded by Reader.mu
+	users *users // the pipelines reading through this connection
 
 	// sem serialises reads and guards what follows. It is a channel so that a poll waiting
 	// behind a slow one gives up with its context.
 	sem    chan struct{}
 	closed bool
 	admin  sarama.ClusterAdmin
-	tmu    sync.Mutex // guards topics
-	topics []string   // union of the users' topics
 	client sarama.Client
 	conf   *sarama.Config
 
@@ -35,21 +31,12 @@ type conn struct {
 	newest     map[scaling.TopicPartition]int64
 	oldest     map[scaling.TopicPartition]int64
 	oldestAt   time.Time
-}
 
-func (c *conn) unionLocked() []string {
-	set := map[string]bool{}
-	for _, ts := range c.users {
-		for _, t := range ts {
-			set[t] = true
-		}
-	}
-	out := make([]string, 0, len(set))
-	for t := range set {
-		out = append(out, t)
-	}
-	slices.Sort(out)
-	return out
+	// groups holds the last committed offsets read for each registered group (committed.go).
+	groups map[string]*groupRead
+	// singleGroup is set once a coordinator turned down an OffsetFetch for several groups
+	// (a broker older than Kafka 3.0): from then on each group is fetched on its own.
+	singleGroup bool
 }
 
 func (c *conn) lock(ctx context.Context) error {
@@ -63,17 +50,7 @@ func (c *conn) lock(ctx context.Context) error {
 
 func (c *conn) unlock() { <-c.sem }
 
-func (c *conn) setTopics(t []string) {
-	c.tmu.Lock()
-	c.topics = t
-	c.tmu.Unlock()
-}
-
-func (c *conn) unionTopics() []string {
-	c.tmu.Lock()
-	defer c.tmu.Unlock()
-	return c.topics
-}
+func (c *conn) unionTopics() []string { return c.users.union() }
 
 func (c *conn) close() {
 	c.sem <- struct{}{}
@@ -125,6 +102,7 @@ func (c *conn) reset() {
 	}
 	c.admin, c.client = nil, nil
 	c.readAt = time.Time{}
+	c.groups = nil
 }
 
 func (c *conn) poll(ctx context.Context, q Query, opts Options) (*Result, error) {
@@ -135,22 +113,20 @@ func (c *conn) poll(ctx context.Context, q Query, opts Options) (*Result, error)
 	if err := c.connect(q, opts); err != nil {
 		return nil, err
 	}
-	committedAt := time.Now()
-	committed, err := c.committed(q)
+	gr, err := c.committedOf(q, time.Now())
 	if err != nil {
-		c.maybeReset(err)
-		return nil, fmt.Errorf("fetch committed offsets of group %q: %w", q.Group, err)
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if c.stale(q, committedAt) {
+	if c.stale(q, time.Now()) {
 		if err := c.read(opts); err != nil {
 			c.maybeReset(err)
 			return nil, err
 		}
 	}
-	return c.result(q, committed, committedAt)
+	return c.result(q, gr.offsets, gr.at)
 }
 
 func (c *conn) maybeReset(err error) {

@@ -186,42 +186,6 @@ func (c *conn) brokerFor(id int32) (*sarama.Broker, error) {
 	return b, nil
 }
 
-// committed fetches the group's committed offsets for the query's topics with one OffsetFetch
-// request to the group coordinator. It uses the partition lists of the last read when it has
-// them; otherwise it asks for all partitions of the topics (a nil partition list).
-func (c *conn) committed(q Query) (map[scaling.TopicPartition]int64, error) {
-	req := map[string][]int32{}
-	known := true
-	for _, t := range q.Topics {
-		ps, ok := c.parts[t]
-		if !ok {
-			known = false
-			break
-		}
-		req[t] = ps
-	}
-	if !known {
-		req = nil // all the group's committed partitions
-	}
-	resp, err := c.admin.ListConsumerGroupOffsets(q.Group, req)
-	if errors.Is(err, sarama.ErrGroupIDNotFound) {
-		return map[scaling.TopicPartition]int64{}, nil // a group that never committed
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := map[scaling.TopicPartition]int64{}
-	for t, blocks := range resp.Blocks {
-		for p, blk := range blocks {
-			if blk == nil || !errors.Is(blk.Err, sarama.ErrNoError) {
-				continue
-			}
-			out[scaling.TopicPartition{Topic: t, Partition: p}] = blk.Offset
-		}
-	}
-	return out, nil
-}
-
 func (c *conn) result(q Query, committed map[scaling.TopicPartition]int64, committedAt time.Time) (*Result, error) {
 	var errs []error
 	res := &Result{Partitions: map[string]int32{}, NewestAt: c.readAt, CommittedAt: committedAt}

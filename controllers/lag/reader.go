@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -95,8 +94,7 @@ func (r *Reader) Release(pipeline string) {
 	var closing *conn
 	if ok {
 		c := r.conns[key]
-		delete(c.users, pipeline)
-		if len(c.users) == 0 {
+		if c.users.remove(pipeline) {
 			delete(r.conns, key)
 			closing = c
 		}
@@ -132,22 +130,19 @@ func (r *Reader) acquire(q Query) *conn {
 	var closing *conn
 	if old, ok := r.users[q.Pipeline]; ok && old != key {
 		oc := r.conns[old]
-		delete(oc.users, q.Pipeline)
-		if len(oc.users) == 0 {
+		if oc.users.remove(q.Pipeline) {
 			delete(r.conns, old)
 			closing = oc
 		}
 	}
 	c := r.conns[key]
 	if c == nil {
-		c = &conn{key: key, users: map[string][]string{}, sem: make(chan struct{}, 1)}
+		c = &conn{key: key, users: newUsers(), sem: make(chan struct{}, 1)}
 		r.conns[key] = c
 	}
-	c.users[q.Pipeline] = slices.Clone(q.Topics)
+	c.users.set(q.Pipeline, q.Topics, q.Group)
 	r.users[q.Pipeline] = key
-	topics := c.unionLocked()
 	r.mu.Unlock()
-	c.setTopics(topics)
 	if closing != nil {
 		closing.close()
 	}

@@ -79,7 +79,10 @@ func New(cfg *rest.Config, o Options, r *controllers.KafkaPipelineReconciler) (c
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cache.Options{DefaultNamespaces: namespaces(o.WatchNamespaces)},
+		// managedFields are dropped from cached objects: nothing reads them (server-side apply
+		// works on the API server), and they were the larger part of each cached Deployment at
+		// 10 000 pipelines.
+		Cache: cache.Options{DefaultNamespaces: namespaces(o.WatchNamespaces), DefaultTransform: cache.TransformStripManagedFields()},
 		// Secrets are read on demand and never cached: the cache holds their metadata only
 		// (the controller's metadata watch), not the data of every Secret it can see.
 		Client:     client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
