@@ -57,6 +57,7 @@ func policyInput(kp *kpipev1.KafkaPipeline, spec *kpipev1.KafkaPipelineSpec, cur
 		},
 		Now:           now,
 		Partitions:    obs.partitions,
+		Assignment:    assignment(spec, obs),
 		Lag:           obs.lag - obs.stalledLag,
 		StalledLag:    obs.stalledLag,
 		NeedsConsumer: obs.needsConsumer,
@@ -89,4 +90,13 @@ func clocksFromStatus(kp *kpipev1.KafkaPipeline, replicas int32) *scaling.Clocks
 		}
 	}
 	return c
+}
+
+// assignment is how the group's assignor spreads the observed partitions over the replicas.
+func assignment(spec *kpipev1.KafkaPipelineSpec, obs *observation) scaling.Assignment {
+	a := scaling.Assignment{PerTopic: spec.Kafka.RebalanceStrategy.PerTopic()}
+	for _, t := range obs.topics {
+		a.TopicPartitions = append(a.TopicPartitions, t.Partitions)
+	}
+	return a
 }

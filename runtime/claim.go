@@ -27,14 +27,14 @@ type claims struct {
 	runCtx   context.Context // Run's: once it ended, a released partition gets the grace period
 	workCtx  context.Context // the work's: the context of the partitions' messages
 
-	lastConsumed atomic.Int64 // unix nanoseconds
+	idle idleClock // in a session with nothing consumed
 
 	// consumer is the consumer group's own sarama configuration: Setup sizes its fetches
 	// for the partitions claimed. inbound bounds the bytes sarama delivered in the current
 	// session and the claims did not admit yet (OnConsume takes them, admission gives them
 	// back); a session has its own.
 	consumer *sarama.Config
-	inbound  atomic.Pointer[sessionGate]
+	inbound  atomic.Pointer[inbound]
 
 	// tx commits offsets in ExactlyOnce, in the transaction of the messages written; nil in
 	// AtLeastOnce, where the consumer group commits them.
@@ -42,6 +42,7 @@ type claims struct {
 
 	mu         sync.Mutex
 	parts      map[*partition]struct{}
+	running    map[topicPartition]*claimRun // the claims being fed (revoke.go)
 	stopCommit context.CancelFunc
 	committer  sync.WaitGroup
 }
@@ -49,6 +50,7 @@ type claims struct {
 func (h *claims) Setup(sess sarama.ConsumerGroupSession) error {
 	h.sessions.Add(1)
 	h.metrics.session.Set(1)
+	h.idle.sessionStarted(time.Now())
 	h.sizeFetches(sess)
 	h.mu.Lock()
 	h.parts = map[*partition]struct{}{}
@@ -63,6 +65,7 @@ func (h *claims) Setup(sess sarama.ConsumerGroupSession) error {
 }
 
 func (h *claims) Cleanup(sess sarama.ConsumerGroupSession) error {
+	h.idle.sessionEnded(time.Now())
 	h.stopCommit()
 	h.committer.Wait()
 	sess.Commit()
@@ -79,7 +82,9 @@ func (h *claims) Cleanup(sess sarama.ConsumerGroupSession) error {
 // sarama reads Consumer.Fetch.Default when a partition consumer is created and from its
 // feeder goroutine only; the consumers of the previous session are closed before the next
 // Setup, and this session's are created after it, so the change is not a data race and
-// applies to exactly this session.
+// applies to exactly this session. On the incremental protocol Setup runs once per join:
+// partitions added later fetch at the size of the first assignment, and a fetch response
+// stays within Fetch.MaxBytes, the fetch share, whatever the partitions.
 func (h *claims) sizeFetches(sess sarama.ConsumerGroupSession) {
 	n := 0
 	for _, ps := range sess.Claims() {
@@ -87,41 +92,44 @@ func (h *claims) sizeFetches(sess sarama.ConsumerGroupSession) {
 	}
 	fetch := h.set.memory.partitionFetch(n)
 	h.consumer.Consumer.Fetch.Default = fetch
-	h.inbound.Store(&sessionGate{gate: newByteGate(h.set.memory.inbound), done: sess.Context().Done()})
+	h.inbound.Store(newInbound(h.set.memory.inbound, sess.Context().Done()))
 	h.log.Info("consumer group session started", "generation", sess.GenerationID(), "claims", sess.Claims(),
 		"fetchBytesPerPartition", fetch, "memoryBudget", h.set.memory.total)
-}
-
-// sessionGate is the inbound gate of one session; waits on it end with the session.
-type sessionGate struct {
-	gate *byteGate
-	done <-chan struct{}
 }
 
 // OnConsume is called by sarama for every message before it enters the partition's
 // channel: it takes the message's bytes from the session's inbound gate, waiting while
 // the messages delivered and not admitted hold the inbound share.
 func (h *claims) OnConsume(m *sarama.ConsumerMessage) {
-	if g := h.inbound.Load(); g != nil {
-		g.gate.acquire(messageSize(m), g.done, nil)
+	if in := h.inbound.Load(); in != nil {
+		in.take(m)
 	}
 }
 
 // ConsumeClaim feeds one partition's messages to the pool until the partition is revoked
-// or the session ends, then drains the partition and commits what finished.
+// or the session ends, then drains the partition and commits what finished. Each claim
+// has its own context and drains on its own: on the incremental protocol a revoked claim's
+// context ends when the new assignment arrives (revoke.go) while the session and the other
+// claims go on, and its messages in flight have the partition's own context
+// (partition.ctx).
 func (h *claims) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	pt := newPartition(h.workCtx, h.tx.session(sess), claim.Topic(), claim.Partition(), h.log, h.metrics)
 	h.track(pt, true)
 	defer h.track(pt, false)
-	h.feed(sess.Context(), pt, claim.Messages())
+	in := h.inbound.Load()
+	tp := topicPartition{claim.Topic(), claim.Partition()}
+	ic := in.open(tp)
+	ctx, done := h.startClaim(sess, tp, in, ic)
+	h.feed(ctx, pt, claim.Messages(), in, ic)
+	done()
+	in.close(ic) // what the claim took and did not admit
 	h.release(sess, pt)
 	return nil
 }
 
 // feed admits the partition's messages into the pool, a batch at a time, until ctx ends or
 // msgs closes.
-func (h *claims) feed(ctx context.Context, pt *partition, msgs <-chan *sarama.ConsumerMessage) {
-	in := h.inbound.Load()
+func (h *claims) feed(ctx context.Context, pt *partition, msgs <-chan *sarama.ConsumerMessage, in *inbound, ic *inboundClaim) {
 	var (
 		b    batch
 		next *sarama.ConsumerMessage // taken, did not fit in the last batch
@@ -157,7 +165,7 @@ func (h *claims) feed(ctx context.Context, pt *partition, msgs <-chan *sarama.Co
 		h.pool.release(n-len(b.ms), room-b.bytes)
 		h.admit(pt, &b)
 		admitted()
-		in.gate.release(b.bytes)
+		in.admitted(ic, b.bytes)
 		if !open {
 			return
 		}
@@ -209,13 +217,8 @@ func (h *claims) admit(pt *partition, b *batch) {
 		return
 	}
 	now := time.Now()
-	h.lastConsumed.Store(now.UnixNano())
+	h.idle.consumed(now)
 	h.pool.submitAll(newJobs(pt, b.ms[:n], b.sizes[:n], now, h.set.forwardTopic == ""))
-}
-
-// quiet is how long nothing was consumed.
-func (h *claims) quiet() time.Duration {
-	return time.Since(time.Unix(0, h.lastConsumed.Load()))
 }
 
 // release drains a partition that is no longer consumed and commits what finished. A

@@ -99,11 +99,14 @@ func TestRebalanceLosesNothing(t *testing.T) {
 	defer cancel()
 	_, err := tc.c.WaitGroupStable(ctx, "rebalance", 2)
 	g.Expect(err).NotTo(HaveOccurred(), "the second pipeline never joined")
+	// With cooperative-sticky the second pipeline gets its partitions one rebalance after it
+	// joined: the first revokes them from the first pipeline, the next assigns them.
+	consumed := func() float64 { return testutil.ToFloat64(b.p.metrics.consumed.WithLabelValues("in")) }
+	g.Eventually(consumed).WithTimeout(time.Minute).Should(BeNumerically(">", 0), "the second pipeline got no partition")
 	mid := tc.countOutput("out")
-	g.Eventually(func() int64 { return tc.countOutput("out") }).WithTimeout(time.Minute).Should(BeNumerically(">=", mid+int64(n/10)))
+	g.Eventually(func() int64 { return tc.countOutput("out") }).WithTimeout(time.Minute).Should(BeNumerically(">=", min(mid+int64(n/10), n)))
 	b.stop(t)
-	consumedByB := testutil.ToFloat64(b.p.metrics.consumed.WithLabelValues("in"))
-	g.Expect(consumedByB).To(BeNumerically(">", 0), "the second pipeline got no partition")
+	consumedByB := consumed()
 
 	wait()
 	out := tc.readAll("out", n, 2*time.Minute)
@@ -145,6 +148,9 @@ func TestRevocationAbandonsStuckMessages(t *testing.T) {
 		return nil
 	})
 	spec := tc.handlerSpec("revoke")
+	// Range moves the one partition to whichever member sorts first; cooperative-sticky would
+	// leave it where it is (TestCooperativeRevocation covers that protocol).
+	spec["kafka"].(map[string]any)["rebalanceStrategy"] = "Range"
 	spec["retry"] = map[string]any{"maxAttempts": 1} // a failure would be dead-lettered at once
 	spec["pool"] = map[string]any{"size": 4, "ordering": "Unordered"}
 	a := start(t, specJSON(t, spec), WithHandler(h), WithDrainTimeout(300*time.Millisecond))

@@ -3,7 +3,9 @@
 //
 // # Shape
 //
-// A sarama consumer group (Consume in a loop, one session per rebalance) feeds a bounded
+// A sarama consumer group (spec.kafka.rebalanceStrategy, default cooperative-sticky: one
+// session while the replica is in the group, revoked partitions drain on their own; Range
+// and RoundRobin: one session per rebalance) feeds a bounded
 // buffer (spec.pool.buffer, default 16); a fixed pool of workers (spec.pool.size, default
 // the CPUs available, runtime.GOMAXPROCS) takes messages from it and runs the processor.
 // One sarama AsyncProducer, shared by all workers, writes forwarded messages and dead
@@ -106,8 +108,9 @@
 //
 // # Idle, shutdown, health
 //
-// When nothing was consumed for spec.idle.window (and nothing is in flight), the consumer
-// group is left and the pool stopped; after spec.idle.penalty the pipeline joins again.
+// When the pipeline was in a consumer group session with nothing consumed for
+// spec.idle.window (and nothing is in flight; time without a session does not count), the
+// consumer group is left and the pool stopped; after spec.idle.penalty the pipeline joins again.
 // When Run's context ends (SIGTERM for `kpipe run`), the runtime stops fetching, lets the
 // messages in flight finish within the shutdown timeout (--shutdown-timeout, default 25s,
 // below the pod's 30s grace period), waits for the producer's acks, commits, and leaves the

@@ -43,7 +43,7 @@ func BenchmarkExactlyOnceForward(b *testing.B) {
 				spec["topics"] = []string{"eosin"}
 				spec["processor"] = map[string]any{"forward": map[string]any{"topic": out, "delivery": m}}
 				if m == "ExactlyOnce" {
-					spec["kafka"] = map[string]any{"bootstrapServers": tc.addrs, "isolationLevel": "ReadCommitted"}
+					spec["kafka"] = map[string]any{"bootstrapServers": tc.addrs, "isolationLevel": "ReadCommitted", "rebalanceStrategy": "Range"}
 				}
 				began := time.Now()
 				stop := runFor(kpipeRun(b, spec, WithShutdownTimeout(0), WithInstance(out)))

@@ -28,7 +28,7 @@ import (
 func (tc *testCluster) exactlyOnceSpec(group string) map[string]any {
 	spec := tc.baseSpec(group)
 	spec["processor"] = map[string]any{"forward": map[string]any{"topic": "out", "delivery": "ExactlyOnce"}}
-	spec["kafka"] = map[string]any{"bootstrapServers": tc.addrs, "isolationLevel": "ReadCommitted"}
+	spec["kafka"] = map[string]any{"bootstrapServers": tc.addrs, "isolationLevel": "ReadCommitted", "rebalanceStrategy": "Range"}
 	return spec
 }
 

@@ -45,6 +45,7 @@ func saramaConfig(cfg *Config, memory *memoryBudget) (*sarama.Config, error) {
 	sc.Consumer.Fetch.MaxBytes = int32(min(memory.fetch, math.MaxInt32))
 	sc.Consumer.Fetch.Default = memory.partitionFetch(1)
 	sc.Consumer.MaxProcessingTime = time.Hour
+	groupTimeouts(sc)
 
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Return.Successes = true
@@ -60,4 +61,47 @@ func saramaConfig(cfg *Config, memory *memoryBudget) (*sarama.Config, error) {
 		return nil, fmt.Errorf("kafka client configuration: %w", err)
 	}
 	return sc, nil
+}
+
+// The consumer group's timeouts, which must fit together:
+//
+//   - session (10s): a member that sends no heartbeat for this long is removed.
+//   - heartbeat (1s): a member learns of a rebalance at its next heartbeat. On the
+//     incremental protocol the members keep consuming while they rejoin, but sarama sends
+//     JoinGroup on the coordinator broker's connection, which also carries the fetches from
+//     that broker; the broker answers nothing else on it until the round completes, when the
+//     last member has learned of it and joined. A short interval keeps that wait short.
+//   - rebalance (30s, more with a longer drain or shutdown timeout): how long the
+//     coordinator waits for every member to rejoin, and how long a revoked partition may take
+//     to drain (sarama ends the session after that). The drain timeout (10s) and the
+//     shutdown timeout (25s) stay at least timeoutMargin below it, so a member that drains or
+//     shuts down still owns its partitions when it commits.
+//   - JoinGroup and SyncGroup reads (65s): the coordinator answers a JoinGroup when the round
+//     completes. sarama reads every answer with Net.ReadTimeout; a member that gives up on
+//     its JoinGroup sends another, which can only make the round longer. Kafka completes a
+//     round within the rebalance timeout of its start, and its Java client reads JoinGroup
+//     for that plus 5s. kpipe reads for twice the rebalance timeout plus timeoutMargin: a
+//     coordinator that extends a round when a member joins late (kfake does, see
+//     test/storm) still answers within that once the members stop coming and going. The
+//     cost: a broker that hangs without closing the connection is noticed after 65s, not 30s.
+const (
+	sessionTimeout   = 10 * time.Second
+	heartbeatEvery   = time.Second
+	rebalanceTimeout = 30 * time.Second
+	timeoutMargin    = 5 * time.Second
+)
+
+func groupTimeouts(sc *sarama.Config) {
+	sc.Consumer.Group.Session.Timeout = sessionTimeout
+	sc.Consumer.Group.Heartbeat.Interval = heartbeatEvery
+	sc.Consumer.Group.Rebalance.Timeout = rebalanceTimeout
+}
+
+// fitTimeouts raises the rebalance timeout above the drain and shutdown timeouts by
+// timeoutMargin, and the read timeout to twice the rebalance timeout plus timeoutMargin.
+// It runs after the options' sarama hook, so a hook cannot take the group out of fit.
+func fitTimeouts(sc *sarama.Config, o *options) {
+	g := &sc.Consumer.Group
+	g.Rebalance.Timeout = max(g.Rebalance.Timeout, o.drainTimeout+timeoutMargin, o.shutdownTimeout+timeoutMargin)
+	sc.Net.ReadTimeout = max(sc.Net.ReadTimeout, 2*g.Rebalance.Timeout+timeoutMargin)
 }

@@ -26,6 +26,7 @@ type phase struct {
 	wentIdle atomic.Bool
 	// stopConsuming ends the phase early; the pipeline starts the next one.
 	stopConsuming context.CancelFunc
+	bridging      bool // joins on the group's eager strategy, on the way to cooperative-sticky
 }
 
 // runPhase consumes until ctx ends or the pipeline goes idle, and reports which.
@@ -48,9 +49,10 @@ func (p *Pipeline) runPhase(ctx context.Context) (idle bool, err error) {
 	}
 	wg.Go(func() { p.enforceGrace(ctx, workCtx, cancelWork) })
 	wg.Go(func() { ph.watchIdle(consumeCtx, stopConsuming) })
+	wg.Go(func() { ph.watchBridge(consumeCtx, stopConsuming) })
 	ph.pool.start(workCtx, p.set.poolSize, ph.worker.process)
 
-	p.consume(consumeCtx, group, ph.claims)
+	ph.consume(consumeCtx)
 
 	// The consumer has released its partitions (drained and committed).
 	stopConsuming()
@@ -67,6 +69,7 @@ func (ph *phase) join() error {
 	p := ph.p
 	consumer := *p.sarama
 	consumer.Consumer.Interceptors = append(slices.Clip(consumer.Consumer.Interceptors), ph.claims)
+	consumer.Consumer.Group.Rebalance.GroupStrategies = ph.strategies()
 	ph.claims.consumer = &consumer
 	group, err := sarama.NewConsumerGroup(p.set.brokers, p.set.group, &consumer)
 	if err != nil {
@@ -100,11 +103,11 @@ func (ph *phase) join() error {
 // grace period ends.
 func (p *Pipeline) newPhase(runCtx, workCtx context.Context) *phase {
 	s := &p.set
-	ph := &phase{p: p, workCtx: workCtx, pool: newPool(s.ordering, s.buffer, s.poolSize, s.memory.pool)}
+	ph := &phase{p: p, workCtx: workCtx, pool: newPool(s.ordering, s.buffer, s.poolSize, s.memory.pool),
+		bridging: p.bridge.Load()}
 	ph.worker = &worker{set: s, handler: p.handler, log: p.log, metrics: p.metrics, ctx: workCtx}
 	ph.claims = &claims{set: s, pool: ph.pool, log: p.log, metrics: p.metrics, sessions: &p.sessions,
 		runCtx: runCtx, workCtx: workCtx}
-	ph.claims.lastConsumed.Store(time.Now().UnixNano())
 	return ph
 }
 
@@ -139,12 +142,20 @@ func (p *Pipeline) enforceGrace(ctx, workCtx context.Context, giveUp context.Can
 	}
 }
 
-// consume calls Consume in a loop, one call per consumer group session, until ctx ends.
-func (p *Pipeline) consume(ctx context.Context, group sarama.ConsumerGroup, h sarama.ConsumerGroupHandler) {
+// consume calls Consume in a loop until ctx ends: one call per session on the eager
+// protocol, one for the member's whole time in the group on the incremental one. A
+// CooperativeSticky replica refused by a group of eager replicas ends the phase, and the
+// next one bridges (strategy.go).
+func (ph *phase) consume(ctx context.Context) {
+	p := ph.p
 	for {
-		err := group.Consume(ctx, p.set.topics, h)
+		err := ph.group.Consume(ctx, p.set.topics, ph.claims)
 		switch {
 		case errors.Is(err, sarama.ErrClosedConsumerGroup), ctx.Err() != nil:
+			return
+		case ph.needsBridge(err):
+			p.log.Info("the consumer group runs an eager strategy: joining on it until every member lists cooperative-sticky")
+			p.bridge.Store(true)
 			return
 		case err != nil:
 			p.log.Warn("consumer group session ended with an error; joining again", "err", err)
@@ -159,8 +170,9 @@ func (p *Pipeline) logGroupErrors(errs <-chan error) {
 	}
 }
 
-// watchIdle stops consuming once nothing was consumed for idle.window and nothing is in
-// flight: no slot of the pool and none of the producer window is taken.
+// watchIdle stops consuming once the phase was in a session with nothing consumed for
+// idle.window (idleClock) and nothing is in flight: no slot of the pool and none of the
+// producer window is taken.
 func (ph *phase) watchIdle(ctx context.Context, stop context.CancelFunc) {
 	window := ph.p.set.idleWindow
 	t := time.NewTimer(window)
@@ -171,7 +183,7 @@ func (ph *phase) watchIdle(ctx context.Context, stop context.CancelFunc) {
 			return
 		case <-t.C:
 		}
-		quiet := ph.claims.quiet()
+		quiet := ph.claims.idle.quiet(time.Now())
 		if quiet >= window && ph.empty() {
 			ph.wentIdle.Store(true)
 			ph.p.log.Info("idle: nothing consumed for the idle window", "window", window.String())

@@ -31,6 +31,7 @@ type Pipeline struct {
 	running  atomic.Bool
 	sessions atomic.Int32 // consumer group sessions between Setup and Cleanup
 	idle     atomic.Bool  // stopped for the idle penalty
+	bridge   atomic.Bool  // the group runs an eager strategy: join on it (strategy.go)
 
 	writeFailures writeFailures // ExactlyOnce: failed writes that aborted transactions, per message
 }
@@ -172,9 +173,10 @@ func (p *Pipeline) kafkaConfig() (*sarama.Config, error) {
 	}
 	if hook := p.opts.saramaHook; hook != nil {
 		hook(sc)
-		if err := sc.Validate(); err != nil {
-			return nil, fmt.Errorf("kafka client configuration: %w", err)
-		}
+	}
+	fitTimeouts(sc, &p.opts)
+	if err := sc.Validate(); err != nil {
+		return nil, fmt.Errorf("kafka client configuration: %w", err)
 	}
 	if p.set.exactlyOnce {
 		if err := checkExactlyOnce(sc); err != nil {

@@ -13,6 +13,8 @@ type settings struct {
 	topics  []string
 	group   string
 
+	strategy kpipev1.RebalanceStrategy // spec.kafka.rebalanceStrategy
+
 	poolSize int // spec.pool.size, or GOMAXPROCS when unset
 	buffer   int
 	ordering kpipev1.Ordering
@@ -42,6 +44,7 @@ func newSettings(cfg *Config, o *options, memory memoryBudget) settings {
 		brokers:         spec.Kafka.BootstrapServers,
 		topics:          spec.Topics,
 		group:           spec.Group,
+		strategy:        spec.Kafka.RebalanceStrategy,
 		poolSize:        cfg.PoolSize(),
 		buffer:          int(*spec.Pool.Buffer),
 		ordering:        spec.Pool.Ordering,

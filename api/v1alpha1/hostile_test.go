@@ -206,9 +206,12 @@ var _ = Describe("hostile input", func() {
 		Entry("a topic with a newline", newObject(set(validSpec(), "topics", []any{"orders\n"})), refused("spec.topics[0]")),
 		Entry("the topic '.'", newObject(set(validSpec(), "topics", []any{"."})), refused("spec.topics[0]")),
 		// delivery and isolation level
-		Entry("exactly-once reading committed records", newObject(set(set(validSpec(), "processor.forward.delivery", "ExactlyOnce"), "kafka.isolationLevel", "ReadCommitted")), accepted()),
-		Entry("exactly-once with the default isolation level", newObject(set(validSpec(), "processor.forward.delivery", "ExactlyOnce")), refused("spec.kafka.isolationLevel")),
-		Entry("exactly-once reading uncommitted records", newObject(set(set(validSpec(), "processor.forward.delivery", "ExactlyOnce"), "kafka.isolationLevel", "ReadUncommitted")), refused("spec.kafka.isolationLevel")),
+		Entry("exactly-once reading committed records", newObject(set(set(set(validSpec(), "processor.forward.delivery", "ExactlyOnce"), "kafka.isolationLevel", "ReadCommitted"), "kafka.rebalanceStrategy", "Range")), accepted()),
+		Entry("exactly-once with RoundRobin", newObject(set(set(set(validSpec(), "processor.forward.delivery", "ExactlyOnce"), "kafka.isolationLevel", "ReadCommitted"), "kafka.rebalanceStrategy", "RoundRobin")), accepted()),
+		Entry("exactly-once with the default rebalance strategy", newObject(set(set(validSpec(), "processor.forward.delivery", "ExactlyOnce"), "kafka.isolationLevel", "ReadCommitted")), refused("spec.kafka.rebalanceStrategy")),
+		Entry("exactly-once with CooperativeSticky", newObject(set(set(set(validSpec(), "processor.forward.delivery", "ExactlyOnce"), "kafka.isolationLevel", "ReadCommitted"), "kafka.rebalanceStrategy", "CooperativeSticky")), refused("spec.kafka.rebalanceStrategy")),
+		Entry("exactly-once with the default isolation level", newObject(set(set(validSpec(), "processor.forward.delivery", "ExactlyOnce"), "kafka.rebalanceStrategy", "Range")), refused("spec.kafka.isolationLevel")),
+		Entry("exactly-once reading uncommitted records", newObject(set(set(set(validSpec(), "processor.forward.delivery", "ExactlyOnce"), "kafka.isolationLevel", "ReadUncommitted"), "kafka.rebalanceStrategy", "Range")), refused("spec.kafka.isolationLevel")),
 		Entry("an unknown delivery", newObject(set(validSpec(), "processor.forward.delivery", "AtMostOnce")), refused("spec.processor.forward.delivery")),
 		Entry("a delivery in lower case", newObject(set(set(validSpec(), "processor.forward.delivery", "exactlyonce"), "kafka.isolationLevel", "ReadCommitted")), refused("spec.processor.forward.delivery")),
 		Entry("an unknown isolation level", newObject(set(validSpec(), "kafka.isolationLevel", "Serializable")), refused("spec.kafka.isolationLevel")),
@@ -228,6 +231,15 @@ var _ = Describe("hostile input", func() {
 		Entry("Kafka 99.0.0", newObject(set(validSpec(), "kafka.version", "99.0.0")), refused("spec.kafka.version")),
 		Entry("Kafka v3.6.0", newObject(set(validSpec(), "kafka.version", "v3.6.0")), refused("spec.kafka.version")),
 		Entry("Kafka 3.6", newObject(set(validSpec(), "kafka.version", "3.6")), refused("spec.kafka.version")),
+
+		// the rebalance strategy
+		Entry("a lower-case rebalance strategy", newObject(set(validSpec(), "kafka.rebalanceStrategy", "cooperative-sticky")), refused("spec.kafka.rebalanceStrategy")),
+		Entry("the eager Sticky strategy", newObject(set(validSpec(), "kafka.rebalanceStrategy", "Sticky")), refused("spec.kafka.rebalanceStrategy")),
+		// The Go path reads "" as unset (omitempty) and defaults it.
+		Entry("an empty rebalance strategy", newObject(set(validSpec(), "kafka.rebalanceStrategy", "")), serverOnly("spec.kafka.rebalanceStrategy")),
+		Entry("a rebalance strategy with a newline", newObject(set(validSpec(), "kafka.rebalanceStrategy", "Range\n")), refused("spec.kafka.rebalanceStrategy")),
+		Entry("the Range strategy", newObject(set(validSpec(), "kafka.rebalanceStrategy", "Range")), accepted()),
+		Entry("the RoundRobin strategy", newObject(set(validSpec(), "kafka.rebalanceStrategy", "RoundRobin")), accepted()),
 
 		// http.url
 		Entry("a URL with a user and password", newObject(httpSpec("http://user:pw@svc:8080/")), refused("spec.processor.http.url")),

@@ -38,6 +38,19 @@ type KafkaConnection struct {
 	// +optional
 	// +kubebuilder:default=ReadUncommitted
 	IsolationLevel IsolationLevel `json:"isolationLevel,omitempty"`
+
+	// rebalanceStrategy is how the replicas share the partitions of the consumer group.
+	// CooperativeSticky (the default) moves only the partitions that change owner when a
+	// replica joins or leaves; the others keep being consumed. Range and RoundRobin are
+	// eager: every change stops every partition of every replica until the group is
+	// rebalanced. Range assigns each topic separately, so no more replicas than the largest
+	// topic has partitions get work; RoundRobin and CooperativeSticky spread the partitions
+	// of all topics together. A group running an eager strategy (kpipe before this field)
+	// moves to CooperativeSticky on its own during the rollout; see docs/runtime.md.
+	// +optional
+	// +kubebuilder:default=CooperativeSticky
+	// +kubebuilder:validation:Enum=CooperativeSticky;Range;RoundRobin
+	RebalanceStrategy RebalanceStrategy `json:"rebalanceStrategy,omitempty"`
 }
 
 // IsolationLevel is how a consumer reads transactional records.
@@ -51,6 +64,31 @@ const (
 	// without one).
 	ReadCommitted IsolationLevel = "ReadCommitted"
 )
+
+// RebalanceStrategy is how the replicas share the partitions of the consumer group.
+type RebalanceStrategy string
+
+const (
+	// RebalanceCooperativeSticky moves only the partitions that change owner (Kafka's
+	// cooperative-sticky assignor and incremental rebalance protocol).
+	RebalanceCooperativeSticky RebalanceStrategy = "CooperativeSticky"
+	// RebalanceRange assigns each topic's partitions in ranges, topic by topic (eager).
+	RebalanceRange RebalanceStrategy = "Range"
+	// RebalanceRoundRobin deals the partitions of all topics in turn (eager).
+	RebalanceRoundRobin RebalanceStrategy = "RoundRobin"
+)
+
+// RebalanceStrategies are the values of spec.kafka.rebalanceStrategy.
+var RebalanceStrategies = []string{string(RebalanceCooperativeSticky), string(RebalanceRange), string(RebalanceRoundRobin)}
+
+// PerTopic reports whether the strategy assigns each topic's partitions separately, so that
+// the replicas that get work are at most the partitions of the largest topic, rather than
+// the partitions of all topics together.
+func (r RebalanceStrategy) PerTopic() bool { return r == RebalanceRange }
+
+// Eager reports whether every rebalance stops every partition of the session (Range,
+// RoundRobin); empty is the default, CooperativeSticky.
+func (r RebalanceStrategy) Eager() bool { return r == RebalanceRange || r == RebalanceRoundRobin }
 
 // TLSSpec configures TLS to the brokers.
 type TLSSpec struct {

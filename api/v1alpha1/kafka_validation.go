@@ -25,6 +25,9 @@ func (k *KafkaConnection) validate(p *field.Path) field.ErrorList {
 		errs = append(errs, field.NotSupported(p.Child("isolationLevel"), k.IsolationLevel,
 			[]string{string(ReadUncommitted), string(ReadCommitted)}))
 	}
+	if k.RebalanceStrategy != "" && !slices.Contains(RebalanceStrategies, string(k.RebalanceStrategy)) {
+		errs = append(errs, field.NotSupported(p.Child("rebalanceStrategy"), k.RebalanceStrategy, RebalanceStrategies))
+	}
 	if k.TLS != nil && k.TLS.SecretRef != nil {
 		errs = append(errs, validateSecretRef(p.Child("tls", "secretRef", "name"), k.TLS.SecretRef.Name)...)
 	}

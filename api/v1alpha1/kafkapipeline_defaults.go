@@ -39,6 +39,9 @@ func (s *KafkaPipelineSpec) Default() {
 	if s.InitialOffset == "" {
 		s.InitialOffset = InitialOffsetLatest
 	}
+	if s.Kafka.RebalanceStrategy == "" {
+		s.Kafka.RebalanceStrategy = RebalanceCooperativeSticky
+	}
 	defaultInt32(&s.Pool.Buffer, DefaultPoolBuffer)
 	if s.Pool.Ordering == "" {
 		s.Pool.Ordering = OrderingKey

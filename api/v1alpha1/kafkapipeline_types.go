@@ -58,6 +58,7 @@ func init() {
 // +kubebuilder:validation:XValidation:rule="!has(self.replicas) || (has(self.scaling.mode) && self.scaling.mode == 'Manual')",message="replicas (what kubectl scale sets) is used in scaling.mode Manual only; in Auto the operator sets the replica count from lag: remove spec.replicas or set scaling.mode to Manual",fieldPath=".replicas"
 // +kubebuilder:validation:XValidation:rule="!has(self.deadLetter) || !has(self.processor.forward) || self.deadLetter.topic != self.processor.forward.topic",message="deadLetter.topic must not be processor.forward.topic",fieldPath=".deadLetter.topic"
 // +kubebuilder:validation:XValidation:rule="!has(self.processor.forward) || !has(self.processor.forward.delivery) || self.processor.forward.delivery != 'ExactlyOnce' || (has(self.kafka.isolationLevel) && self.kafka.isolationLevel == 'ReadCommitted')",message="processor.forward.delivery ExactlyOnce needs kafka.isolationLevel ReadCommitted",fieldPath=".kafka.isolationLevel"
+// +kubebuilder:validation:XValidation:rule="!has(self.processor.forward) || !has(self.processor.forward.delivery) || self.processor.forward.delivery != 'ExactlyOnce' || (has(self.kafka.rebalanceStrategy) && self.kafka.rebalanceStrategy != 'CooperativeSticky')",message="processor.forward.delivery ExactlyOnce needs an eager kafka.rebalanceStrategy, Range or RoundRobin",fieldPath=".kafka.rebalanceStrategy"
 type KafkaPipelineSpec struct {
 	// kafka is how the pipeline connects to the Kafka cluster.
 	// +required

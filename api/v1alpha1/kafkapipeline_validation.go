@@ -236,7 +236,10 @@ func (r *ProcessorSpec) validate(p *field.Path, consumed map[string]bool) field.
 // consumer: a new owner of a partition must wait for the offsets a transaction of the last
 // owner may still commit (KIP-447's stable offset fetch), which the Kafka client asks for only
 // when it reads committed records; and an output written exactly once from records of aborted
-// transactions would not be exactly once.
+// transactions would not be exactly once. ExactlyOnce also needs an eager rebalance strategy:
+// its transactions commit the offsets of every partition of the session together, so far
+// only where a rebalance ends the whole session (cooperative revocation inside a running
+// session is not yet part of the transaction's design).
 func (s *KafkaPipelineSpec) validateDelivery(p *field.Path) field.ErrorList {
 	f := s.Processor.Forward
 	if f == nil {
@@ -246,10 +249,16 @@ func (s *KafkaPipelineSpec) validateDelivery(p *field.Path) field.ErrorList {
 	switch f.Delivery {
 	case DeliveryAtLeastOnce:
 	case DeliveryExactlyOnce:
+		var errs field.ErrorList
 		if s.Kafka.IsolationLevel != ReadCommitted {
-			return field.ErrorList{field.Invalid(p.Child("kafka", "isolationLevel"), s.Kafka.IsolationLevel,
-				"processor.forward.delivery ExactlyOnce needs kafka.isolationLevel ReadCommitted")}
+			errs = append(errs, field.Invalid(p.Child("kafka", "isolationLevel"), s.Kafka.IsolationLevel,
+				"processor.forward.delivery ExactlyOnce needs kafka.isolationLevel ReadCommitted"))
 		}
+		if !s.Kafka.RebalanceStrategy.Eager() {
+			errs = append(errs, field.Invalid(p.Child("kafka", "rebalanceStrategy"), s.Kafka.RebalanceStrategy,
+				"processor.forward.delivery ExactlyOnce needs an eager kafka.rebalanceStrategy, Range or RoundRobin"))
+		}
+		return errs
 	default:
 		return field.ErrorList{field.NotSupported(dp, f.Delivery, []string{string(DeliveryAtLeastOnce), string(DeliveryExactlyOnce)})}
 	}

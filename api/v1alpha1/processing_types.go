@@ -110,7 +110,8 @@ type ForwardProcessor struct {
 	// a rebalance may write it again. ExactlyOnce: the forwarded messages, the dead letters
 	// and the consumed offsets of each commit interval are written in one Kafka transaction,
 	// so readers with isolation level read_committed see each message once; it needs
-	// kafka.isolationLevel ReadCommitted and Kafka 0.11 or later (2.5 or later for the
+	// kafka.isolationLevel ReadCommitted, an eager kafka.rebalanceStrategy (Range or RoundRobin)
+	// and Kafka 0.11 or later (2.5 or later for the
 	// fencing of stale group members).
 	// +optional
 	// +kubebuilder:default=AtLeastOnce

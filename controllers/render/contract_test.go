@@ -46,6 +46,7 @@ func TestRequiredContractOfDelivery(t *testing.T) {
 	}
 	spec.Processor.Forward.Delivery = kpipev1.DeliveryExactlyOnce
 	spec.Kafka.IsolationLevel = kpipev1.ReadCommitted
+	spec.Kafka.RebalanceStrategy = kpipev1.RebalanceRange
 	v, fields := RequiredContract(spec)
 	if v != 2 || len(fields) != 2 || fields[0] != "kafka.isolationLevel" || fields[1] != "processor.forward.delivery" {
 		t.Fatalf("ExactlyOnce: contract %d, fields %v; want 2 and both fields", v, fields)

@@ -35,6 +35,9 @@ type Input struct {
 	Now    time.Time
 	// Partitions is the number of partitions across the consumed topics.
 	Partitions int32
+	// Assignment is how the group's assignor spreads them: it decides how many replicas get
+	// a partition (the cap) and how many the busiest gets (the partition rounding).
+	Assignment Assignment
 	// Lag is the lag of the partitions that are not stalled; it drives scaling.
 	Lag int64
 	// StalledLag is the lag of stalled partitions. It keeps the pipeline awake but never drives
@@ -131,11 +134,12 @@ func Decide(in Input) Decision {
 	}
 
 	w := wants{lag: ceilDiv(in.Lag, p.LagPerReplica)}
-	upper := upperBound(p, in.Partitions)
+	ps := spread{in.Partitions, in.Assignment}
+	upper := upperBound(p, ps)
 	// What keeps up with the produce rate at the estimated per-replica rate (0: unknown).
 	var keepUp int32
 	if in.ReplicaRate > 0 && in.ProduceRate > 0 {
-		keepUp = RateReplicas(in.ProduceRate, in.ReplicaRate, in.Partitions, upper)
+		keepUp = rateReplicas(in.ProduceRate, in.ReplicaRate, ps, upper)
 	}
 	raw := w.lag
 	raw, w.settling = settle(in, raw, keepUp)
@@ -152,7 +156,7 @@ func Decide(in Input) Decision {
 	// not part of the stabilization history, so once the produce rate drops the count falls to
 	// what lag asked for within the window.
 	if !idle && keepUp > 0 && in.Current > 0 {
-		w.floor = bound(min(keepUp, in.Current), p, in.Partitions)
+		w.floor = bound(min(keepUp, in.Current), p, ps)
 	}
 	if in.StalledLag > 0 && raw == 0 {
 		raw = 1 // someone must keep owning the stalled partitions
@@ -167,7 +171,7 @@ func Decide(in Input) Decision {
 		}
 		raw = 1 // keep one replica until the idle window confirms the pipeline is idle
 	}
-	w.rec = bound(raw, p, in.Partitions)
+	w.rec = bound(raw, p, ps)
 	d.History = stabilize(in.History, in.Now, p.ScaleDownStabilization, w.rec)
 	w.stabilized = maxRecommendation(d.History)
 	d.Recommendation = max(w.rec, w.floor)
@@ -229,7 +233,7 @@ func explain(in Input, replicas int32, w wants) (string, string) {
 	switch {
 	case w.settling && replicas == in.Current:
 		return ReasonSettling, fmt.Sprintf("lag %d (lagPerReplica %d) would want %d, but the scale change at %s is settling: the rebalance explains up to %.0f msg/s x %s, and %d replicas at %.0f msg/s each keep up with the produce rate",
-			in.Lag, p.LagPerReplica, bound(w.lag, p, in.Partitions), in.LastScale.UTC().Format(time.RFC3339), in.ProduceRate,
+			in.Lag, p.LagPerReplica, bound(w.lag, p, spread{in.Partitions, in.Assignment}), in.LastScale.UTC().Format(time.RFC3339), in.ProduceRate,
 			in.Now.Sub(in.LastScale).Round(time.Second), in.Current, in.ReplicaRate)
 	case replicas > in.Current:
 		return ReasonScaledUp, why
@@ -273,7 +277,7 @@ func decideAtZero(in Input, d Decision, total int64) Decision {
 		return d
 	}
 	// Stalled partitions cannot exist at zero replicas (nobody consumes), so all lag counts.
-	rec := bound(max(ceilDiv(total, p.LagPerReplica), 1), p, in.Partitions)
+	rec := bound(max(ceilDiv(total, p.LagPerReplica), 1), p, spread{in.Partitions, in.Assignment})
 	d.Replicas, d.Recommendation = rec, rec
 	d.Reason = ReasonActivated
 	d.Message = fmt.Sprintf("lag %d is above activationLag %d: waking up with %d replicas", total, p.ActivationLag, rec)
@@ -300,10 +304,11 @@ func ceilDiv(lag, per int64) int32 {
 	return int32(n)
 }
 
-// upperBound is min(maxReplicas, partitions) (maxReplicas when the partitions are unknown).
-func upperBound(p Params, partitions int32) int32 {
-	if partitions > 0 && partitions < p.MaxReplicas {
-		return partitions
+// upperBound is min(maxReplicas, the replicas that get a partition) (maxReplicas when the
+// partitions are unknown).
+func upperBound(p Params, ps spread) int32 {
+	if c := ps.cap(); c > 0 && c < p.MaxReplicas {
+		return c
 	}
 	return p.MaxReplicas
 }
@@ -313,59 +318,62 @@ func upperBound(p Params, partitions int32) int32 {
 // messages per second each (the traffic spread evenly, as the default partitioner does), and
 // processes perReplica messages per second. upper when none does.
 func RateReplicas(produce, perReplica float64, partitions, upper int32) int32 {
+	return rateReplicas(produce, perReplica, spread{total: partitions}, upper)
+}
+
+func rateReplicas(produce, perReplica float64, ps spread, upper int32) int32 {
 	if produce <= 0 {
 		return 0
 	}
 	if perReplica <= 0 || upper <= 0 {
 		return max(upper, 0)
 	}
-	if partitions <= 0 {
-		partitions = upper
+	if ps.total <= 0 {
+		ps = spread{total: upper}
 	}
-	perPartition := produce / float64(partitions)
+	perPartition := produce / float64(ps.total)
 	for n := int32(1); n < upper; n++ {
-		if float64(busiest(partitions, n))*perPartition <= perReplica {
+		if float64(ps.busiest(n))*perPartition <= perReplica {
 			return n
 		}
 	}
 	return upper
 }
 
-// bound applies [min, min(max, partitions)] and the partition rounding.
-func bound(n int32, p Params, partitions int32) int32 {
-	upper := upperBound(p, partitions)
+// bound applies [min, min(max, replicas that get a partition)] and the partition rounding.
+func bound(n int32, p Params, ps spread) int32 {
+	upper := upperBound(p, ps)
 	if n > upper {
 		n = upper
 	}
 	if n < p.MinReplicas {
 		n = p.MinReplicas
 	}
-	if n > partitions || partitions <= 0 {
-		return n // above the partition count only because of minReplicas: leave it
+	if n > ps.cap() || ps.cap() <= 0 {
+		return n // above the replicas that get a partition only because of minReplicas: leave it
 	}
-	return EfficientReplicas(n, partitions, p.MinReplicas)
+	return efficientReplicas(n, ps, p.MinReplicas)
 }
 
 // EfficientReplicas is the fewest replicas, at least floor (and at least 1), that give the
 // busiest replica as few partitions as n replicas do: ceil(partitions/m) == ceil(partitions/n).
 // Replicas beyond that count would only take partitions from the less busy replicas.
 func EfficientReplicas(n, partitions, floor int32) int32 {
-	if n <= 0 || partitions <= 0 {
+	return efficientReplicas(n, spread{total: partitions}, floor)
+}
+
+// efficientReplicas is EfficientReplicas for the partitions as the assignor spreads them.
+func efficientReplicas(n int32, ps spread, floor int32) int32 {
+	if n <= 0 || ps.total <= 0 {
 		return n
 	}
-	load := busiest(partitions, n)
-	lo := max(floor, 1)
-	for m := lo; m < n; m++ {
-		if busiest(partitions, m) == load {
+	load := ps.busiest(n)
+	for m := max(floor, 1); m < n; m++ {
+		if ps.busiest(m) == load {
 			return m
 		}
 	}
 	return n
-}
-
-// busiest is the number of partitions of the busiest of n replicas with a balancing assignor.
-func busiest(partitions, n int32) int32 {
-	return (partitions + n - 1) / n
 }
 
 // stabilize drops recommendations older than the window and appends rec.

@@ -1,0 +1,109 @@
+package runtime
+
+import (
+	"sync"
+
+	"github.com/IBM/sarama"
+)
+
+// inbound bounds, for one consumer group session, the bytes sarama delivered and the claims
+// did not admit yet, and accounts for them claim by claim. On the incremental protocol a
+// session outlives its claims: the bytes of the messages a revoked claim never admitted
+// (those sarama drops when it closes the partition, those the feeder held) go back to the
+// gate when the claim closes, or the gate would shrink with every rebalance.
+type inbound struct {
+	gate *byteGate
+	done <-chan struct{} // the session's: waits end with it
+
+	mu     sync.Mutex
+	claims map[topicPartition]*inboundClaim
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// inboundClaim is one claim's share of the gate.
+type inboundClaim struct {
+	owed     int64         // taken for delivered messages, not given back yet; under inbound.mu
+	closed   bool          // the claim ended; under inbound.mu
+	released chan struct{} // closed with it: a wait for room for its messages ends
+}
+
+func newInbound(limit int64, done <-chan struct{}) *inbound {
+	return &inbound{gate: newByteGate(limit), done: done, claims: map[topicPartition]*inboundClaim{}}
+}
+
+// claim is the partition's current claim, created on first use: sarama starts fetching
+// before ConsumeClaim runs.
+func (in *inbound) claim(tp topicPartition) *inboundClaim {
+	c := in.claims[tp]
+	if c == nil {
+		c = &inboundClaim{released: make(chan struct{})}
+		in.claims[tp] = c
+	}
+	return c
+}
+
+// take takes m's bytes for its claim, waiting for room; it gives up when the session or
+// the claim ends. A message of a closed claim passes without taking bytes: it is one sarama
+// delivers while closing the partition, or the first of the partition's next claim before
+// ConsumeClaim opened it (then admitted gives back at most what the claim owes).
+func (in *inbound) take(m *sarama.ConsumerMessage) {
+	in.mu.Lock()
+	c := in.claim(topicPartition{m.Topic, m.Partition})
+	closed := c.closed
+	in.mu.Unlock()
+	if closed {
+		return
+	}
+	n := messageSize(m)
+	if !in.gate.acquire(n, in.done, c.released) {
+		return
+	}
+	in.mu.Lock()
+	if c.closed {
+		n, c.owed = c.owed+n, 0
+		in.mu.Unlock()
+		in.gate.release(n)
+		return
+	}
+	c.owed += n
+	in.mu.Unlock()
+}
+
+// open starts the partition's claim in ConsumeClaim; a closed one of an earlier claim of
+// the partition is replaced.
+func (in *inbound) open(tp topicPartition) *inboundClaim {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if c := in.claims[tp]; c != nil && c.closed {
+		delete(in.claims, tp)
+	}
+	return in.claim(tp)
+}
+
+// admitted gives back the bytes of admitted messages, at most what the claim owes.
+func (in *inbound) admitted(c *inboundClaim, n int64) {
+	in.mu.Lock()
+	n = min(n, c.owed)
+	c.owed -= n
+	in.mu.Unlock()
+	in.gate.release(n)
+}
+
+// close ends the claim and gives back what it still owes.
+func (in *inbound) close(c *inboundClaim) {
+	in.mu.Lock()
+	if c.closed {
+		in.mu.Unlock()
+		return
+	}
+	c.closed = true
+	n := c.owed
+	c.owed = 0
+	in.mu.Unlock()
+	close(c.released)
+	in.gate.release(n)
+}
