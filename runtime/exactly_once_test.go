@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,12 +35,7 @@ func (tc *testCluster) exactlyOnceSpec(group string) map[string]any {
 // distinct values were seen and then nothing more came for a second (or the timeout passed).
 func (tc *testCluster) readCommitted(topic string, want int, timeout time.Duration) []outRecord {
 	tc.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(tc.addrs...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		tc.t.Fatal(err)
-	}
+	cl := tc.reader(topic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -53,12 +47,9 @@ func (tc *testCluster) readCommitted(topic string, want int, timeout time.Durati
 		fs := cl.PollFetches(pctx)
 		pcancel()
 		fs.EachRecord(func(r *kgo.Record) {
-			v, err := strconv.Atoi(string(r.Value))
-			if err != nil {
-				tc.t.Errorf("output value %q is not a number", r.Value)
-			}
-			out = append(out, outRecord{partition: r.Partition, offset: r.Offset, key: string(r.Key), value: v})
-			seen[v] = true
+			rec := tc.outRecordOf(r)
+			out = append(out, rec)
+			seen[rec.value] = true
 			quietSince = time.Now()
 		})
 	}

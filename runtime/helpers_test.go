@@ -108,32 +108,44 @@ type outRecord struct {
 // (or the timeout passes) and returns them in log order per partition.
 func (tc *testCluster) readAll(topic string, want int, timeout time.Duration) []outRecord {
 	tc.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(tc.addrs...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
-	if err != nil {
-		tc.t.Fatal(err)
-	}
+	cl := tc.reader(topic)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var out []outRecord
 	seen := map[int]bool{}
 	for len(seen) < want && ctx.Err() == nil {
-		fs := cl.PollFetches(ctx)
-		fs.EachRecord(func(r *kgo.Record) {
-			v, err := strconv.Atoi(string(r.Value))
-			if err != nil {
-				tc.t.Errorf("output value %q is not a number", r.Value)
-			}
-			hs := map[string]string{}
-			for _, h := range r.Headers {
-				hs[h.Key] = string(h.Value)
-			}
-			out = append(out, outRecord{partition: r.Partition, offset: r.Offset, key: string(r.Key), value: v, headers: hs})
-			seen[v] = true
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			rec := tc.outRecordOf(r)
+			out = append(out, rec)
+			seen[rec.value] = true
 		})
 	}
 	return out
+}
+
+// reader is a client that reads topic from the start.
+func (tc *testCluster) reader(topic string, opts ...kgo.Opt) *kgo.Client {
+	tc.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(tc.addrs...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100 * time.Millisecond)}, opts...)...)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	return cl
+}
+
+// outRecordOf is an output record; its value must be the number of the input it came from.
+func (tc *testCluster) outRecordOf(r *kgo.Record) outRecord {
+	v, err := strconv.Atoi(string(r.Value))
+	if err != nil {
+		tc.t.Errorf("output value %q is not a number", r.Value)
+	}
+	hs := map[string]string{}
+	for _, h := range r.Headers {
+		hs[h.Key] = string(h.Value)
+	}
+	return outRecord{partition: r.Partition, offset: r.Offset, key: string(r.Key), value: v, headers: hs}
 }
 
 // endOffsets returns the log-end offset of every partition of topic.
