@@ -33,9 +33,25 @@ const (
 	ReasonApplyFailed      = "DeploymentApplyFailed"
 	ReasonActive           = "Active"
 	ReasonNoLag            = "NoLag"
-	ReasonStalledParts     = "PartitionsStalled"
-	ReasonProgressing      = "Progressing"
-	ReasonScaledManually   = "ScaledManually"
+	// ReasonStalledParts: partitions stood still with lag and no pod reports on them (no
+	// telemetry record): the operator's estimate from committed offsets alone.
+	ReasonStalledParts = "PartitionsStalled"
+	// ReasonPartitionsStuck: partitions stood still with lag while their pod's workers are
+	// not busy.
+	ReasonPartitionsStuck = "PartitionsStuck"
+	// ReasonPartitionsRetrying: partitions stood still on a message between retry attempts.
+	ReasonPartitionsRetrying = "PartitionsRetrying"
+	// ReasonDeadLetterUnwritable: partitions stood still on a message that can be neither
+	// handled nor written to the dead-letter topic.
+	ReasonDeadLetterUnwritable = "DeadLetterUnwritable"
+	// ReasonPartitionsSlow is Stalled=False's reason while some partition works slowly (old
+	// messages in flight, or busy workers): reported, not stalled, its lag still counts.
+	ReasonPartitionsSlow = "PartitionsSlow"
+	// ReasonResting is Idle=True's reason while replicas run but the group has no members:
+	// the pods rest in their idle penalty.
+	ReasonResting        = "Resting"
+	ReasonProgressing    = "Progressing"
+	ReasonScaledManually = "ScaledManually"
 )
 
 func setCondition(kp *kpipev1.KafkaPipeline, typ string, status metav1.ConditionStatus, reason, msg string) {

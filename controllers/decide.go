@@ -62,6 +62,8 @@ func policyInput(kp *kpipev1.KafkaPipeline, spec *kpipev1.KafkaPipelineSpec, cur
 		StalledLag:    obs.stalledLag,
 		NeedsConsumer: obs.needsConsumer,
 		Current:       cur.replicas,
+		// What the pods measured of themselves (signals.go); 0 when no fresh record says.
+		MeasuredCapacity: obs.signals.capacity,
 	}
 	if kp.Status.LastScaleTime != nil {
 		in.LastScale = kp.Status.LastScaleTime.Time

@@ -77,6 +77,7 @@ type pipelineState struct {
 	cache    applyCache
 	failures int
 	memory   scaling.Memory
+	lags     lagClock // for the lag in seconds (signals.go)
 	// secrets are the referenced Secrets as last read, by name: a poll whose Secrets kept
 	// their resourceVersion reads none from the API server (see readSecret).
 	secrets map[string]*corev1.Secret
@@ -148,7 +149,7 @@ func (r *KafkaPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if out.current, err = r.loadDeployment(ctx, key, st.cache); err != nil {
 		return ctrl.Result{}, err
 	}
-	out.observed, out.wait = r.observe(ctx, key, spec, sec.conn, out.current, &st.memory, out.now)
+	out.observed, out.wait = r.observe(ctx, key, spec, sec.conn, out.current, st, out.now)
 	out.decision = decide(key, kp, spec, out.current, out.observed, st, out.now)
 	if err := r.applyChildren(ctx, kp, sec.hash, st, out); err != nil {
 		return ctrl.Result{}, err

@@ -336,6 +336,11 @@ var _ = Describe("KafkaPipeline controller", func() {
 			key := types.NamespacedName{Namespace: ns, Name: "stuck"}
 			Expect(kc.Commit(ctx, key.Name+"-group", map[string]map[int32]int64{topic: {0: 0, 1: 0, 2: 0, 3: 0}})).To(Succeed())
 			Expect(kc.ProduceAll(ctx, topic, 4, 50)).To(Succeed())
+			// A member holds the partitions and commits nothing, with no telemetry record: the
+			// stall is told from committed offsets alone (a group without members would rest).
+			member, err := kafkatest.JoinGroup(kc.Addrs, key.Name+"-group", "stuck-0", topic)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(member.Close)
 			Expect(k8s.Create(ctx, newPipeline(ns, key.Name, []string{topic}, func(kp *kpipev1.KafkaPipeline) {
 				kp.Spec.Scaling.LagPerReplica = ptr.To[int64](10)
 			}))).To(Succeed())

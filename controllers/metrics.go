@@ -6,8 +6,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-
-	"github.com/kpipe-io/kpipe/controllers/scaling"
 )
 
 // Operator metrics, served with controller-runtime's own on the manager's /metrics.
@@ -20,13 +18,17 @@ var (
 		Name: "kpipe_pipeline_lag",
 		Help: "Messages not yet committed by the pipeline's consumer group, over all its partitions.",
 	}, []string{"namespace", "pipeline"})
+	lagSeconds = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kpipe_pipeline_lag_seconds",
+		Help: "How long the oldest message not yet committed by the pipeline's consumer group has waited, per topic (0 without lag; the pipeline's is the largest). An estimate: see docs/scaling.md, Lag in seconds.",
+	}, []string{"namespace", "pipeline", "topic"})
 	desiredReplicas = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kpipe_pipeline_desired_replicas",
 		Help: "Replica count the operator decided on at the last poll.",
 	}, []string{"namespace", "pipeline"})
 	stalledPartitions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kpipe_pipeline_stalled_partitions",
-		Help: "Partitions with lag whose committed offset has not moved for several polls.",
+		Help: "Stuck partitions: lag, a committed offset that has not moved for several polls, and the pod reports it retrying, blocked on the dead-letter topic, or not busy (or reports nothing).",
 	}, []string{"namespace", "pipeline"})
 	pollDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "kpipe_lag_poll_duration_seconds",
@@ -44,7 +46,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(partitionLag, pipelineLag, desiredReplicas, stalledPartitions, pollDuration, statusWrites, kafkaErrors)
+	metrics.Registry.MustRegister(partitionLag, pipelineLag, lagSeconds, desiredReplicas, stalledPartitions, pollDuration, statusWrites, kafkaErrors)
 }
 
 // partitionSeries remembers the partition-lag series of each pipeline ({group, topic,
@@ -55,9 +57,9 @@ var (
 	partitionSeries   = map[string]map[[3]string]bool{}
 )
 
-func recordLag(ns, name, group string, lags []scaling.PartitionLag, total int64, stalled int) {
-	now := make(map[[3]string]bool, len(lags))
-	for _, pl := range lags {
+func recordLag(ns, name, group string, obs *observation) {
+	now := make(map[[3]string]bool, len(obs.lags))
+	for _, pl := range obs.lags {
 		l := [3]string{group, pl.Topic, strconv.Itoa(int(pl.Partition))}
 		now[l] = true
 		partitionLag.WithLabelValues(ns, name, l[0], l[1], l[2]).Set(float64(pl.Lag))
@@ -66,13 +68,22 @@ func recordLag(ns, name, group string, lags []scaling.PartitionLag, total int64,
 	before := partitionSeries[ns+"/"+name]
 	partitionSeries[ns+"/"+name] = now
 	partitionSeriesMu.Unlock()
+	gone := map[string]bool{}
 	for l := range before {
 		if !now[l] {
 			partitionLag.DeleteLabelValues(ns, name, l[0], l[1], l[2])
+			gone[l[1]] = true
 		}
 	}
-	pipelineLag.WithLabelValues(ns, name).Set(float64(total))
-	stalledPartitions.WithLabelValues(ns, name).Set(float64(stalled))
+	for _, t := range obs.topics {
+		delete(gone, t.Name)
+		lagSeconds.WithLabelValues(ns, name, t.Name).Set(float64(t.LagSeconds))
+	}
+	for t := range gone { // a topic the pipeline no longer reads
+		lagSeconds.DeleteLabelValues(ns, name, t)
+	}
+	pipelineLag.WithLabelValues(ns, name).Set(float64(obs.lag))
+	stalledPartitions.WithLabelValues(ns, name).Set(float64(len(obs.stalled)))
 }
 
 func forgetMetrics(ns, name string) {
@@ -80,7 +91,7 @@ func forgetMetrics(ns, name string) {
 	delete(partitionSeries, ns+"/"+name)
 	partitionSeriesMu.Unlock()
 	l := prometheus.Labels{"namespace": ns, "pipeline": name}
-	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{partitionLag, pipelineLag, desiredReplicas, stalledPartitions, kafkaErrors} {
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{partitionLag, pipelineLag, lagSeconds, desiredReplicas, stalledPartitions, kafkaErrors} {
 		v.DeletePartialMatch(l)
 	}
 }

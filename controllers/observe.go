@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -78,8 +79,12 @@ type observation struct {
 	stalledLag    int64
 	needsConsumer bool
 
-	stalled  []scaling.TopicPartition // as the memory tracks them
+	stalled  []scaling.TopicPartition // stuck partitions: their lag does not add replicas
 	progress bool                     // some committed offset moved
+	signals  signals                  // health, resting, measured capacity (signals.go)
+
+	lagSeconds          int64 // the largest of the topics'
+	partitionLagSeconds map[scaling.TopicPartition]float64
 }
 
 // pollTimeout bounds how long a reconcile waits for a read of Kafka that another pipeline of
@@ -89,7 +94,7 @@ const pollTimeout = 30 * time.Second
 // observe polls Kafka through the shared reader, unless the pipeline is suspended (then it
 // returns nothing). A failure is a *waitError: replicas stay as they are and status says why.
 func (r *KafkaPipelineReconciler) observe(ctx context.Context, key types.NamespacedName, spec *kpipev1.KafkaPipelineSpec,
-	conn lag.Connection, cur current, mem *scaling.Memory, now time.Time) (*observation, *waitError) {
+	conn lag.Connection, cur current, st *pipelineState, now time.Time) (*observation, *waitError) {
 	if spec.Suspend {
 		r.Lag.Release(key.String())
 		return nil, nil
@@ -114,8 +119,12 @@ func (r *KafkaPipelineReconciler) observe(ctx context.Context, key types.Namespa
 	}
 	pollDuration.WithLabelValues("ok").Observe(time.Since(start).Seconds())
 	obs := toObservation(spec, res)
-	r.remember(mem, spec, res, cur, obs, now)
-	recordLag(key.Namespace, key.Name, spec.Group, obs.lags, obs.lag, len(obs.stalled))
+	r.remember(&st.memory, spec, res, cur, obs, now)
+	if st.lags == nil {
+		st.lags = lagClock{}
+	}
+	obs.setLagSeconds(st.lags.observe(res, obs.lags, healthParams(spec, r.stallPolls(), now)))
+	recordLag(key.Namespace, key.Name, spec.Group, obs)
 	return obs, nil
 }
 
@@ -141,6 +150,19 @@ func toObservation(spec *kpipev1.KafkaPipelineSpec, res *lag.Result) *observatio
 	return obs
 }
 
+// setLagSeconds puts the partitions' lag in seconds into the observation: per topic and in
+// all, the largest, rounded to whole seconds.
+func (obs *observation) setLagSeconds(perPartition map[scaling.TopicPartition]float64) {
+	obs.partitionLagSeconds = perPartition
+	perTopic := topicLagSeconds(perPartition)
+	obs.lagSeconds = 0
+	for i := range obs.topics {
+		s := int64(math.Round(perTopic[obs.topics[i].Name]))
+		obs.topics[i].LagSeconds = s
+		obs.lagSeconds = max(obs.lagSeconds, s)
+	}
+}
+
 // runtimeCommitInterval is how often `kpipe run` commits (the runtime's default commit
 // interval): a committed offset trails the processed one by up to this much.
 const runtimeCommitInterval = time.Second
@@ -150,10 +172,7 @@ const runtimeCommitInterval = time.Second
 // whether commits progress. The replicas that may have consumed are the Deployment's, or more
 // while a rollout runs old and new pods side by side.
 func (r *KafkaPipelineReconciler) remember(mem *scaling.Memory, spec *kpipev1.KafkaPipelineSpec, res *lag.Result, cur current, obs *observation, now time.Time) {
-	threshold := r.StallPolls
-	if threshold <= 0 {
-		threshold = 6
-	}
+	threshold := r.stallPolls()
 	p := scaling.Poll{Offsets: res.Offsets, NewestAt: res.NewestAt, CommittedAt: res.CommittedAt, Replicas: cur.replicas}
 	if cur.dep != nil {
 		p.Replicas = max(p.Replicas, cur.dep.Status.Replicas) // old pods of a rollout consume too
@@ -163,11 +182,23 @@ func (r *KafkaPipelineReconciler) remember(mem *scaling.Memory, spec *kpipev1.Ka
 		Consuming:  cur.dep != nil && cur.dep.Status.ReadyReplicas > 0 && cur.replicas > 0,
 		StallPolls: threshold, CommitInterval: runtimeCommitInterval,
 	})
-	obs.stalled, obs.progress = mem.Stalled(), mem.Progress()
-	stalled := mem.StalledSet()
+	// The memory tracks committed offsets that stood still; the pods' records and the group's
+	// state tell which of those are stuck (see scaling.Classify). Only stuck partitions'
+	// lag is left out of scale-up: a slow one's keeps counting.
+	obs.progress = mem.Progress()
+	obs.signals = classifyPartitions(obs.lags, mem.StalledSet(), res, healthParams(spec, threshold, now))
+	obs.stalled = obs.signals.stuck
 	for _, pl := range obs.lags {
-		if stalled[pl.TopicPartition] {
+		if obs.signals.health[pl.TopicPartition].Stuck() {
 			obs.stalledLag += pl.Lag
 		}
 	}
+}
+
+// stallPolls is the stall threshold in polls (StallPolls, default 6).
+func (r *KafkaPipelineReconciler) stallPolls() int {
+	if r.StallPolls <= 0 {
+		return 6
+	}
+	return r.StallPolls
 }

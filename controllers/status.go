@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"maps"
@@ -107,7 +106,7 @@ func (r *KafkaPipelineReconciler) summarize(kp *kpipev1.KafkaPipeline, out *outc
 	st.Replicas = dep.Status.Replicas
 	st.ReadyReplicas = dep.Status.ReadyReplicas
 	if obs := out.observed; obs != nil {
-		st.Partitions, st.Lag, st.Topics = obs.partitions, obs.lag, obs.topics
+		st.Partitions, st.Lag, st.LagSeconds, st.Topics = obs.partitions, obs.lag, obs.lagSeconds, obs.topics
 	}
 	summarizeIdle(kp, out)
 	r.summarizeStalled(kp, out)
@@ -150,6 +149,9 @@ func summarizeIdle(kp *kpipev1.KafkaPipeline, out *outcome) {
 		return // nothing new observed: keep the last word
 	}
 	idle, idleSince, reason, msg := idleness(kp, out)
+	if !idle && resting(out) {
+		idle, reason, msg = true, ReasonResting, restingMessage(out)
+	}
 	if idleSince != nil {
 		// The API stores whole seconds: a finer time would differ from the stored one on every
 		// poll and cost a status write each time.
@@ -196,34 +198,6 @@ func idleness(kp *kpipev1.KafkaPipeline, out *outcome) (bool, *time.Time, string
 		}
 	}
 	return idle, idleSince, reason, msg
-}
-
-func (r *KafkaPipelineReconciler) summarizeStalled(kp *kpipev1.KafkaPipeline, out *outcome) {
-	var stalled []scaling.TopicPartition
-	if out.observed != nil {
-		stalled = out.observed.stalled
-	}
-	if out.spec.Suspend || out.observed == nil || len(stalled) == 0 {
-		if out.spec.Suspend || out.observed != nil || invalidSpec(kp) {
-			setCondition(kp, kpipev1.ConditionStalled, metav1.ConditionFalse, ReasonProgressing, "no partition is stalled")
-		}
-		return
-	}
-	names := make([]string, 0, 5)
-	for i, tp := range stalled {
-		if i == 5 {
-			names = append(names, fmt.Sprintf("and %d more", len(stalled)-5))
-			break
-		}
-		names = append(names, tp.String())
-	}
-	threshold := r.StallPolls
-	if threshold <= 0 {
-		threshold = 6
-	}
-	setCondition(kp, kpipev1.ConditionStalled, metav1.ConditionTrue, ReasonStalledParts,
-		fmt.Sprintf("%d partition(s) have lag and a committed offset that has not moved for %d polls: %s (their lag does not add replicas)",
-			len(stalled), threshold, strings.Join(names, ", ")))
 }
 
 // invalidSpec is whether the Stalled condition says the spec was refused or did not decode.

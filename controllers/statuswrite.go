@@ -18,8 +18,8 @@ import (
 // that thousands of pipelines whose lag moves every poll do not cost thousands of API writes.
 //
 // A change is "lag alone" when the status differs from the stored one only in status.lag,
-// status.topics[].lag and the messages of conditions that kept their status and reason (the
-// messages quote the lag).
+// status.topics[].lag, their lagSeconds and the messages of conditions that kept their status
+// and reason (the messages quote the lag).
 type StatusLagWrites struct {
 	// Share: lag that moved by more than this share of the stored value (any move from 0)
 	// is written once MinInterval has passed since the pipeline's last status write.
@@ -86,12 +86,12 @@ func (w *StatusLagWrites) due(stored, next *kpipev1.KafkaPipelineStatus, lastWri
 // lagOnly reports whether next differs from stored in lag alone (see StatusLagWrites).
 func lagOnly(stored, next *kpipev1.KafkaPipelineStatus) bool {
 	n := next.DeepCopy()
-	n.Lag = stored.Lag
+	n.Lag, n.LagSeconds = stored.Lag, stored.LagSeconds
 	if len(n.Topics) != len(stored.Topics) {
 		return false
 	}
 	for i := range n.Topics {
-		n.Topics[i].Lag = stored.Topics[i].Lag
+		n.Topics[i].Lag, n.Topics[i].LagSeconds = stored.Topics[i].Lag, stored.Topics[i].LagSeconds
 	}
 	for i := range n.Conditions {
 		c := &n.Conditions[i]
@@ -104,15 +104,15 @@ func lagOnly(stored, next *kpipev1.KafkaPipelineStatus) bool {
 	return equality.Semantic.DeepEqual(stored, n)
 }
 
-// lagMoved reports whether the total lag or a topic's lag moved by more than share of its
-// stored value.
+// lagMoved reports whether the total lag or a topic's lag, in messages or in seconds, moved
+// by more than share of its stored value.
 func lagMoved(stored, next *kpipev1.KafkaPipelineStatus, share float64) bool {
 	moved := func(a, b int64) bool { return float64(abs(b-a)) > share*float64(a) }
-	if moved(stored.Lag, next.Lag) {
+	if moved(stored.Lag, next.Lag) || moved(stored.LagSeconds, next.LagSeconds) {
 		return true
 	}
 	for i := range next.Topics {
-		if moved(stored.Topics[i].Lag, next.Topics[i].Lag) {
+		if moved(stored.Topics[i].Lag, next.Topics[i].Lag) || moved(stored.Topics[i].LagSeconds, next.Topics[i].LagSeconds) {
 			return true
 		}
 	}

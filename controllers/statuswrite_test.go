@@ -71,6 +71,13 @@ func TestStatusWritesInSteadyState(t *testing.T) {
 	if err := kc.Produce(ctx, "steady", 1000, 0); err != nil {
 		t.Fatal(err)
 	}
+	// The consumer is a member of the group (a group without members is resting, never
+	// stalled); it commits without a telemetry record, so stalls are told from offsets alone.
+	member, err := kafkatest.JoinGroup(kc.Addrs, group, "steady-0", "steady")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = member.Close() }()
 	r := &controllers.KafkaPipelineReconciler{Image: "ghcr.io/kpipe-io/kpipe:test", Lag: lag.NewReader(lag.Options{Timeout: 5 * time.Second})}
 	mgr, err := manager.New(te.Config, manager.Options{SkipNameValidation: true}, r) // the suite runs its own in this process
 	if err != nil {
@@ -138,7 +145,7 @@ func TestStatusWritesInSteadyState(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 		committed++
-		if err := kc.Commit(ctx, group, map[string]map[int32]int64{"steady": {0: committed}}); err != nil {
+		if err := member.Commit(map[string]map[int32]int64{"steady": {0: committed}}, ""); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(500 * time.Millisecond)

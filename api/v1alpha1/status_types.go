@@ -28,6 +28,13 @@ type KafkaPipelineStatus struct {
 	// +optional
 	Lag int64 `json:"lag,omitempty"`
 
+	// lagSeconds is how long, in whole seconds, the oldest message not yet committed by the
+	// group has waited: the largest lagSeconds of the topics. 0 when there is no lag. It is
+	// an estimate: see docs/scaling.md, "Lag in seconds".
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	LagSeconds int64 `json:"lagSeconds,omitempty"`
+
 	// topics holds the partition count and lag of each consumed topic.
 	// +optional
 	// +listType=map
@@ -67,6 +74,12 @@ type TopicStatus struct {
 	// lag is the number of messages of the topic not yet committed by the group.
 	// +optional
 	Lag int64 `json:"lag,omitempty"`
+
+	// lagSeconds is how long, in whole seconds, the topic's oldest message not yet committed
+	// by the group has waited; 0 when the topic has no lag.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	LagSeconds int64 `json:"lagSeconds,omitempty"`
 }
 
 // Condition types of a KafkaPipeline.
@@ -76,7 +89,8 @@ const (
 	ConditionReady = "Ready"
 	// ConditionIdle is True while the pipeline has no lag and no commit progress.
 	ConditionIdle = "Idle"
-	// ConditionStalled is True while some partition has lag but its committed offset has not
-	// moved for several polls.
+	// ConditionStalled is True while some partition is stuck: it has lag, its committed
+	// offset has not moved for several polls, and more replicas would not move it (the pod
+	// reports it retrying, blocked on the dead-letter topic, or not busy; or no pod reports).
 	ConditionStalled = "Stalled"
 )

@@ -11,6 +11,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/kpipe-io/kpipe/controllers/scaling"
+	"github.com/kpipe-io/kpipe/internal/telemetry"
 )
 
 // groupRead is one group's committed offsets as last fetched, or why they could not be.
@@ -18,7 +19,11 @@ type groupRead struct {
 	at      time.Time // when the fetch began
 	topics  []string  // the topics asked for
 	offsets map[scaling.TopicPartition]int64
-	err     error
+	// records are the telemetry records the commits carried (see decodeRecords).
+	records map[scaling.TopicPartition]*telemetry.Record
+	// group is the group's state and members, nil when DescribeGroups did not say.
+	group *GroupState
+	err   error
 }
 
 // serves reports whether the read answers a poll of the topics that accepts reads up to
@@ -125,9 +130,11 @@ func (c *conn) fetchCommitted(want map[string][]string) map[string]*groupRead {
 
 // fetchOn fetches the groups of one coordinator: with one OffsetFetch (version 8, Kafka 3.0
 // and later) for several groups, or one per group when the broker or the configured protocol
-// version is older. It reports whether it had to fall back for that reason.
+// version is older; then their states with one DescribeGroups. It reports whether it had to
+// fall back for the OffsetFetch.
 func (c *conn) fetchOn(b *sarama.Broker, groups []string, want map[string][]string, at time.Time) (map[string]*groupRead, bool) {
 	out := make(map[string]*groupRead, len(groups))
+	defer c.describeOn(b, slices.Clone(groups), out)
 	fellBack := false
 	if len(groups) > 1 && !c.singleGroup && c.conf.Version.IsAtLeast(sarama.V3_0_0_0) {
 		retry, err := c.fetchBatch(b, groups, want, at, out)
@@ -206,7 +213,7 @@ func coordinatorMoved(err sarama.KError) bool {
 // toGroupRead turns a group's answer into its read. A group that never committed has no
 // offsets; a partition answered with an error has none either.
 func toGroupRead(blocks map[string]map[int32]*sarama.OffsetFetchResponseBlock, gerr sarama.KError, topics []string, at time.Time) *groupRead {
-	gr := &groupRead{at: at, topics: topics, offsets: map[scaling.TopicPartition]int64{}}
+	gr := &groupRead{at: at, topics: topics, offsets: map[scaling.TopicPartition]int64{}, records: decodeRecords(blocks)}
 	if !errors.Is(gerr, sarama.ErrNoError) && !errors.Is(gerr, sarama.ErrGroupIDNotFound) {
 		gr.err = gerr
 		return gr

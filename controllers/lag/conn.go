@@ -127,7 +127,7 @@ func (c *conn) poll(ctx context.Context, q Query, opts Options) (*Result, error)
 			return nil, err
 		}
 	}
-	return c.result(q, gr.offsets, gr.at)
+	return c.result(q, gr)
 }
 
 func (c *conn) maybeReset(err error) {

@@ -193,9 +193,11 @@ func (c *conn) brokerFor(id int32) (*sarama.Broker, error) {
 	return b, nil
 }
 
-func (c *conn) result(q Query, committed map[scaling.TopicPartition]int64, committedAt time.Time) (*Result, error) {
+// result is the query's answer from the shared reads and the group's read.
+func (c *conn) result(q Query, gr *groupRead) (*Result, error) {
 	var errs []error
-	res := &Result{Partitions: map[string]int32{}, NewestAt: c.readAt, CommittedAt: committedAt}
+	committed, committedAt := gr.offsets, gr.at
+	res := &Result{Partitions: map[string]int32{}, NewestAt: c.readAt, CommittedAt: committedAt, Records: gr.records, Group: gr.group}
 	for _, t := range q.Topics {
 		if err, ok := c.topicErr[t]; ok {
 			errs = append(errs, &TopicError{Topic: t, Err: err})

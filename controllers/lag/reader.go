@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kpipe-io/kpipe/controllers/scaling"
+	"github.com/kpipe-io/kpipe/internal/telemetry"
 )
 
 // ErrTopicNotFound reports a consumed topic that does not exist.
@@ -61,6 +62,13 @@ type Result struct {
 	// when the group's committed offsets were fetched. Rates divide by these, not by the time
 	// between reconciles.
 	NewestAt, CommittedAt time.Time
+	// Records holds the telemetry record the last commit of each partition carried; a
+	// partition without one (no commit, metadata not written by a kpipe pod, a record of an
+	// unknown version) is absent. The map is shared: read it, never change it.
+	Records map[scaling.TopicPartition]*telemetry.Record
+	// Group is the consumer group's state and members, read with the committed offsets; nil
+	// when the coordinator did not describe the group.
+	Group *GroupState
 }
 
 // Reader is the shared lag reader. It is safe for concurrent use.

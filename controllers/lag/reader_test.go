@@ -172,8 +172,8 @@ func TestRequestsPerPoll(t *testing.T) {
 	oneBroker := measure(1, 32, 1, time.Minute)
 	t.Logf("1 pipeline, 3 topics x 32 partitions, 1 broker, per poll: %s", oneBroker)
 
-	if one.Of(kmsg.ListOffsets) != 3 || one.Of(kmsg.Metadata) != 1 || one.Of(kmsg.OffsetFetch) != 1 || one.Total() != 5 {
-		t.Errorf("one pipeline: %s; want 1 Metadata, 3 ListOffsets (one per broker), 1 OffsetFetch", one)
+	if one.Of(kmsg.ListOffsets) != 3 || one.Of(kmsg.Metadata) != 1 || one.Of(kmsg.OffsetFetch) != 1 || one.Of(kmsg.DescribeGroups) != 1 || one.Total() != 6 {
+		t.Errorf("one pipeline: %s; want 1 Metadata, 3 ListOffsets (one per broker), 1 OffsetFetch, 1 DescribeGroups", one)
 	}
 	// 12 partitions may have their leaders on fewer than the 3 brokers (kfake places them at
 	// random), so the small cluster costs at most, not exactly, what the large one does.
@@ -185,8 +185,9 @@ func TestRequestsPerPoll(t *testing.T) {
 	}
 	// The first poll fetches every group's committed offsets at once, one OffsetFetch per
 	// coordinator (kfake spreads the 50 groups over its 3 brokers); the other 49 reuse it.
-	if fifty.Of(kmsg.OffsetFetch) < 1 || fifty.Of(kmsg.OffsetFetch) > 3 || fifty.Of(kmsg.ListOffsets) != 3 || fifty.Of(kmsg.Metadata) != 1 {
-		t.Errorf("fifty pipelines: %s; want at most 3 OffsetFetch (one per coordinator), 3 ListOffsets, 1 Metadata", fifty)
+	if fifty.Of(kmsg.OffsetFetch) < 1 || fifty.Of(kmsg.OffsetFetch) > 3 || fifty.Of(kmsg.ListOffsets) != 3 || fifty.Of(kmsg.Metadata) != 1 ||
+		fifty.Of(kmsg.DescribeGroups) != fifty.Of(kmsg.OffsetFetch) {
+		t.Errorf("fifty pipelines: %s; want at most 3 OffsetFetch and as many DescribeGroups (one per coordinator), 3 ListOffsets, 1 Metadata", fifty)
 	}
 	if unshared.Total() != 50*one.Total() {
 		t.Errorf("fifty unshared pipelines: %s; want 50 x %d", unshared, one.Total())

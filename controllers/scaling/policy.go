@@ -67,6 +67,8 @@ type Input struct {
 	// highest per-replica commit rate measured recently, see Capacity), or zero when unknown.
 	// The rate floor and the settling rule apply only when it is known.
 	ReplicaRate float64
+	// MeasuredCapacity is msg/s per replica measured from the pods' telemetry (rate/busy); 0 = unknown.
+	MeasuredCapacity float64
 	// LastScale is when the replica count last changed, or zero when unknown.
 	LastScale time.Time
 }

@@ -1,0 +1,139 @@
+package scaling
+
+import (
+	"time"
+
+	"github.com/kpipe-io/kpipe/internal/telemetry"
+)
+
+// Health is what a partition's consumer is doing, as the offsets, the group's state and the
+// pod's telemetry record tell together.
+type Health string
+
+const (
+	// HealthConsuming means the partition is worked off as usual, or has nothing to work off.
+	HealthConsuming Health = "Consuming"
+	// HealthRebalancing means the group is between generations; commits wait for the new one.
+	HealthRebalancing Health = "Rebalancing"
+	// HealthResting means the group has no members (pods resting in their idle penalty, or none
+	// running): nobody is there to be stuck.
+	HealthResting Health = "Resting"
+	// HealthSlow means the work moves, slowly: old messages in flight while commits still move,
+	// or a committed offset that stood still while the workers are busy (a long handler).
+	// Its lag keeps counting for scaling.
+	HealthSlow Health = "Slow"
+	// HealthRetrying means the committed offset stood still and the pod reports the oldest
+	// message between retry attempts.
+	HealthRetrying Health = "Retrying"
+	// HealthDeadLetterUnwritable means the committed offset stood still and the pod reports a
+	// message it can neither handle nor write to the dead-letter topic.
+	HealthDeadLetterUnwritable Health = "DeadLetterUnwritable"
+	// HealthStuck means the committed offset stood still and the pod's workers are not busy, or
+	// no pod says anything (no telemetry record: the operator's estimate from offsets alone).
+	HealthStuck Health = "Stuck"
+)
+
+// Stuck reports whether more replicas will not move the partition: its lag is left out of
+// scale-up and the pipeline is Stalled.
+func (h Health) Stuck() bool {
+	return h == HealthRetrying || h == HealthDeadLetterUnwritable || h == HealthStuck
+}
+
+// GroupSignals is what DescribeGroups said of the group; Known is false when it did not.
+type GroupSignals struct {
+	Known       bool
+	Rebalancing bool
+	Members     int
+}
+
+// HealthParams tune Classify.
+type HealthParams struct {
+	Now time.Time
+	// StaleAfter: a record written longer ago than this is ignored (the pod that wrote it
+	// stopped refreshing it), as if there were none.
+	StaleAfter time.Duration
+	// SlowAfter: a message in flight for longer than this makes the partition Slow.
+	SlowAfter time.Duration
+}
+
+// busyFloor is the busy fraction below which a replica's workers count as idle: a worker
+// pool that spends under 5% of its time in handlers is waiting for something else.
+const busyFloor = 0.05
+
+// Fresh returns the record when it is recent enough to trust, nil otherwise.
+func (hp HealthParams) Fresh(r *telemetry.Record) *telemetry.Record {
+	if r == nil || (hp.StaleAfter > 0 && hp.Now.Sub(r.At) > hp.StaleAfter) {
+		return nil
+	}
+	return r
+}
+
+// Classify tells what one partition's consumer is doing. offsetStalled is the operator's own
+// observation (TrackStalls): lag and the same committed offset for the stall threshold. Only
+// such a partition can be stuck, so a record caught between two retry attempts never flips
+// the status by itself; the record then says why (retrying, dead letter, busy or not). A
+// group without members is resting whatever the offsets say; one mid-rebalance is
+// rebalancing. Without a fresh record the offsets alone decide, as before telemetry.
+func Classify(pl PartitionLag, offsetStalled bool, rec *telemetry.Record, g GroupSignals, hp HealthParams) Health {
+	rec = hp.Fresh(rec)
+	switch {
+	case g.Known && g.Members == 0:
+		return HealthResting
+	case g.Known && g.Rebalancing:
+		return HealthRebalancing
+	case offsetStalled && rec == nil:
+		return HealthStuck
+	case offsetStalled:
+		return stalledCause(rec)
+	case rec != nil && pl.Lag > 0 && hp.SlowAfter > 0 && rec.OldestInFlight > hp.SlowAfter:
+		return HealthSlow
+	}
+	return HealthConsuming
+}
+
+// stalledCause is why a partition whose committed offset stood still did, by its record.
+func stalledCause(rec *telemetry.Record) Health {
+	switch {
+	case rec.State == telemetry.StateDeadLetterBlocked:
+		return HealthDeadLetterUnwritable
+	case rec.State == telemetry.StateRetrying:
+		return HealthRetrying
+	case rec.Busy >= busyFloor || rec.Rate > 0:
+		return HealthSlow
+	}
+	return HealthStuck
+}
+
+// MeasuredCapacity is the messages per second one replica can process, from the fresh
+// records: for each replica, the sum of the rates of its partitions divided by its workers'
+// busy fraction, averaged over the replicas. A replica whose workers were (almost) never busy
+// says nothing about its capacity and is left out; 0 means unknown.
+func MeasuredCapacity(records map[TopicPartition]*telemetry.Record, hp HealthParams) float64 {
+	type replica struct{ rate, busy float64 }
+	byReplica := map[string]*replica{}
+	for _, r := range records {
+		if r = hp.Fresh(r); r == nil || r.Replica == "" {
+			continue
+		}
+		rp := byReplica[r.Replica]
+		if rp == nil {
+			rp = &replica{}
+			byReplica[r.Replica] = rp
+		}
+		rp.rate += r.Rate
+		rp.busy = max(rp.busy, r.Busy) // one pool per replica: its partitions report the same
+	}
+	var sum float64
+	n := 0
+	for _, rp := range byReplica {
+		if rp.busy < busyFloor || rp.rate <= 0 {
+			continue
+		}
+		sum += rp.rate / rp.busy
+		n++
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}

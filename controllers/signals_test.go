@@ -1,0 +1,135 @@
+package controllers_test
+
+import (
+	"context"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
+	"github.com/kpipe-io/kpipe/controllers"
+	"github.com/kpipe-io/kpipe/internal/telemetry"
+	"github.com/kpipe-io/kpipe/test/kafkatest"
+)
+
+// reporter is a group member that commits offset 0 on every partition of a 4-partition topic
+// every 300ms, with the telemetry record a kpipe pod would write: the partitions have lag
+// and their committed offsets never move, and what the record says decides what the
+// operator makes of it.
+func reporter(topic, group string, rec telemetry.Record) {
+	member, err := kafkatest.JoinGroup(kc.Addrs, group, rec.Replica, topic)
+	Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	started := time.Now()
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			r := rec
+			r.At = time.Now()
+			if r.InFlight > 0 {
+				r.OldestInFlight = rec.OldestInFlight + time.Since(started)
+			}
+			_ = member.Commit(map[string]map[int32]int64{topic: {0: 0, 1: 0, 2: 0, 3: 0}}, telemetry.Encode(r))
+			time.Sleep(300 * time.Millisecond)
+		}
+	}()
+	DeferCleanup(func() {
+		cancel()
+		<-done
+		_ = member.Close()
+	})
+}
+
+// reportingPipeline creates a topic with lag 50 on each of 4 partitions and a pipeline of
+// it that wants a replica per 10 messages (the partition cap, 4, under that lag).
+func reportingPipeline(name string, rec telemetry.Record, mut ...func(*kpipev1.KafkaPipeline)) types.NamespacedName {
+	ctx := context.Background()
+	topic := name + "-in"
+	Expect(kc.CreateTopic(ctx, topic, 4)).To(Succeed())
+	ns := newNamespace()
+	key := types.NamespacedName{Namespace: ns, Name: name}
+	Expect(kc.Commit(ctx, name+"-group", map[string]map[int32]int64{topic: {0: 0, 1: 0, 2: 0, 3: 0}})).To(Succeed())
+	Expect(kc.ProduceAll(ctx, topic, 4, 50)).To(Succeed())
+	if rec.Replica != "" {
+		reporter(topic, name+"-group", rec)
+	}
+	Expect(k8s.Create(ctx, newPipeline(ns, name, []string{topic}, append([]func(*kpipev1.KafkaPipeline){func(kp *kpipev1.KafkaPipeline) {
+		kp.Spec.Scaling.LagPerReplica = ptr.To[int64](10)
+	}}, mut...)...))).To(Succeed())
+	DeferCleanup(func() {
+		Expect(k8s.Delete(ctx, &kpipev1.KafkaPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})).To(Succeed())
+	})
+	return key
+}
+
+var _ = Describe("what the pods report", func() {
+	It("a partition whose pod reports busy workers is Slow, not Stalled, and its lag keeps counting", func() {
+		lastTS := time.Now().Add(-90 * time.Second)
+		key := reportingPipeline("slow", telemetry.Record{Busy: 1, InFlight: 1, OldestInFlight: 30 * time.Second,
+			LastTimestamp: lastTS, State: telemetry.StateOK, Replica: "slow-0"})
+		Eventually(func(g Gomega) {
+			kp := getPipeline(g, key)
+			stalled := condition(kp, kpipev1.ConditionStalled)
+			g.Expect(stalled.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(stalled.Reason).To(Equal(controllers.ReasonPartitionsSlow))
+			g.Expect(stalled.Message).To(ContainSubstring("slow-in/0"))
+			g.Expect(hasEvent(eventsFor(g, key.Namespace, key.Name), controllers.ReasonPartitionsSlow, "slow-in/0")).To(BeTrue())
+		}, 60*time.Second).Should(Succeed())
+		// Slow for more than the stall threshold (6 polls of 1s, and the in-flight age past
+		// it): the lag still drives the replicas to the partition cap.
+		time.Sleep(7 * time.Second)
+		kp := getPipeline(Default, key)
+		Expect(condition(kp, kpipev1.ConditionStalled).Status).To(Equal(metav1.ConditionFalse))
+		Expect(kp.Status.Lag).To(Equal(int64(200)))
+		Expect(*getDeployment(Default, key).Spec.Replicas).To(Equal(int32(4)))
+		// The oldest waiting message is the one after the last committed: 90s and more.
+		Expect(kp.Status.LagSeconds).To(BeNumerically(">=", 90))
+		Expect(kp.Status.LagSeconds).To(BeNumerically("<=", int64(time.Since(lastTS).Seconds())+1))
+		Expect(kp.Status.Topics[0].LagSeconds).To(Equal(kp.Status.LagSeconds))
+	})
+
+	It("a partition whose pod reports retrying is Stalled with reason PartitionsRetrying, and its lag adds no replicas", func() {
+		key := reportingPipeline("retrying", telemetry.Record{Busy: 0.2, InFlight: 1, State: telemetry.StateRetrying, Replica: "retrying-0"})
+		Eventually(func(g Gomega) {
+			kp := getPipeline(g, key)
+			stalled := condition(kp, kpipev1.ConditionStalled)
+			g.Expect(stalled.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(stalled.Reason).To(Equal(controllers.ReasonPartitionsRetrying))
+			g.Expect(stalled.Message).To(ContainSubstring("retrying a message: retrying-in/0"))
+			g.Expect(*getDeployment(g, key).Spec.Replicas).To(Equal(int32(1)))
+		}, 90*time.Second).Should(Succeed())
+	})
+
+	It("a partition whose pod reports a blocked dead letter is Stalled with reason DeadLetterUnwritable", func() {
+		key := reportingPipeline("deadletter", telemetry.Record{State: telemetry.StateDeadLetterBlocked, Replica: "deadletter-0"})
+		Eventually(func(g Gomega) {
+			stalled := condition(getPipeline(g, key), kpipev1.ConditionStalled)
+			g.Expect(stalled.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(stalled.Reason).To(Equal(controllers.ReasonDeadLetterUnwritable))
+		}, 90*time.Second).Should(Succeed())
+	})
+
+	It("a pipeline with minReplicas 1 whose group has no members is Idle (Resting), never Stalled", func() {
+		key := reportingPipeline("resting", telemetry.Record{}, func(kp *kpipev1.KafkaPipeline) {
+			kp.Spec.Scaling.MinReplicas = ptr.To[int32](1)
+			kp.Spec.Scaling.MaxReplicas = ptr.To[int32](1)
+		})
+		Eventually(func(g Gomega) {
+			kp := getPipeline(g, key)
+			idle := condition(kp, kpipev1.ConditionIdle)
+			g.Expect(idle.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(idle.Reason).To(Equal(controllers.ReasonResting))
+			g.Expect(kp.Status.ReadyReplicas).To(Equal(int32(1)))
+		}, 60*time.Second).Should(Succeed())
+		time.Sleep(8 * time.Second) // past the stall threshold: 6 polls of 1s
+		kp := getPipeline(Default, key)
+		Expect(condition(kp, kpipev1.ConditionStalled).Status).To(Equal(metav1.ConditionFalse))
+		Expect(condition(kp, kpipev1.ConditionIdle).Reason).To(Equal(controllers.ReasonResting))
+		Expect(kp.Status.Lag).To(Equal(int64(200)))
+	})
+})
