@@ -149,7 +149,8 @@ func summarizeIdle(kp *kpipev1.KafkaPipeline, out *outcome) {
 		return // nothing new observed: keep the last word
 	}
 	idle, idleSince, reason, msg := idleness(kp, out)
-	if !idle && resting(out) {
+	if (!idle || reason == ReasonNoLag) && resting(out) {
+		// More telling than "no lag": the replicas left the group for their idle penalty.
 		idle, reason, msg = true, ReasonResting, restingMessage(out)
 	}
 	if idleSince != nil {

@@ -52,7 +52,7 @@ var _ = BeforeSuite(func() {
 	var err error
 	h, err = harness.Start(ctx, harness.Options{
 		Partitions: partitions,
-		Topics:     []string{"orders", "orders-out", "payments", "payments-out"},
+		Topics:     []string{"orders", "orders-out", "payments", "payments-out", "rest", "rest-out", "slow"},
 		Log:        GinkgoWriter,
 	})
 	Expect(err).NotTo(HaveOccurred())

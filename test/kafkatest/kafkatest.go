@@ -158,6 +158,25 @@ func (c *Cluster) Committed(ctx context.Context, group string) (map[string]map[i
 	return out, nil
 }
 
+// CommittedMetadata returns the metadata committed with each partition's offset for a group.
+func (c *Cluster) CommittedMetadata(ctx context.Context, group string) (map[string]map[int32]string, error) {
+	resp, err := c.adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	if err := resp.Error(); err != nil {
+		return nil, err
+	}
+	out := map[string]map[int32]string{}
+	resp.Each(func(o kadm.OffsetResponse) {
+		if out[o.Topic] == nil {
+			out[o.Topic] = map[int32]string{}
+		}
+		out[o.Topic][o.Partition] = o.Metadata
+	})
+	return out, nil
+}
+
 // CountRequests starts counting every request the cluster handles, by request key. The count
 // runs beside normal handling: the control function never handles a request.
 func (c *Cluster) CountRequests() {
