@@ -34,6 +34,7 @@ func TestDecide(t *testing.T) {
 	maxR := func(n int32) func(*Params) { return func(p *Params) { p.MaxReplicas = n } }
 	per := func(n int64) func(*Params) { return func(p *Params) { p.LagPerReplica = n } }
 	act := func(n int64) func(*Params) { return func(p *Params) { p.ActivationLag = n } }
+	lagTime := func(d time.Duration) func(*Params) { return func(p *Params) { p.LagTimeTarget = d } }
 
 	cases := []struct {
 		name       string
@@ -110,6 +111,22 @@ func TestDecide(t *testing.T) {
 		{"settling does not hold replicas that cannot keep up", Input{Params: params(maxR(12)), Partitions: 12, Lag: 9000, Progress: true, Current: 1, ProduceRate: 5000, ReplicaRate: 1000, LastScale: t0.Add(-10 * time.Second)}, 6, 6, ReasonScaledUp, false},
 		{"settling does not hold lag beyond what the rebalance explains", Input{Params: params(maxR(12)), Partitions: 12, Lag: 20_000, Progress: true, Current: 1, ProduceRate: 600, ReplicaRate: 1000, LastScale: t0.Add(-10 * time.Second)}, 12, 12, ReasonScaledUp, false},
 		{"settling needs a known per-replica rate", Input{Params: params(maxR(12)), Partitions: 12, Lag: 2004, Progress: true, Current: 1, ProduceRate: 600, LastScale: t0.Add(-10 * time.Second)}, 3, 3, ReasonScaledUp, false},
+		// Measured capacity: used as is, in place of the commit-growth lower bound.
+		{"measured capacity replaces the lower bound in the rate floor", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 12, ProduceRate: 600, ReplicaRate: 400, MeasuredCapacity: 1000}, 1, 1, ReasonScaledDown, false},
+		{"the lower bound alone holds more", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 12, ProduceRate: 600, ReplicaRate: 400}, 2, 2, ReasonScaledDown, false},
+		{"a lower measured capacity holds more than the lower bound", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 12, ProduceRate: 2000, ReplicaRate: 1000, MeasuredCapacity: 500}, 6, 6, ReasonScaledDown, false},
+		// A measured throughput ceiling (a throttling sink): no more replicas than reach it.
+		{"a ceiling caps the lag rule", Input{Params: params(maxR(12)), Partitions: 12, Lag: 50_000, Progress: true, Current: 1, ProduceRate: 5000, MeasuredCapacity: 1000, MaxThroughput: 3000}, 3, 3, ReasonScaledUp, false},
+		{"a ceiling lowers what the window remembers", Input{Params: params(maxR(12)), Partitions: 12, Lag: 50_000, Progress: true, Current: 12, ProduceRate: 5000, MeasuredCapacity: 1000, MaxThroughput: 3000, History: hist(-time.Minute, 12)}, 3, 3, ReasonScaledDown, false},
+		{"a ceiling needs a measured capacity", Input{Params: params(maxR(12)), Partitions: 12, Lag: 50_000, Progress: true, Current: 1, ProduceRate: 5000, ReplicaRate: 1000, MaxThroughput: 3000}, 12, 12, ReasonScaledUp, false},
+		// Lag time target: (lag / target + produce rate) over the per-replica capacity.
+		{"a lag time target asks for lag over the target plus the produce rate", Input{Params: params(maxR(12), per(100_000), lagTime(10*time.Second)), Partitions: 12, Lag: 20_000, Progress: true, Current: 1, ProduceRate: 1000, MeasuredCapacity: 1000}, 3, 3, ReasonScaledUp, false},
+		{"a lag time target is rounded like the other rules", Input{Params: params(maxR(12), per(100_000), lagTime(10*time.Second)), Partitions: 12, Lag: 40_000, Progress: true, Current: 1, ProduceRate: 1000, MeasuredCapacity: 1000}, 6, 6, ReasonScaledUp, false},
+		{"a lag time target needs a capacity", Input{Params: params(maxR(12), per(100_000), lagTime(10*time.Second)), Partitions: 12, Lag: 20_000, Progress: true, Current: 1, ProduceRate: 1000}, 1, 1, ReasonSteady, false},
+		{"the lag rule still applies under a lag time target", Input{Params: params(maxR(12), lagTime(time.Hour)), Partitions: 12, Lag: 4000, Progress: true, Current: 1, ProduceRate: 100, MeasuredCapacity: 1000}, 4, 4, ReasonScaledUp, false},
+		// Slow partitions: their lag keeps one replica and adds none.
+		{"slow lag alone keeps one replica", Input{Params: params(maxR(12)), Partitions: 12, SlowLag: 30_000, Progress: true, Current: 1, IdleSince: at(-time.Hour)}, 1, 1, ReasonSteady, false},
+		{"slow lag adds no replicas", Input{Params: params(maxR(12)), Partitions: 12, Lag: 1000, SlowLag: 30_000, Progress: true, Current: 1}, 1, 1, ReasonSteady, false},
 	}
 	if len(cases) < 25 {
 		t.Fatalf("only %d cases", len(cases))
