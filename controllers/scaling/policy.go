@@ -187,7 +187,7 @@ func Decide(in Input) Decision {
 	}
 	w.rec = bound(raw, p, ps)
 	d.History = stabilize(in.History, in.Now, p.ScaleDownStabilization, w.rec)
-	w.stabilized = maxRecommendation(d.History)
+	w.stabilized = stabilized(d.History, in.Now, p.ScaleDownStabilization, p.PollInterval, in.Current, w.rec)
 	if c.useful < upper {
 		// The window remembers counts asked before the ceiling was known; they add nothing.
 		w.stabilized = min(w.stabilized, max(bound(c.useful, p, ps), w.rec))

@@ -65,7 +65,11 @@ func TestDecide(t *testing.T) {
 		{"rounding stops at minReplicas", Input{Params: params(minR(7), maxR(20)), Partitions: 10, Lag: 8000, Current: 7}, 7, 7, ReasonSteady, false},
 		// Scale-down stabilization: the highest recommendation within the window wins.
 		{"scale-down held by a recent high recommendation", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 6, History: hist(-time.Minute, 6)}, 6, 1, ReasonStabilizing, false},
-		{"scale-down to the highest within the window", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 6, History: hist(-6*time.Minute, 6, -2*time.Minute, 4)}, 4, 1, ReasonScaledDown, false},
+		{"scale-down to the highest within a window that rose", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 6, History: hist(-6*time.Minute, 6, -3*time.Minute, 2, -2*time.Minute, 4)}, 4, 1, ReasonScaledDown, false},
+		{"a scale-down goes as far as the window allows one poll later", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 6, History: hist(-6*time.Minute, 6, -295*time.Second, 4, -3*time.Minute, 1, -2*time.Minute, 3)}, 3, 1, ReasonScaledDown, false},
+		{"a drained backlog's tail goes straight to the recent level", Input{Params: params(maxR(12)), Partitions: 12, Lag: 1000, Current: 12, History: hist(-301*time.Second, 12, -290*time.Second, 6, -280*time.Second, 5, -270*time.Second, 3, -3*time.Minute, 1, -2*time.Minute, 2, -15*time.Second, 2, -5*time.Second, 1)}, 2, 1, ReasonScaledDown, false},
+		{"a window that only fell goes straight to the latest", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 6, History: hist(-6*time.Minute, 6, -2*time.Minute, 4, -30*time.Second, 1)}, 1, 1, ReasonScaledDown, false},
+		{"an old recommendation holds replicas but adds none", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 3, History: hist(-3*time.Minute, 1, -2*time.Minute, 6)}, 3, 1, ReasonStabilizing, false},
 		{"scale-down once the window has passed", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 6, History: hist(-6*time.Minute, 6)}, 1, 1, ReasonScaledDown, false},
 		{"zero stabilization scales down at once", Input{Params: params(func(p *Params) { p.ScaleDownStabilization = 0 }), Partitions: 12, Lag: 1000, Current: 6, History: hist(-time.Second, 6)}, 1, 1, ReasonScaledDown, false},
 		// Idle and scale to zero.
@@ -97,7 +101,7 @@ func TestDecide(t *testing.T) {
 		{"rate floor holds a scale-down at what keeps up", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 12, ProduceRate: 3000, ReplicaRate: 1000}, 3, 3, ReasonScaledDown, false},
 		{"rate floor holds the current count", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 3, ProduceRate: 3000, ReplicaRate: 1000}, 3, 3, ReasonSteady, false},
 		{"rate floor never adds replicas", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 2, ProduceRate: 6000, ReplicaRate: 1000}, 2, 2, ReasonSteady, false},
-		{"rate floor is not remembered by stabilization", Input{Params: params(maxR(12)), Partitions: 12, Lag: 100, Progress: true, Current: 6, ProduceRate: 600, ReplicaRate: 1000, History: hist(-time.Minute, 2)}, 2, 1, ReasonScaledDown, false},
+		{"rate floor is not remembered by stabilization", Input{Params: params(maxR(12)), Partitions: 12, Lag: 100, Progress: true, Current: 6, ProduceRate: 600, ReplicaRate: 1000, History: hist(-2*time.Minute, 1, -time.Minute, 2)}, 2, 1, ReasonScaledDown, false},
 		{"rate floor counts the busiest replica's partitions", Input{Params: params(maxR(20)), Partitions: 10, Lag: 100, Progress: true, Current: 10, ProduceRate: 3000, ReplicaRate: 1000}, 4, 4, ReasonScaledDown, false},
 		{"rate floor with an unknown per-replica rate does nothing", Input{Params: params(maxR(12)), Partitions: 12, Lag: 100, Progress: true, Current: 6, ProduceRate: 6000}, 1, 1, ReasonScaledDown, false},
 		{"rate floor does not keep an idle pipeline up", Input{Params: params(), Partitions: 4, Current: 1, ProduceRate: 100, ReplicaRate: 1000, IdleSince: at(-time.Minute)}, 0, 0, ReasonIdleToZero, true},

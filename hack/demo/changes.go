@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 
@@ -46,7 +46,7 @@ func scaleChanges(ctx context.Context, c client.Client) ([]scaleChange, error) {
 		}
 		out = append(out, scaleChange{at: at, from: from, to: to, reason: e.Reason})
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	slices.SortStableFunc(out, func(a, b scaleChange) int { return a.at.Compare(b.at) })
 	return out, nil
 }
 

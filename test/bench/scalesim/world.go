@@ -109,7 +109,7 @@ func (s *world) consume(t int) {
 	stuck := s.stuck(t)
 	owned := make([][]int, members)
 	for p := range s.produced {
-		if !(stuck && p == s.tr.Stuck) {
+		if !stuck || p != s.tr.Stuck {
 			owned[p%int(members)] = append(owned[p%int(members)], p)
 		}
 	}
