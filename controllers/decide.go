@@ -59,8 +59,9 @@ func policyInput(kp *kpipev1.KafkaPipeline, spec *kpipev1.KafkaPipelineSpec, cur
 		Now:           now,
 		Partitions:    obs.partitions,
 		Assignment:    assignment(spec, obs),
-		Lag:           obs.lag - obs.stalledLag,
+		Lag:           obs.lag - obs.stalledLag - obs.slowLag,
 		StalledLag:    obs.stalledLag,
+		SlowLag:       obs.slowLag,
 		NeedsConsumer: obs.needsConsumer,
 		Current:       cur.replicas,
 		// What the pods measured of themselves (signals.go); 0 when no fresh record says.

@@ -76,7 +76,8 @@ type observation struct {
 	topics        []kpipev1.TopicStatus
 	lags          []scaling.PartitionLag
 	lag           int64 // all partitions
-	stalledLag    int64
+	stalledLag    int64 // of stuck partitions: adds no replicas
+	slowLag       int64 // of partitions slow on serial work: adds no replicas either
 	needsConsumer bool
 
 	stalled  []scaling.TopicPartition // stuck partitions: their lag does not add replicas
@@ -187,10 +188,16 @@ func (r *KafkaPipelineReconciler) remember(mem *scaling.Memory, spec *kpipev1.Ka
 	// lag is left out of scale-up: a slow one's keeps counting.
 	obs.progress = mem.Progress()
 	obs.signals = classifyPartitions(obs.lags, mem.StalledSet(), res, healthParams(spec, threshold, now))
+	// A slow partition's lag drives scaling (more replicas help a saturated replica), unless
+	// its replica has workers to spare: then it is serial work, SlowLag.
 	obs.stalled = obs.signals.stuck
+	hp := healthParams(spec, threshold, now)
 	for _, pl := range obs.lags {
-		if obs.signals.health[pl.TopicPartition].Stuck() {
+		switch h := obs.signals.health[pl.TopicPartition]; {
+		case h.Stuck():
 			obs.stalledLag += pl.Lag
+		case h == scaling.HealthSlow && scaling.SlowOnSerialWork(res.Records[pl.TopicPartition], hp):
+			obs.slowLag += pl.Lag
 		}
 	}
 }

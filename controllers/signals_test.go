@@ -93,6 +93,19 @@ var _ = Describe("what the pods report", func() {
 		Expect(kp.Status.Topics[0].LagSeconds).To(Equal(kp.Status.LagSeconds))
 	})
 
+	It("a slow partition on a replica with workers to spare is serial work: Slow, and its lag adds no replicas", func() {
+		key := reportingPipeline("serial", telemetry.Record{Busy: 0.1, InFlight: 1, OldestInFlight: 30 * time.Second,
+			State: telemetry.StateOK, Replica: "serial-0"})
+		Eventually(func(g Gomega) {
+			kp := getPipeline(g, key)
+			stalled := condition(kp, kpipev1.ConditionStalled)
+			g.Expect(stalled.Reason).To(Equal(controllers.ReasonPartitionsSlow))
+			g.Expect(stalled.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(kp.Status.Lag).To(Equal(int64(200)))
+			g.Expect(*getDeployment(g, key).Spec.Replicas).To(Equal(int32(1)), "lag 200 at 10 a replica, all of it serial work")
+		}, 60*time.Second).Should(Succeed())
+	})
+
 	It("a partition whose pod reports retrying is Stalled with reason PartitionsRetrying, and its lag adds no replicas", func() {
 		key := reportingPipeline("retrying", telemetry.Record{Busy: 0.2, InFlight: 1, State: telemetry.StateRetrying, Replica: "retrying-0"})
 		Eventually(func(g Gomega) {

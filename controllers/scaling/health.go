@@ -60,6 +60,19 @@ type HealthParams struct {
 // pool that spends under 5% of its time in handlers is waiting for something else.
 const busyFloor = 0.05
 
+// saturatedBusy is the busy fraction from which a replica's workers count as saturated.
+const saturatedBusy = 0.5
+
+// SlowOnSerialWork reports whether a slow partition is held up by work more replicas cannot
+// share (one key's messages in order, a handler that takes minutes) rather than by its
+// replica's capacity: its replica's workers are less than half busy, so it has workers to
+// spare. Its lag then goes to Input.SlowLag; a slow partition on a saturated replica (or
+// without a fresh record) keeps its lag in Input.Lag, where more replicas help.
+func SlowOnSerialWork(rec *telemetry.Record, hp HealthParams) bool {
+	rec = hp.Fresh(rec)
+	return rec != nil && rec.Busy < saturatedBusy
+}
+
 // Fresh returns the record when it is recent enough to trust, nil otherwise.
 func (hp HealthParams) Fresh(r *telemetry.Record) *telemetry.Record {
 	if r == nil || (hp.StaleAfter > 0 && hp.Now.Sub(r.At) > hp.StaleAfter) {

@@ -87,3 +87,22 @@ func TestMeasuredCapacity(t *testing.T) {
 		})
 	}
 }
+
+func TestSlowOnSerialWork(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	hp := HealthParams{Now: now, StaleAfter: 30 * time.Second}
+	for _, tc := range []struct {
+		name string
+		rec  *telemetry.Record
+		want bool
+	}{
+		{"no record: the lag counts", nil, false},
+		{"saturated workers: more replicas help", &telemetry.Record{At: now, Busy: 0.9}, false},
+		{"workers to spare: serial work", &telemetry.Record{At: now, Busy: 0.2}, true},
+		{"stale record: as none", &telemetry.Record{At: now.Add(-time.Hour), Busy: 0.2}, false},
+	} {
+		if got := SlowOnSerialWork(tc.rec, hp); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
