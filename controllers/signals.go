@@ -25,14 +25,20 @@ type signals struct {
 	capacity float64                         // measured messages per second per replica; 0 unknown
 }
 
+// recordGrace is how long past three polls a record stays fresh. A pod refreshes it at every
+// commit, once a second, but not while it waits for a rebalance (its commits wait for the
+// new session) nor, on a starved node, on time; a pod that is gone leaves the group within
+// its session timeout (10s to 45s), so its partitions are rebalancing by then.
+const recordGrace = 15 * time.Second
+
 // healthParams are the freshness and slowness bounds for a pipeline: a record is stale after
-// three polls (a pod refreshes it at every commit, once a second), and a message in flight
-// for as long as the stall threshold makes a partition slow.
+// three polls and recordGrace, and a message in flight for as long as the stall threshold
+// makes a partition slow.
 func healthParams(spec *kpipev1.KafkaPipelineSpec, stallPolls int, now time.Time) scaling.HealthParams {
 	poll := spec.Scaling.PollInterval.Duration
 	return scaling.HealthParams{
 		Now:        now,
-		StaleAfter: 3*poll + 3*runtimeCommitInterval,
+		StaleAfter: 3*poll + recordGrace,
 		SlowAfter:  time.Duration(stallPolls) * poll,
 	}
 }

@@ -65,12 +65,14 @@ const saturatedBusy = 0.5
 
 // SlowOnSerialWork reports whether a slow partition is held up by work more replicas cannot
 // share (one key's messages in order, a handler that takes minutes) rather than by its
-// replica's capacity: its replica's workers are less than half busy, so it has workers to
-// spare. Its lag then goes to Input.SlowLag; a slow partition on a saturated replica (or
-// without a fresh record) keeps its lag in Input.Lag, where more replicas help.
+// replica's capacity: a message has been in flight for longer than SlowAfter while its
+// replica's workers are less than half busy, so it has workers to spare. (A replica that
+// just started reports a low busy share while its average builds up, but no old message.)
+// Its lag then goes to Input.SlowLag; a slow partition on a saturated replica (or without a
+// fresh record) keeps its lag in Input.Lag, where more replicas help.
 func SlowOnSerialWork(rec *telemetry.Record, hp HealthParams) bool {
 	rec = hp.Fresh(rec)
-	return rec != nil && rec.Busy < saturatedBusy
+	return rec != nil && rec.Busy < saturatedBusy && rec.OldestInFlight > hp.SlowAfter
 }
 
 // Fresh returns the record when it is recent enough to trust, nil otherwise.

@@ -90,16 +90,18 @@ func TestMeasuredCapacity(t *testing.T) {
 
 func TestSlowOnSerialWork(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	hp := HealthParams{Now: now, StaleAfter: 30 * time.Second}
+	hp := HealthParams{Now: now, StaleAfter: 30 * time.Second, SlowAfter: time.Minute}
+	old := 2 * time.Minute
 	for _, tc := range []struct {
 		name string
 		rec  *telemetry.Record
 		want bool
 	}{
 		{"no record: the lag counts", nil, false},
-		{"saturated workers: more replicas help", &telemetry.Record{At: now, Busy: 0.9}, false},
-		{"workers to spare: serial work", &telemetry.Record{At: now, Busy: 0.2}, true},
-		{"stale record: as none", &telemetry.Record{At: now.Add(-time.Hour), Busy: 0.2}, false},
+		{"saturated workers: more replicas help", &telemetry.Record{At: now, Busy: 0.9, OldestInFlight: old}, false},
+		{"workers to spare: serial work", &telemetry.Record{At: now, Busy: 0.2, OldestInFlight: old}, true},
+		{"a replica just started: low busy share, no old message", &telemetry.Record{At: now, Busy: 0.2, OldestInFlight: time.Second}, false},
+		{"stale record: as none", &telemetry.Record{At: now.Add(-time.Hour), Busy: 0.2, OldestInFlight: old}, false},
 	} {
 		if got := SlowOnSerialWork(tc.rec, hp); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)

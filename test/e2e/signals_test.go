@@ -153,7 +153,9 @@ spec:
 		// lag still asks for, and keeps, a replica per partition.
 		time.Sleep(8 * time.Second)
 		kp := pipeline(pk)
-		Expect(condition(kp, kpipev1.ConditionStalled).Status).To(Equal(metav1.ConditionFalse))
+		md, _ := h.Kafka.CommittedMetadata(ctx, "slow")
+		Expect(condition(kp, kpipev1.ConditionStalled).Status).To(Equal(metav1.ConditionFalse), "%+v; records at %s: %v; scale events %v",
+			condition(kp, kpipev1.ConditionStalled), time.Now().Format(time.RFC3339Nano), md, scaleEvents("slow"))
 		Expect(kp.Status.DesiredReplicas).To(BeEquivalentTo(partitions))
 		Expect(kp.Status.Lag).To(BeNumerically(">", 0))
 		Expect(h.Runner.Processes(pk)).To(HaveLen(partitions))
