@@ -36,8 +36,9 @@ type producer struct {
 	tx          *transaction    // ExactlyOnce's; nil in AtLeastOnce
 }
 
-// delivery rides along with a produced message (ProducerMessage.Metadata) so its ack or
-// error finds the job it belongs to.
+// delivery rides along with a produced dead letter or retried forward
+// (ProducerMessage.Metadata) so its ack or error finds the job it belongs to. A first
+// forward carries its *job alone: one allocation less per message on the hot path.
 type delivery struct {
 	job        *job
 	deadLetter bool
@@ -65,7 +66,7 @@ func (pr *producer) forward(j *job) {
 		}
 	}
 	j.attempt++
-	pr.produce(j, pr.forwardMessage(j), &delivery{job: j})
+	pr.produce(j, pr.forwardMessage(j), j)
 }
 
 // deadLetter writes a message to the dead-letter topic; its job finishes on the ack.
@@ -107,9 +108,9 @@ func (pr *producer) finish(j *job, result string) {
 }
 
 // produce hands a message to the AsyncProducer; its ack or error comes back to run
-// through d.
-func (pr *producer) produce(j *job, pm *sarama.ProducerMessage, d *delivery) {
-	pm.Metadata = d
+// through meta, a *job (a first forward) or a *delivery.
+func (pr *producer) produce(j *job, pm *sarama.ProducerMessage, meta any) {
+	pm.Metadata = meta
 	if pr.ctx.Err() != nil {
 		pr.finish(j, resultAbandoned)
 		return
@@ -171,13 +172,13 @@ func (pr *producer) run() {
 				succ = nil
 				continue
 			}
-			pr.acked(m.Metadata.(*delivery))
+			pr.acked(m.Metadata)
 		case e, ok := <-errs:
 			if !ok {
 				errs = nil
 				continue
 			}
-			d := e.Msg.Metadata.(*delivery)
+			d := deliveryOf(e.Msg.Metadata)
 			if pr.tx != nil {
 				// The transaction aborts: the message is written again when it is consumed again.
 				pr.tx.writeFailed(d.job, e.Err)
@@ -198,7 +199,20 @@ func (pr *producer) close() {
 	pr.async.AsyncClose()
 }
 
-func (pr *producer) acked(d *delivery) {
+// deliveryOf returns the delivery of a produced message from its Metadata (see produce).
+func deliveryOf(meta any) *delivery {
+	if j, ok := meta.(*job); ok {
+		return &delivery{job: j}
+	}
+	return meta.(*delivery)
+}
+
+// acked finishes the job of a message the broker acknowledged; meta is its Metadata.
+func (pr *producer) acked(meta any) {
+	d, ok := meta.(*delivery)
+	if !ok {
+		d = &delivery{job: meta.(*job)} // stays on the stack: acked does not keep it
+	}
 	if pr.tx != nil {
 		pr.tx.wrote(d.job)
 	}
