@@ -24,9 +24,11 @@ const (
 // phase, and finishes their jobs on the broker's ack. It owns the producer window (the
 // messages written and not yet acknowledged) and the goroutines that retry failed writes.
 type producer struct {
-	set    *settings
-	async  sarama.AsyncProducer
-	window chan struct{} // a slot per message written and not yet finished
+	set   *settings
+	async sarama.AsyncProducer
+	// window counts the messages written and not yet finished; a byte gate used for a
+	// count, so taking and giving back a slot is an atomic operation while it is not full.
+	window *byteGate
 	// windowBytes bounds the bytes of the messages written and not yet finished.
 	windowBytes *byteGate
 	retries     goroutines
@@ -47,7 +49,7 @@ type delivery struct {
 }
 
 // unacked is the number of slots of the producer window taken.
-func (pr *producer) unacked() int { return len(pr.window) }
+func (pr *producer) unacked() int { return int(pr.window.used.Load()) }
 
 // forward writes a message to the forward topic; its job finishes on the ack. In
 // ExactlyOnce, a message whose writes aborted maxAttempts transactions goes to the
@@ -84,15 +86,11 @@ func (pr *producer) acquire(j *job) bool {
 	if j.ackSlot {
 		return true
 	}
-	select {
-	case pr.window <- struct{}{}:
-	case <-pr.ctx.Done():
-		return false
-	case <-j.part.revoked:
+	if !pr.window.acquire(1, pr.ctx.Done(), j.part.revoked) {
 		return false
 	}
 	if !pr.windowBytes.acquire(j.size, pr.ctx.Done(), j.part.revoked) {
-		<-pr.window
+		pr.window.release(1)
 		return false
 	}
 	j.ackSlot = true
@@ -103,7 +101,7 @@ func (pr *producer) acquire(j *job) bool {
 func (pr *producer) finish(j *job, result string) {
 	if j.finish(result, pr.metrics) && j.ackSlot {
 		pr.windowBytes.release(j.size)
-		<-pr.window
+		pr.window.release(1)
 	}
 }
 
