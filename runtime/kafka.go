@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -66,11 +67,11 @@ func saramaConfig(cfg *Config, memory *memoryBudget) (*sarama.Config, error) {
 // The consumer group's timeouts, which must fit together:
 //
 //   - session (10s): a member that sends no heartbeat for this long is removed.
-//   - heartbeat (1s): a member learns of a rebalance at its next heartbeat. On the
-//     incremental protocol the members keep consuming while they rejoin, but sarama sends
-//     JoinGroup on the coordinator broker's connection, which also carries the fetches from
-//     that broker; the broker answers nothing else on it until the round completes, when the
-//     last member has learned of it and joined. A short interval keeps that wait short.
+//   - heartbeat (1s): a member learns of a rebalance at its next heartbeat, and a round
+//     completes when the last member has learned of it and joined. A short interval keeps
+//     rounds short: the moved partitions wait for two of them on the incremental protocol
+//     (revoke, then assign), and the member's group requests wait behind its JoinGroup
+//     (newConsumerGroup keeps its fetches off that connection).
 //   - rebalance (30s, more with a longer drain or shutdown timeout): how long the
 //     coordinator waits for every member to rejoin, and how long a revoked partition may take
 //     to drain (sarama ends the session after that). The drain timeout (10s) and the
@@ -104,4 +105,69 @@ func fitTimeouts(sc *sarama.Config, o *options) {
 	g := &sc.Consumer.Group
 	g.Rebalance.Timeout = max(g.Rebalance.Timeout, o.drainTimeout+timeoutMargin, o.shutdownTimeout+timeoutMargin)
 	sc.Net.ReadTimeout = max(sc.Net.ReadTimeout, 2*g.Rebalance.Timeout+timeoutMargin)
+}
+
+// newConsumerGroup creates a consumer group whose coordinator requests (JoinGroup,
+// SyncGroup, heartbeats, offset commits, LeaveGroup) travel on connections of their own.
+//
+// A Kafka broker handles one request of a connection at a time, in order, and it holds a
+// JoinGroup until the round completes: up to the rebalance timeout, in practice until the
+// last member has learned of the round at its next heartbeat. sarama keeps one connection
+// per broker in a client and sends the group's requests on the coordinator broker's, which
+// also carries the fetches from the partitions that broker leads. On the incremental
+// protocol the member keeps consuming while it rejoins, but those partitions stopped for
+// the whole round, twice per cooperative change (revoke, then assign); an offset commit
+// waited behind a fetch's long poll as well. Kafka's Java client keeps a separate
+// connection to the coordinator for this reason. Here a second client holds the
+// coordinator's connection; the first fetches and keeps the topics' metadata.
+func newConsumerGroup(brokers []string, group string, sc *sarama.Config) (sarama.ConsumerGroup, error) {
+	fetch, err := sarama.NewClient(brokers, sc)
+	if err != nil {
+		return nil, err
+	}
+	coordConfig := *sc
+	coordConfig.Metadata.Full = false // it only looks up the coordinator
+	coord, err := sarama.NewClient(brokers, &coordConfig)
+	if err != nil {
+		_ = fetch.Close()
+		return nil, err
+	}
+	clients := &coordinatorSplit{Client: fetch, coord: coord}
+	g, err := sarama.NewConsumerGroupFromClient(group, clients)
+	if err != nil {
+		_ = clients.Close()
+		return nil, err
+	}
+	return &splitGroup{ConsumerGroup: g, clients: clients}, nil
+}
+
+// coordinatorSplit is the fetching client, with the group coordinator taken from the
+// coordinator's own client.
+type coordinatorSplit struct {
+	sarama.Client
+	coord sarama.Client
+}
+
+func (c *coordinatorSplit) Coordinator(group string) (*sarama.Broker, error) {
+	return c.coord.Coordinator(group)
+}
+
+func (c *coordinatorSplit) RefreshCoordinator(group string) error {
+	return c.coord.RefreshCoordinator(group)
+}
+
+func (c *coordinatorSplit) Close() error {
+	return errors.Join(c.Client.Close(), c.coord.Close())
+}
+
+// splitGroup closes both clients after the group (sarama leaves a group's client open when
+// it did not create it).
+type splitGroup struct {
+	sarama.ConsumerGroup
+	clients *coordinatorSplit
+}
+
+func (g *splitGroup) Close() error {
+	err := g.ConsumerGroup.Close()
+	return errors.Join(err, g.clients.Close())
 }

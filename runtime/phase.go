@@ -71,7 +71,7 @@ func (ph *phase) join() error {
 	consumer.Consumer.Interceptors = append(slices.Clip(consumer.Consumer.Interceptors), ph.claims)
 	consumer.Consumer.Group.Rebalance.GroupStrategies = ph.strategies()
 	ph.claims.consumer = &consumer
-	group, err := sarama.NewConsumerGroup(p.set.brokers, p.set.group, &consumer)
+	group, err := newConsumerGroup(p.set.brokers, p.set.group, &consumer)
 	if err != nil {
 		return fmt.Errorf("create consumer group: %w", err)
 	}

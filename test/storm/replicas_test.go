@@ -15,8 +15,12 @@ import (
 	"github.com/kpipe-io/kpipe/test/harness"
 )
 
-// kpipeBinary builds the kpipe binary once per test binary.
+// kpipeBinary builds the kpipe binary once per test binary, or takes the one named by
+// KPIPE_STORM_BIN (to measure another build in the same session, e.g. before a change).
 var kpipeBinary = sync.OnceValues(func() (string, error) {
+	if bin := os.Getenv("KPIPE_STORM_BIN"); bin != "" {
+		return bin, nil
+	}
 	dir, err := os.MkdirTemp("", "kpipe-storm-")
 	if err != nil {
 		return "", err
@@ -29,8 +33,8 @@ var kpipeBinary = sync.OnceValues(func() (string, error) {
 // restarts its process when it dies, like a kubelet with restartPolicy Always.
 type replicas struct {
 	t       testing.TB
-	bin     string
-	spec    string // path of the spec JSON
+	command func(spec string) *exec.Cmd // one process of the spec at that path
+	spec    string                      // path of the spec JSON
 	logDir  string
 	restart time.Duration
 
@@ -45,12 +49,21 @@ type slot struct {
 	done    chan struct{} // closed when the slot's supervisor returns
 }
 
+// newReplicas runs `kpipe run` processes.
 func newReplicas(t testing.TB, spec map[string]any) *replicas {
 	t.Helper()
 	bin, err := kpipeBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newReplicasOf(t, spec, func(spec string) *exec.Cmd {
+		return exec.Command(bin, "run", "--config", spec, "--http-address", "127.0.0.1:0")
+	})
+}
+
+// newReplicasOf runs the processes command makes.
+func newReplicasOf(t testing.TB, spec map[string]any, command func(spec string) *exec.Cmd) *replicas {
+	t.Helper()
 	dir := t.TempDir()
 	b, err := json.Marshal(spec)
 	if err != nil {
@@ -60,7 +73,7 @@ func newReplicas(t testing.TB, spec map[string]any) *replicas {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := &replicas{t: t, bin: bin, spec: path, logDir: dir, restart: 500 * time.Millisecond, slots: map[int]*slot{}}
+	r := &replicas{t: t, command: command, spec: path, logDir: dir, restart: 500 * time.Millisecond, slots: map[int]*slot{}}
 	t.Cleanup(r.stopAll)
 	return r
 }
@@ -109,7 +122,7 @@ func (r *replicas) supervise(i int, s *slot) {
 		}
 		r.starts++
 		n := r.starts
-		cmd := exec.Command(r.bin, "run", "--config", r.spec, "--http-address", "127.0.0.1:0")
+		cmd := r.command(r.spec)
 		logFile, err := os.Create(filepath.Join(r.logDir, fmt.Sprintf("replica-%d-start-%d.log", i, n)))
 		if err != nil {
 			r.mu.Unlock()
