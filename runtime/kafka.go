@@ -85,17 +85,27 @@ func saramaConfig(cfg *Config, memory *memoryBudget) (*sarama.Config, error) {
 //     coordinator that extends a round when a member joins late (kfake does, see
 //     test/storm) still answers within that once the members stop coming and going. The
 //     cost: a broker that hangs without closing the connection is noticed after 65s, not 30s.
+//   - rejoin backoff (250ms, 32 tries): a member whose SyncGroup is answered
+//     REBALANCE_IN_PROGRESS (another member joined after the round completed, as replicas
+//     that start one after another do) must join the new round, which waits for it; sarama
+//     waits Rebalance.Retry.Backoff (2s by default) first, Kafka's Java client 100ms. The
+//     same backoff spaces the retries when the coordinator moved: 32 tries keep sarama's 8s
+//     for that.
 const (
 	sessionTimeout   = 10 * time.Second
 	heartbeatEvery   = time.Second
 	rebalanceTimeout = 30 * time.Second
 	timeoutMargin    = 5 * time.Second
+	rejoinBackoff    = 250 * time.Millisecond
+	rejoinTries      = 32
 )
 
 func groupTimeouts(sc *sarama.Config) {
 	sc.Consumer.Group.Session.Timeout = sessionTimeout
 	sc.Consumer.Group.Heartbeat.Interval = heartbeatEvery
 	sc.Consumer.Group.Rebalance.Timeout = rebalanceTimeout
+	sc.Consumer.Group.Rebalance.Retry.Backoff = rejoinBackoff
+	sc.Consumer.Group.Rebalance.Retry.Max = rejoinTries
 }
 
 // fitTimeouts raises the rebalance timeout above the drain and shutdown timeouts by

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func childCommand(spec string) *exec.Cmd {
 }
 
 // TestStormChild runs the pipeline of the spec file named by KPIPE_STORM_CHILD as `kpipe run`
-// does, until SIGTERM, with the group timers of kfakeAsKafka. It does nothing in a normal test
+// does, until SIGTERM, with kfakeAsKafka's session timeout. It does nothing in a normal test
 // run.
 func TestStormChild(t *testing.T) {
 	path := os.Getenv(envChild)
@@ -43,8 +44,7 @@ func TestStormChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err := runtime.New(cfg, runtime.WithLogger(slog.New(slog.NewJSONHandler(os.Stderr, nil))),
-		runtime.WithSaramaConfig(kfakeAsKafka), runtime.WithDrainTimeout(5*time.Second),
-		runtime.WithShutdownTimeout(5*time.Second))
+		runtime.WithSaramaConfig(kfakeAsKafka))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,20 +55,16 @@ func TestStormChild(t *testing.T) {
 	}
 }
 
-// kfakeAsKafka sets the group timers so that kfake takes about as long as Kafka, with kpipe's
-// defaults (session 10s, rebalance 30s), to remove the members a kill storm leaves behind.
-// See TestKillStorm for the differences and their reproducers.
-//
-//   - Rebalance timeout 10s, Kafka's time to remove a member killed while it waited in
-//     JoinGroup: Kafka answers the JoinGroup (to a closed connection) when the round
-//     completes and removes the member one session timeout (10s) later; kfake removes it only
-//     when a round's rebalance timeout runs out. The drain and shutdown timeouts go down to
-//     5s so that the rebalance timeout still outlasts them (runtime/kafka.go).
-//   - Session timeout 1m: kfake removes a live member whose session times out while it waits
-//     in JoinGroup, Kafka keeps it. The dead members do not need a short session timeout:
-//     each killed process is replaced, and its replacement's JoinGroup starts a round that
-//     removes the members that did not rejoin.
+// kfakeAsKafka keeps kpipe's group timers but the session timeout, 30s instead of 10s: kfake
+// removes a live member whose session times out while it waits in JoinGroup, Kafka keeps it
+// (see TestKillStorm). The dead members' sessions are timed by the test instead
+// (expireDead). The client ID names the process, for expireDead.
 func kfakeAsKafka(sc *sarama.Config) {
-	sc.Consumer.Group.Session.Timeout = time.Minute
-	sc.Consumer.Group.Rebalance.Timeout = 10 * time.Second
+	sc.Consumer.Group.Session.Timeout = 30 * time.Second
+	sc.ClientID = clientIDOf(os.Getpid())
 }
+
+// childClientPrefix and the pid are the client ID of a storm child.
+const childClientPrefix = "kpipe-storm-"
+
+func clientIDOf(pid int) string { return childClientPrefix + strconv.Itoa(pid) }

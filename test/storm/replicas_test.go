@@ -41,6 +41,7 @@ type replicas struct {
 	mu     sync.Mutex
 	slots  map[int]*slot
 	starts int
+	died   map[int]time.Time // when each process that ended (by pid) did
 }
 
 type slot struct {
@@ -73,7 +74,8 @@ func newReplicasOf(t testing.TB, spec map[string]any, command func(spec string) 
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := &replicas{t: t, command: command, spec: path, logDir: dir, restart: 500 * time.Millisecond, slots: map[int]*slot{}}
+	r := &replicas{t: t, command: command, spec: path, logDir: dir, restart: 500 * time.Millisecond,
+		slots: map[int]*slot{}, died: map[int]time.Time{}}
 	t.Cleanup(r.stopAll)
 	return r
 }
@@ -138,6 +140,9 @@ func (r *replicas) supervise(i int, s *slot) {
 			return
 		}
 		_ = cmd.Wait()
+		r.mu.Lock()
+		r.died[cmd.Process.Pid] = time.Now()
+		r.mu.Unlock()
 		_ = logFile.Close()
 		time.Sleep(r.restart)
 	}
@@ -157,6 +162,14 @@ func (r *replicas) kill(i int) bool {
 
 // stopAll stops every slot gracefully.
 func (r *replicas) stopAll() { r.scaleTo(0) }
+
+// diedBefore reports whether the process pid ended before t.
+func (r *replicas) diedBefore(pid int, t time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.died[pid]
+	return ok && at.Before(t)
+}
 
 // logs returns the log files of the processes, for a failing test's report.
 func (r *replicas) logs() []string {
