@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -58,6 +59,8 @@ type KafkaPipelineReconciler struct {
 	pacer *upgradePacer
 	// podReader lists a not-ready pipeline's pods, uncached, for a refused pod contract.
 	podReader client.Reader
+	// podLists bounds podReader's LISTs across all pipelines (podcontract.go).
+	podLists *rate.Limiter
 
 	// secretMeta reads Secrets' metadata from the manager's metadata-only cache.
 	secretMeta client.Reader
@@ -85,6 +88,8 @@ type pipelineState struct {
 	// decoded and applyInputs let a steady poll skip decoding and rendering (steadypoll.go).
 	decoded     *decoded
 	applyInputs applyInputs
+	// pods is the last look at the pods' termination messages (podcontract.go).
+	pods podCheck
 }
 
 // Least privilege: the operator reads pipelines and never writes their spec; it writes their
@@ -173,7 +178,7 @@ func (r *KafkaPipelineReconciler) applyChildren(ctx context.Context, kp *kpipev1
 		return err
 	}
 	if out.wait == nil {
-		out.wait = r.podRefusal(ctx, kp, out.applied.dep, out.decision.desired)
+		out.wait = r.podRefusal(ctx, kp, out.applied.dep, out.decision.desired, st, out.now)
 	}
 	if err := r.applyDisruptionBudget(ctx, kp); err != nil {
 		out.wait = &waitError{reason: ReasonApplyFailed, err: err}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"golang.org/x/time/rate"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -38,6 +39,7 @@ func (r *KafkaPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.secretMeta = mgr.GetCache()
 	r.pacer = newUpgradePacer(r.MaxConcurrentUpgrades, mgr.GetCache())
 	r.podReader = mgr.GetAPIReader()
+	r.podLists = rate.NewLimiter(podListRate, podListBurst)
 	if r.pipelines == nil {
 		r.pipelines = mgr.GetCache() // unstructured reads from the cache, not the API server
 	}
