@@ -54,6 +54,7 @@ func policyInput(kp *kpipev1.KafkaPipeline, spec *kpipev1.KafkaPipelineSpec, cur
 			IdleWindow: spec.Idle.Window.Duration, IdlePenalty: spec.Idle.Penalty.Duration,
 			ScaleDownStabilization: s.ScaleDownStabilization.Duration,
 			PollInterval:           s.PollInterval.Duration,
+			CommitInterval:         runtimeCommitInterval,
 		},
 		Now:           now,
 		Partitions:    obs.partitions,
@@ -62,6 +63,9 @@ func policyInput(kp *kpipev1.KafkaPipeline, spec *kpipev1.KafkaPipelineSpec, cur
 		StalledLag:    obs.stalledLag,
 		NeedsConsumer: obs.needsConsumer,
 		Current:       cur.replicas,
+	}
+	if s.LagTimeTarget != nil {
+		in.Params.LagTimeTarget = s.LagTimeTarget.Duration
 	}
 	if kp.Status.LastScaleTime != nil {
 		in.LastScale = kp.Status.LastScaleTime.Time

@@ -36,6 +36,12 @@ type claims struct {
 	consumer *sarama.Config
 	inbound  atomic.Pointer[inbound]
 
+	// client is the consumer group's: Setup resolves the starting offsets with it
+	// (startoffset.go).
+	client sarama.Client
+	// tel makes the telemetry records of the commits.
+	tel *telemetryWriter
+
 	// tx commits offsets in ExactlyOnce, in the transaction of the messages written; nil in
 	// AtLeastOnce, where the consumer group commits them.
 	tx *transaction
@@ -52,6 +58,8 @@ func (h *claims) Setup(sess sarama.ConsumerGroupSession) error {
 	h.metrics.session.Set(1)
 	h.idle.sessionStarted(time.Now())
 	h.sizeFetches(sess)
+	h.tel.sample() // the start of the busy share's first window
+	h.markStarts(sess)
 	h.mu.Lock()
 	h.parts = map[*partition]struct{}{}
 	h.mu.Unlock()
@@ -113,7 +121,7 @@ func (h *claims) OnConsume(m *sarama.ConsumerMessage) {
 // claims go on, and its messages in flight have the partition's own context
 // (partition.ctx).
 func (h *claims) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	pt := newPartition(h.workCtx, h.tx.session(sess), claim.Topic(), claim.Partition(), h.log, h.metrics)
+	pt := newPartition(h.workCtx, h.tx.session(sess), sess, claim, h.log, h.metrics)
 	h.track(pt, true)
 	defer h.track(pt, false)
 	in := h.inbound.Load()
@@ -211,12 +219,12 @@ func (b *batch) takeWaiting(msgs <-chan *sarama.ConsumerMessage, n int, room int
 // admit takes consumed messages of one partition into the pool, in order; each holds one
 // of the slots and its size of the bytes the caller took for them.
 func (h *claims) admit(pt *partition, b *batch) {
-	n, skipped := pt.addAll(b.ms, b.sizes)
+	now := time.Now()
+	n, skipped := pt.addAll(b.ms, b.sizes, now)
 	h.pool.release(len(b.ms)-n, skipped)
 	if n == 0 {
 		return
 	}
-	now := time.Now()
 	h.idle.consumed(now)
 	h.pool.submitAll(newJobs(pt, b.ms[:n], b.sizes[:n], now, h.set.forwardTopic == ""))
 }
@@ -261,8 +269,9 @@ func (h *claims) commitEvery(ctx context.Context, sess sarama.ConsumerGroupSessi
 	}
 }
 
-// commit commits the offsets the session's partitions reached: through the consumer group in
-// AtLeastOnce, in the transaction of the messages written in ExactlyOnce.
+// commit commits the offsets the session's partitions reached, each with its telemetry record:
+// through the consumer group in AtLeastOnce, in the transaction of the messages written in
+// ExactlyOnce. A partition whose offset did not move is committed again, for its record.
 func (h *claims) commit(sess sarama.ConsumerGroupSession) {
 	h.mu.Lock()
 	parts := make([]*partition, 0, len(h.parts))
@@ -270,13 +279,15 @@ func (h *claims) commit(sess sarama.ConsumerGroupSession) {
 		parts = append(parts, pt)
 	}
 	h.mu.Unlock()
+	h.tel.sample()
+	now := time.Now()
 	if h.tx != nil {
-		h.tx.commit(sess, parts)
+		h.tx.commit(sess, parts, h.tel, now)
 		return
 	}
 	marked := make([]int64, len(parts))
 	for i, pt := range parts {
-		marked[i] = pt.markForCommit()
+		marked[i] = pt.markForCommit(h.tel, now)
 	}
 	sess.Commit()
 	for i, pt := range parts {

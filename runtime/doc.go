@@ -55,7 +55,10 @@
 // Nothing past an unfinished message is ever committed. When a partition is revoked,
 // messages not yet started are dropped (they will be consumed again by the new owner) and
 // those in flight get up to WithDrainTimeout (default 10s) to finish; what finished is
-// committed before the partition is released.
+// committed before the partition is released. Every commit carries, in each owned
+// partition's commit metadata, a telemetry record for the operator (rate, busy share, in
+// flight, state, replica: internal/telemetry), refreshed even when the offset did not move;
+// a claimed partition with no commit gets the offset it starts at committed.
 //
 // Memory is bounded in bytes, not by lag nor by message size: a memory budget
 // (WithMemoryBudget, else KPIPE_MEMORY_BUDGET, else half of the cgroup's memory limit, else

@@ -124,9 +124,10 @@ func TestUnwritableDeadLetterCommitsNothing(t *testing.T) {
 	defer cancel()
 	g.Expect(refuse.Wait(ctx, 20)).To(Succeed(), "the dead-letter topic was never written to")
 	// Let the ticker run a few commits while the writes fail, then look.
+	// At most the start (offset 0) is committed: nothing past a message not dead-lettered.
 	g.Consistently(func() map[int32]int64 { return tc.committed("dlqdown", "in", 2) }).
 		WithTimeout(time.Second).WithPolling(100*time.Millisecond).
-		Should(Equal(map[int32]int64{0: -1, 1: -1}), "an offset was committed while its dead letter was not written")
+		Should(HaveEach(BeNumerically("<=", 0)), "an offset was committed while its dead letter was not written")
 
 	refuse.Remove()
 	out := tc.readAll("dlq", n, time.Minute)

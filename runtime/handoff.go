@@ -89,8 +89,10 @@ func (pl *pool) next() (*chunk, *job) {
 		if pl.spaceWait.Load() > 0 && pl.held.Load() < pl.capacity {
 			pl.spaceFreed.Broadcast() // nothing to run: the consumers may refill now
 		}
+		pl.idleChangingLocked()
 		pl.idle.Add(1)
 		pl.workReady.Wait()
+		pl.idleChangingLocked()
 		pl.idle.Add(-1)
 		if pl.waking.Load() > 0 {
 			pl.waking.Add(-1)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/kpipe-io/kpipe/internal/telemetry"
 )
 
 // job is one consumed message on its way through the pool, the worker and the producer. It
@@ -109,8 +111,13 @@ func fillMessage(out *Message, m *sarama.ConsumerMessage, attempt int, hs []Head
 }
 
 // wait waits d before the next attempt; false when the message should be given up instead:
-// ctx (the work's) ended or the partition was revoked.
-func (j *job) wait(ctx context.Context, d time.Duration) bool {
+// ctx (the work's) ended or the partition was revoked. The partition's telemetry shows the
+// message paused in state st meanwhile (a dead letter's until the message finishes).
+func (j *job) wait(ctx context.Context, d time.Duration, st telemetry.State) bool {
+	j.part.pause(j.msg.Offset, st)
+	if st == telemetry.StateRetrying {
+		defer j.part.resume(j.msg.Offset)
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -146,7 +153,7 @@ func (j *job) finish(result string, m *metrics) bool {
 	}
 	m.processedCounter(result).Inc()
 	if result == resultAbandoned {
-		j.part.abandon()
+		j.part.abandon(j.msg.Offset)
 		return true
 	}
 	m.latency.Observe(time.Since(j.start).Seconds())

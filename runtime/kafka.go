@@ -118,7 +118,8 @@ func fitTimeouts(sc *sarama.Config, o *options) {
 }
 
 // newConsumerGroup creates a consumer group whose coordinator requests (JoinGroup,
-// SyncGroup, heartbeats, offset commits, LeaveGroup) travel on connections of their own.
+// SyncGroup, heartbeats, offset fetches and commits, LeaveGroup) travel on connections of
+// their own, and returns it with its client, which the caller closes after the group.
 //
 // A Kafka broker handles one request of a connection at a time, in order, and it holds a
 // JoinGroup until the round completes: up to the rebalance timeout, in practice until the
@@ -130,25 +131,25 @@ func fitTimeouts(sc *sarama.Config, o *options) {
 // waited behind a fetch's long poll as well. Kafka's Java client keeps a separate
 // connection to the coordinator for this reason. Here a second client holds the
 // coordinator's connection; the first fetches and keeps the topics' metadata.
-func newConsumerGroup(brokers []string, group string, sc *sarama.Config) (sarama.ConsumerGroup, error) {
+func newConsumerGroup(brokers []string, group string, sc *sarama.Config) (sarama.ConsumerGroup, sarama.Client, error) {
 	fetch, err := sarama.NewClient(brokers, sc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	coordConfig := *sc
 	coordConfig.Metadata.Full = false // it only looks up the coordinator
 	coord, err := sarama.NewClient(brokers, &coordConfig)
 	if err != nil {
 		_ = fetch.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	clients := &coordinatorSplit{Client: fetch, coord: coord}
-	g, err := sarama.NewConsumerGroupFromClient(group, clients)
+	client := &coordinatorSplit{Client: fetch, coord: coord}
+	g, err := sarama.NewConsumerGroupFromClient(group, client)
 	if err != nil {
-		_ = clients.Close()
-		return nil, err
+		_ = client.Close()
+		return nil, nil, err
 	}
-	return &splitGroup{ConsumerGroup: g, clients: clients}, nil
+	return g, client, nil
 }
 
 // coordinatorSplit is the fetching client, with the group coordinator taken from the
@@ -168,16 +169,4 @@ func (c *coordinatorSplit) RefreshCoordinator(group string) error {
 
 func (c *coordinatorSplit) Close() error {
 	return errors.Join(c.Client.Close(), c.coord.Close())
-}
-
-// splitGroup closes both clients after the group (sarama leaves a group's client open when
-// it did not create it).
-type splitGroup struct {
-	sarama.ConsumerGroup
-	clients *coordinatorSplit
-}
-
-func (g *splitGroup) Close() error {
-	err := g.ConsumerGroup.Close()
-	return errors.Join(err, g.clients.Close())
 }

@@ -16,9 +16,13 @@ import (
 // partition's offset tracker and the count of its messages in flight, both under mu: the
 // count is what drain waits on, and kpipe_messages_in_flight reports its changes.
 type partition struct {
-	topic    string
-	id       int32
+	topic string
+	id    int32
+	// sess is what offsets are marked in for the periodic commits: group itself, or in
+	// ExactlyOnce a session where marking does nothing (transaction.go). group is the consumer
+	// group session itself: ExactlyOnce refreshes the telemetry of unmoved offsets through it.
 	sess     sarama.ConsumerGroupSession
+	group    sarama.ConsumerGroupSession
 	log      *slog.Logger
 	consumed prometheus.Counter // kpipe_messages_consumed_total of the topic
 	gauge    prometheus.Gauge   // kpipe_messages_in_flight, shared by every partition
@@ -35,13 +39,24 @@ type partition struct {
 	draining bool  // drain waits for the messages in flight
 	closed   bool  // released: finishing messages no longer mark offsets
 	marked   int64 // last offset marked for commit, -1 if none
+	// start is the offset the claim started at, as the session's offset manager holds it
+	// (committed, or resolved in Setup); -1 when sarama resolved it itself (startoffset.go).
+	start int64
+	// handed is the offset last handed to group's offset manager (start, then what
+	// telemetry.go hands it): the manager holds exactly this offset, so the commit metadata
+	// of an unmoved offset can be refreshed (ResetOffset) without moving it back.
+	handed int64
+	tel    partitionTelemetry // telemetry.go
 }
 
-func newPartition(ctx context.Context, sess sarama.ConsumerGroupSession, topic string, id int32, log *slog.Logger, m *metrics) *partition {
+func newPartition(ctx context.Context, sess, group sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, log *slog.Logger, m *metrics) *partition {
 	ctx, cancel := context.WithCancel(ctx)
+	topic, id := claim.Topic(), claim.Partition()
+	start := max(claim.InitialOffset(), -1) // sarama's OffsetNewest and OffsetOldest are negative
 	return &partition{
 		ctx: ctx, cancel: cancel,
-		topic: topic, id: id, sess: sess,
+		topic: topic, id: id, sess: sess, group: group, start: start, handed: start,
+		tel:      newPartitionTelemetry(time.Now()),
 		consumed: m.consumed.WithLabelValues(topic),
 		gauge:    m.inFlight,
 		tracker:  offsets.New(),
@@ -52,13 +67,15 @@ func newPartition(ctx context.Context, sess sarama.ConsumerGroupSession, topic s
 	}
 }
 
-// addAll starts tracking the offsets of consumed messages and counts them in flight. A
-// message delivered twice is logged and left out: ms and sizes (each message's bytes) are
-// compacted in place to the messages taken, n of them; skipped is the bytes left out.
-func (pt *partition) addAll(ms []*sarama.ConsumerMessage, sizes []int64) (n int, skipped int64) {
+// addAll starts tracking the offsets of consumed messages, admitted at now, and counts them
+// in flight. A message delivered twice is logged and left out: ms and sizes (each message's
+// bytes) are compacted in place to the messages taken, n of them; skipped is the bytes left
+// out.
+func (pt *partition) addAll(ms []*sarama.ConsumerMessage, sizes []int64, now time.Time) (n int, skipped int64) {
 	pt.mu.Lock()
+	pt.tel.forgetAdmitted(pt.tracker)
 	for i, m := range ms {
-		if err := pt.tracker.Add(m.Offset); err != nil {
+		if err := pt.tracker.AddStamped(m.Offset, stampOf(m)); err != nil {
 			pt.log.Warn("skipping a message delivered twice", "err", err)
 			skipped += sizes[i]
 			continue
@@ -67,6 +84,9 @@ func (pt *partition) addAll(ms []*sarama.ConsumerMessage, sizes []int64) (n int,
 		n++
 	}
 	pt.inFlight += n
+	if n > 0 {
+		pt.tel.admitted(ms[0].Offset, now)
+	}
 	pt.mu.Unlock()
 	if n > 0 {
 		pt.consumed.Add(float64(n))
@@ -83,6 +103,7 @@ func (pt *partition) complete(offset int64) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	pt.inFlight--
+	pt.tel.finished(offset, true)
 	pt.signal()
 	if pt.closed {
 		return
@@ -97,23 +118,52 @@ func (pt *partition) complete(offset int64) {
 	}
 }
 
-// markForCommit marks the partition's offset to commit in the session and returns it, -1
-// if none. Marking is idempotent, and sarama ignores a mark below the last one.
-func (pt *partition) markForCommit() int64 {
-	off := pt.markedOffset()
+// markForCommit marks the partition's offset to commit in the session, with the telemetry
+// record w writes at now, and returns it: the offset finished messages reached, else the
+// offset the claim started at, -1 if neither is known. An unmoved offset is marked again so
+// that its record is refreshed (see handed).
+func (pt *partition) markForCommit(w *telemetryWriter, now time.Time) int64 {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	off := pt.committableLocked()
 	if off >= 0 {
-		pt.sess.MarkOffset(pt.topic, pt.id, off, "")
+		pt.handLocked(pt.sess, off, w.encodeLocked(pt, now))
 	}
 	return off
 }
 
+// committableLocked is the offset to commit: the one finished messages reached, else the
+// claim's start, -1 if neither is known. pt.mu is held.
+func (pt *partition) committableLocked() int64 {
+	if pt.marked >= 0 {
+		return pt.marked
+	}
+	return pt.start
+}
+
+// handLocked hands off (with its commit metadata) to sess's offset manager. sarama's
+// MarkOffset only takes an offset above the one held, ResetOffset one at or below it: an
+// unmoved offset is reset to itself, which changes only its metadata. pt.mu is held.
+func (pt *partition) handLocked(sess sarama.ConsumerGroupSession, off int64, meta string) {
+	switch {
+	case off < pt.handed: // never: offsets only grow; ResetOffset would move the offset back
+		return
+	case off > pt.handed:
+		sess.MarkOffset(pt.topic, pt.id, off, meta)
+	default:
+		sess.ResetOffset(pt.topic, pt.id, off, meta)
+	}
+	pt.handed = off
+}
+
 // abandon records a message given up on: its offset is never marked, so neither is any
 // later one of this claim, and the message is consumed again after the partition is released.
-func (pt *partition) abandon() {
+func (pt *partition) abandon(offset int64) {
 	pt.gauge.Dec()
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	pt.inFlight--
+	pt.tel.finished(offset, false)
 	pt.signal()
 }
 
@@ -169,12 +219,11 @@ func (pt *partition) drain(ctx context.Context, bound time.Duration) {
 	}
 }
 
-// close stops marking offsets for the partition, cancels the context of its messages still
-// running, marks the last offset to commit in the session and returns it.
-func (pt *partition) close() int64 {
+// close stops marking offsets for the partition and cancels the context of its messages
+// still running; the commit that follows marks the last offset.
+func (pt *partition) close() {
 	pt.cancel()
 	pt.mu.Lock()
 	pt.closed = true
 	pt.mu.Unlock()
-	return pt.markForCommit()
 }

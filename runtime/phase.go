@@ -71,17 +71,17 @@ func (ph *phase) join() error {
 	consumer.Consumer.Interceptors = append(slices.Clip(consumer.Consumer.Interceptors), ph.claims)
 	consumer.Consumer.Group.Rebalance.GroupStrategies = ph.strategies()
 	ph.claims.consumer = &consumer
-	group, err := newConsumerGroup(p.set.brokers, p.set.group, &consumer)
+	group, client, err := newConsumerGroup(p.set.brokers, p.set.group, &consumer)
 	if err != nil {
 		return fmt.Errorf("create consumer group: %w", err)
 	}
-	ph.group = group
+	ph.group, ph.claims.client = group, client
 	if !p.set.produces() {
 		return nil
 	}
 	async, err := sarama.NewAsyncProducer(p.set.brokers, p.sarama)
 	if err != nil {
-		_ = group.Close()
+		ph.closeGroup()
 		return fmt.Errorf("create producer: %w", err)
 	}
 	s := &p.set
@@ -91,7 +91,7 @@ func (ph *phase) join() error {
 	if s.exactlyOnce {
 		if err := ph.beginTransactions(async); err != nil {
 			_ = async.Close()
-			_ = group.Close()
+			ph.closeGroup()
 			return err
 		}
 	}
@@ -107,7 +107,7 @@ func (p *Pipeline) newPhase(runCtx, workCtx context.Context) *phase {
 		bridging: p.bridge.Load()}
 	ph.worker = &worker{set: s, handler: p.handler, log: p.log, metrics: p.metrics, ctx: workCtx}
 	ph.claims = &claims{set: s, pool: ph.pool, log: p.log, metrics: p.metrics, sessions: &p.sessions,
-		runCtx: runCtx, workCtx: workCtx}
+		runCtx: runCtx, workCtx: workCtx, tel: newTelemetryWriter(replicaName(p.opts.instance), s.commitInterval, ph.pool)}
 	return ph
 }
 
@@ -118,8 +118,16 @@ func (ph *phase) leave() {
 	if ph.out != nil {
 		ph.out.close()
 	}
+	ph.closeGroup()
+}
+
+// closeGroup leaves the consumer group, then closes its client (the group does not own it).
+func (ph *phase) closeGroup() {
 	if err := ph.group.Close(); err != nil {
 		ph.p.log.Warn("leave consumer group", "err", err)
+	}
+	if err := ph.claims.client.Close(); err != nil && !errors.Is(err, sarama.ErrClosedClient) {
+		ph.p.log.Warn("close consumer group client", "err", err)
 	}
 }
 

@@ -50,6 +50,8 @@ type pool struct {
 	sweepAt    int               // len(lanes) at which idle lanes are swept
 	seed       maphash.Seed      // of the key hashes in laneKey
 	stopped    bool              // the workers' context ended
+	workers    int               // started by start
+	occupancy  occupancy         // idle worker time, for the telemetry's busy share (telemetry.go)
 	workReady  sync.Cond         // signalled when a message becomes ready or the workers stop
 	spaceFreed sync.Cond         // broadcast when slots are given back or a waiting consumer's ctx ends
 	wg         sync.WaitGroup
@@ -88,6 +90,9 @@ func (pl *pool) start(ctx context.Context, n int, process func(*job)) {
 		pl.mu.Unlock()
 		pl.workReady.Broadcast()
 	})
+	pl.mu.Lock()
+	pl.workers += n
+	pl.mu.Unlock()
 	for range n {
 		pl.wg.Go(func() { pl.work(ctx, process) })
 	}

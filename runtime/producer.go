@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/IBM/sarama"
+
+	"github.com/kpipe-io/kpipe/internal/telemetry"
 )
 
 // Headers kpipe adds to a message it writes to the dead-letter topic, next to the
@@ -221,7 +223,7 @@ func (pr *producer) failed(d *delivery, err error) {
 		d.dlqTries++
 		pr.log.Error("dead-letter write failed; retrying, the offset stays uncommitted",
 			"topic", j.msg.Topic, "partition", j.msg.Partition, "offset", j.msg.Offset, "tries", d.dlqTries, "err", err)
-		if !j.wait(pr.ctx, pr.set.backoff(d.dlqTries)) {
+		if !j.wait(pr.ctx, pr.set.backoff(d.dlqTries), telemetry.StateDeadLetterBlocked) {
 			pr.finish(j, resultAbandoned)
 			return
 		}
@@ -242,7 +244,7 @@ func (pr *producer) failed(d *delivery, err error) {
 	pr.log.Debug("forward failed; retrying", "topic", j.msg.Topic, "partition", j.msg.Partition,
 		"offset", j.msg.Offset, "attempt", j.attempt, "err", err)
 	pr.metrics.retries.Inc()
-	if !j.wait(pr.ctx, wait) {
+	if !j.wait(pr.ctx, wait, telemetry.StateRetrying) {
 		pr.finish(j, resultAbandoned)
 		return
 	}

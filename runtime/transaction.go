@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -87,13 +86,7 @@ func checkExactlyOnce(sc *sarama.Config) error {
 // restarted container fences its previous incarnation at once; a zombie of another pod is
 // fenced by the group generation its offsets carry (see docs/runtime.md).
 func transactionalID(group, instance string) string {
-	if instance == "" {
-		instance = os.Getenv("HOSTNAME")
-	}
-	if instance == "" {
-		instance, _ = os.Hostname()
-	}
-	return fmt.Sprintf("kpipe-%s-%s", group, instance)
+	return fmt.Sprintf("kpipe-%s-%s", group, replicaName(instance))
 }
 
 // beginTransactions gives an ExactlyOnce phase its transaction and begins the first one.
@@ -139,7 +132,8 @@ func (t *transaction) session(sess sarama.ConsumerGroupSession) sarama.ConsumerG
 
 type unmarkedSession struct{ sarama.ConsumerGroupSession }
 
-func (unmarkedSession) MarkOffset(string, int32, int64, string) {}
+func (unmarkedSession) MarkOffset(string, int32, int64, string)  {}
+func (unmarkedSession) ResetOffset(string, int32, int64, string) {}
 
 // startSession begins a transaction for a new session when the last one ended in an abort.
 func (t *transaction) startSession() {
@@ -180,9 +174,12 @@ func (t *transaction) writeFailed(j *job, err error) {
 	t.mu.Unlock()
 }
 
-// commit commits the open transaction with the offsets the partitions reached, or aborts it,
-// then begins the next one. sess is the session whose generation the offsets carry.
-func (t *transaction) commit(sess sarama.ConsumerGroupSession, parts []*partition) {
+// commit commits the open transaction with the offsets the partitions reached and their
+// telemetry records (w, at now), or aborts it, then begins the next one. sess is the session
+// whose generation the offsets carry. When the transaction would commit nothing, it stays
+// open and empty, and the records are refreshed through the group's commit instead
+// (refreshIdle).
+func (t *transaction) commit(sess sarama.ConsumerGroupSession, parts []*partition, w *telemetryWriter, now time.Time) {
 	t.commitMu.Lock()
 	defer t.commitMu.Unlock()
 	t.admission.Lock()
@@ -194,13 +191,18 @@ func (t *transaction) commit(sess sarama.ConsumerGroupSession, parts []*partitio
 		t.abort(sess, errTxnShutdown)
 		return
 	}
-	offsets, changed, err := t.offsets(parts)
+	txOffsets, changed, err := t.offsets(parts, w, now)
 	if err != nil {
 		t.abort(sess, err)
 		return
 	}
 	if !changed {
-		return // nothing written and no offset moved: the transaction stays open and empty
+		t.refreshIdle(sess, txOffsets)
+		return
+	}
+	offsets := map[string][]*sarama.PartitionOffsetMetadata{}
+	for _, o := range txOffsets {
+		offsets[o.pt.topic] = append(offsets[o.pt.topic], &sarama.PartitionOffsetMetadata{Partition: o.pt.id, Offset: o.offset, Metadata: &o.meta})
 	}
 	meta := sarama.NewConsumerGroupMetadataFromSession(sess, t.set.group, nil)
 	if err := t.async.AddOffsetsToTxnWithGroupMetadata(offsets, meta); err != nil {
@@ -211,7 +213,7 @@ func (t *transaction) commit(sess sarama.ConsumerGroupSession, parts []*partitio
 		t.abort(sess, fmt.Errorf("commit transaction: %w", err))
 		return
 	}
-	t.committedOffsets(parts)
+	t.committedOffsets(parts, txOffsets)
 	t.metrics.transactions.WithLabelValues("committed").Inc()
 	if err := t.async.BeginTxn(); err != nil {
 		t.abort(sess, fmt.Errorf("begin transaction: %w", err))
@@ -236,40 +238,47 @@ func (t *transaction) isBroken() bool {
 	return t.broken
 }
 
-// offsets is what the transaction commits for parts: each partition's offset that moved since
-// its last commit; changed is false when none moved and nothing was written. An error when the transaction holds a message whose offset it
-// would not commit, or a write of it failed.
-func (t *transaction) offsets(parts []*partition) (offsets map[string][]*sarama.PartitionOffsetMetadata, changed bool, err error) {
+// offsets is what the transaction commits for parts, each offset with its telemetry record
+// (w, at now): every partition's offset, moved or not (unmoved ones for their record);
+// changed is false when none moved and nothing was written. An error when the transaction
+// holds a message whose offset it would not commit, or a write of it failed.
+func (t *transaction) offsets(parts []*partition, w *telemetryWriter, now time.Time) (offsets []txOffset, changed bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.doomed != nil {
 		return nil, false, t.doomed
 	}
-	offsets = map[string][]*sarama.PartitionOffsetMetadata{}
-	n := 0
+	moved := 0
 	seen := make(map[*partition]bool, len(parts))
 	for _, pt := range parts {
 		seen[pt] = true
 		next := pt.markedOffset()
-		if w, ok := t.written[pt]; ok && (next < 0 || w >= next) {
-			return nil, false, fmt.Errorf("%s/%d: offset %d was written but an earlier message was given up on", pt.topic, pt.id, w)
+		if wr, ok := t.written[pt]; ok && (next < 0 || wr >= next) {
+			return nil, false, fmt.Errorf("%s/%d: offset %d was written but an earlier message was given up on", pt.topic, pt.id, wr)
 		}
+		off := next
 		if last, ok := t.committed[pt]; next < 0 || (ok && next <= last) {
-			continue
+			off = pt.start // unmoved: the claim's start, or what this session committed
+			if ok {
+				off = last
+			}
+		} else {
+			moved++
 		}
-		offsets[pt.topic] = append(offsets[pt.topic], &sarama.PartitionOffsetMetadata{Partition: pt.id, Offset: next})
-		n++
+		if off >= 0 {
+			offsets = append(offsets, txOffset{pt: pt, offset: off, meta: w.encode(pt, now)})
+		}
 	}
 	for pt := range t.written {
 		if !seen[pt] {
 			return nil, false, fmt.Errorf("%s/%d: written after its partition was released", pt.topic, pt.id)
 		}
 	}
-	return offsets, n > 0 || len(t.written) > 0, nil
+	return offsets, moved > 0 || len(t.written) > 0, nil
 }
 
-// committedOffsets records a committed transaction.
-func (t *transaction) committedOffsets(parts []*partition) {
+// committedOffsets records a committed transaction, whose offsets were offs.
+func (t *transaction) committedOffsets(parts []*partition, offs []txOffset) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.written = map[*partition]int64{}
@@ -280,6 +289,7 @@ func (t *transaction) committedOffsets(parts []*partition) {
 			t.failures.forget(pt.topic, pt.id, next)
 		}
 	}
+	syncGroupOffsets(offs)
 }
 
 // abort aborts the open transaction: nothing more of this session is admitted or committed.

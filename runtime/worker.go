@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"github.com/kpipe-io/kpipe/internal/telemetry"
 )
 
 // worker is what the pool's workers do with a message: forward it (through the producer) or
@@ -70,7 +72,7 @@ func (w *worker) runHandler(j *job) bool {
 			j.stall(w.metrics, w.log, err)
 		}
 		w.metrics.retries.Inc()
-		if !j.wait(w.ctx, wait) {
+		if !j.wait(w.ctx, wait, telemetry.StateRetrying) {
 			j.finish(resultAbandoned, w.metrics)
 			return true
 		}

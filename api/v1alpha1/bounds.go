@@ -31,6 +31,8 @@ const (
 	MinPollInterval           = time.Second
 	MaxPollInterval           = time.Hour
 	MaxScaleDownStabilization = 24 * time.Hour
+	MinLagTimeTarget          = time.Second
+	MaxLagTimeTarget          = 24 * time.Hour
 )
 
 // Bounds of spec.pool.memoryBudget, in the schema's CEL rule too.

@@ -320,6 +320,9 @@ func (s *ScalingSpec) validate(p *field.Path) field.ErrorList {
 	if s.ScaleDownStabilization != nil {
 		errs = append(errs, between(p.Child("scaleDownStabilization"), s.ScaleDownStabilization, 0, MaxScaleDownStabilization)...)
 	}
+	if s.LagTimeTarget != nil {
+		errs = append(errs, between(p.Child("lagTimeTarget"), s.LagTimeTarget, MinLagTimeTarget, MaxLagTimeTarget)...)
+	}
 	return errs
 }
 

@@ -61,6 +61,18 @@ type ScalingSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="must be at most 24h"
 	ScaleDownStabilization *metav1.Duration `json:"scaleDownStabilization,omitempty"`
+
+	// lagTimeTarget is a time target for the lag: the operator also asks for the replicas
+	// that keep up with the produce rate and work the lag off within this time, that is
+	// (lag / lagTimeTarget + produce rate) over what one replica processes, bounded and
+	// rounded like the lagPerReplica rule; the higher of the two wins. It needs a known
+	// per-replica rate (measured by the pods, or from commit growth), and does nothing until
+	// one is known. Unset: no time target. 1s to 24h.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="must be at least 1s and at most 24h"
+	LagTimeTarget *metav1.Duration `json:"lagTimeTarget,omitempty"`
 }
 
 // ScalingMode is how the replica count is set.

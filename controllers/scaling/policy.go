@@ -5,7 +5,6 @@ package scaling
 
 import (
 	"fmt"
-	"math"
 	"time"
 )
 
@@ -21,6 +20,15 @@ type Params struct {
 	// PollInterval is how often Kafka is polled. A scale change settles for two poll
 	// intervals (see Input.LastScale), and the settling rule projects the lag one poll ahead.
 	PollInterval time.Duration
+	// LagTimeTarget, when not zero, asks for the replicas that bring the lag under this many
+	// seconds of work while keeping up with the produce rate: (lag / target + produce rate)
+	// over the per-replica capacity (spec.scaling.lagTimeTarget). Zero: no time target.
+	LagTimeTarget time.Duration
+	// CommitInterval is how often the pods commit. A committed offset trails the processed
+	// one by up to this much, so that much of the produce rate is lag even when the replicas
+	// keep up; with a per-replica capacity known, the lag rules leave it out. Zero: not known,
+	// all lag counts.
+	CommitInterval time.Duration
 }
 
 // Recommendation is the replica count the policy wanted at one poll.
@@ -43,6 +51,12 @@ type Input struct {
 	// StalledLag is the lag of stalled partitions. It keeps the pipeline awake but never drives
 	// a scale-up by itself: more replicas do not unstick a partition.
 	StalledLag int64
+	// SlowLag is the lag of partitions whose pods report them slow: old in-flight work on a
+	// replica that is not busy, still progressing (one key's serial work, a handler that takes
+	// minutes). Like stalled lag it keeps the pipeline awake and one replica running, and it
+	// adds no replicas: a partition is owned by one replica whatever their count, so more of
+	// them cannot speed its serial work. Unlike stalled lag it is not a failure.
+	SlowLag int64
 	// Progress is true when some committed offset moved since the previous poll.
 	Progress bool
 	// NeedsConsumer is true when some partition has no usable committed offset and the group
@@ -69,6 +83,18 @@ type Input struct {
 	ReplicaRate float64
 	// LastScale is when the replica count last changed, or zero when unknown.
 	LastScale time.Time
+
+	// MeasuredCapacity is what one replica can process, in messages per second, as the pods
+	// report it in their telemetry (processed rate over busy fraction), 0 when unknown. Unlike
+	// ReplicaRate it is not a lower bound: when known it is used as is, in place of
+	// ReplicaRate, by every rule that needs a per-replica rate. When more replicas lowered it
+	// (a sink that throttles), MaxThroughput says so.
+	MeasuredCapacity float64
+	// MaxThroughput is the most messages per second the pipeline processed whatever its
+	// replicas, when more replicas were measured to add nothing (each processing less, the
+	// total flat: a throttling sink, a shared downstream), 0 when no such ceiling is known.
+	// No rule asks for more replicas than reach it at MeasuredCapacity (see Throughput).
+	MaxThroughput float64
 }
 
 // Reasons of a decision. They are used as event reasons and in the Idle condition.
@@ -122,7 +148,7 @@ type Decision struct {
 //     above activationLag.
 func Decide(in Input) Decision {
 	p := in.Params
-	total := in.Lag + in.StalledLag
+	total := in.Lag + in.StalledLag + in.SlowLag
 	idle := total == 0 && !in.Progress
 	d := Decision{}
 	if idle {
@@ -133,33 +159,21 @@ func Decide(in Input) Decision {
 		return decideAtZero(in, d, total)
 	}
 
-	w := wants{lag: ceilDiv(in.Lag, p.LagPerReplica)}
 	ps := spread{in.Partitions, in.Assignment}
 	upper := upperBound(p, ps)
-	// What keeps up with the produce rate at the estimated per-replica rate (0: unknown).
-	var keepUp int32
-	if in.ReplicaRate > 0 && in.ProduceRate > 0 {
-		keepUp = rateReplicas(in.ProduceRate, in.ReplicaRate, ps, upper)
-	}
-	raw := w.lag
-	raw, w.settling = settle(in, raw, keepUp)
-	// Scale-up to keep up: when the lag asks for more replicas than run now and the current
-	// replicas cannot keep up with the produce rate, the scale-up goes at least to the keep-up
-	// replicas, rather than to a count that rounding leaves as busy as now.
-	if !w.settling && w.lag > in.Current && keepUp > in.Current && keepUp > raw {
-		raw, w.rateUp = keepUp, true
-	}
+	c := capacityOf(in, ps, upper)
+	raw, w := wanted(in, c, ps, upper)
 	// Rate floor: lag alone reads near zero whenever the replicas keep up, and would scale a
 	// steady load down until they no longer do. A scale-down never goes below the replicas
 	// that keep up with the current produce rate. The floor holds replicas, it never adds any
 	// (lag does that), so an underestimated per-replica rate cannot push a pipeline up; it is
 	// not part of the stabilization history, so once the produce rate drops the count falls to
 	// what lag asked for within the window.
-	if !idle && keepUp > 0 && in.Current > 0 {
-		w.floor = bound(min(keepUp, in.Current), p, ps)
+	if !idle && w.keepUp > 0 && in.Current > 0 {
+		w.floor = bound(min(w.keepUp, in.Current), p, ps)
 	}
-	if in.StalledLag > 0 && raw == 0 {
-		raw = 1 // someone must keep owning the stalled partitions
+	if in.StalledLag+in.SlowLag > 0 && raw == 0 {
+		raw = 1 // someone must keep owning the stalled or slow partitions
 	}
 	if raw == 0 && w.floor == 0 && p.MinReplicas == 0 {
 		if !in.NeedsConsumer && d.IdleSince != nil && in.Now.Sub(*d.IdleSince) >= p.IdleWindow {
@@ -173,11 +187,41 @@ func Decide(in Input) Decision {
 	}
 	w.rec = bound(raw, p, ps)
 	d.History = stabilize(in.History, in.Now, p.ScaleDownStabilization, w.rec)
-	w.stabilized = maxRecommendation(d.History)
+	w.stabilized = stabilized(d.History, in.Now, p.ScaleDownStabilization, p.PollInterval, in.Current, w.rec)
+	if c.useful < upper {
+		// The window remembers counts asked before the ceiling was known; they add nothing.
+		w.stabilized = min(w.stabilized, max(bound(c.useful, p, ps), w.rec))
+	}
 	d.Recommendation = max(w.rec, w.floor)
 	d.Replicas = max(w.stabilized, w.floor)
 	d.Reason, d.Message = explain(in, d.Replicas, w)
 	return d
+}
+
+// wanted is the count the lag rules ask for, before bounds, rounding and stabilization: the
+// lag (the commit trail left out) or the lag time target, held while a scale change settles,
+// raised to the keep-up replicas when the current ones cannot keep up, and capped at a
+// measured throughput ceiling. w holds how it got there, and the keep-up replicas.
+func wanted(in Input, c capacity, ps spread, upper int32) (int32, wants) {
+	w := wants{lag: ceilDiv(in.Lag-c.trail, in.Params.LagPerReplica)}
+	// What keeps up with the produce rate at the per-replica capacity (0: unknown).
+	if c.perReplica > 0 && in.ProduceRate > 0 {
+		w.keepUp = min(rateReplicas(in.ProduceRate*c.headroom, c.perReplica, ps, upper), c.useful)
+	}
+	raw := max(w.lag, lagTimeReplicas(in, c, ps, upper, &w))
+	raw, w.settling = settle(in, raw, w.keepUp)
+	// Scale-up to keep up: when the lag asks for more replicas than run now (or, with a
+	// measured capacity, the produce rate alone) and the current replicas cannot keep up with
+	// the produce rate, the scale-up goes at least to the keep-up replicas, rather than to a
+	// count that rounding leaves as busy as now.
+	if !w.settling && (w.lag > in.Current || in.MeasuredCapacity > 0) && w.keepUp > in.Current && w.keepUp > raw {
+		raw, w.rateUp = w.keepUp, true
+	}
+	// A measured throughput ceiling: replicas beyond those that reach it add nothing.
+	if c.useful < upper && raw > c.useful {
+		raw, w.ceiling = c.useful, true
+	}
+	return raw, w
 }
 
 // orNow is t, or now when t is nil.
@@ -194,8 +238,11 @@ type wants struct {
 	rec        int32 // the recommendation, bounds and rounding applied
 	floor      int32 // the rate floor, or 0
 	stabilized int32 // the highest recommendation within the stabilization window
+	target     int32 // the replicas the lag time target asks for, or 0
+	keepUp     int32 // the replicas that keep up with the produce rate, or 0 when unknown
 	settling   bool  // lag held back while a scale change settles
 	rateUp     bool  // scaled up to the replicas that keep up with the produce rate
+	ceiling    bool  // capped at the replicas that reach the measured throughput ceiling
 }
 
 // settle is the settling rule. A scale change pauses consumption while the group rebalances,
@@ -207,7 +254,7 @@ type wants struct {
 // rule held it.
 func settle(in Input, raw, keepUp int32) (int32, bool) {
 	p := in.Params
-	if raw > in.Current && in.Current > 0 && in.ReplicaRate > 0 && !in.LastScale.IsZero() &&
+	if raw > in.Current && in.Current > 0 && in.perReplica() > 0 && !in.LastScale.IsZero() &&
 		in.Now.Sub(in.LastScale) < 2*p.PollInterval && keepUp <= in.Current {
 		explained := in.ProduceRate*in.Now.Sub(in.LastScale).Seconds() + float64(in.Current)*float64(p.LagPerReplica)
 		if float64(in.Lag) <= explained {
@@ -222,19 +269,28 @@ func explain(in Input, replicas int32, w wants) (string, string) {
 	p := in.Params
 	why := fmt.Sprintf("lag %d (lagPerReplica %d) over %d partitions wants %d", in.Lag, p.LagPerReplica, in.Partitions, w.rec)
 	if w.rateUp {
-		why += fmt.Sprintf("; %d replicas cannot keep up with the produce rate %.0f msg/s at %.0f msg/s each", in.Current, in.ProduceRate, in.ReplicaRate)
+		why += fmt.Sprintf("; %d replicas cannot keep up with the produce rate %.0f msg/s at %.0f msg/s each", in.Current, in.ProduceRate, in.perReplica())
 	}
 	if w.floor > w.rec {
-		why += fmt.Sprintf("; produce rate %.0f msg/s at %.0f msg/s per replica holds %d", in.ProduceRate, in.ReplicaRate, w.floor)
+		why += fmt.Sprintf("; produce rate %.0f msg/s at %.0f msg/s per replica holds %d", in.ProduceRate, in.perReplica(), w.floor)
+	}
+	if w.target > w.lag {
+		why += fmt.Sprintf("; lagTimeTarget %s at %.0f msg/s per replica (produce rate %.0f msg/s) wants %d", p.LagTimeTarget, in.perReplica(), in.ProduceRate, w.target)
+	}
+	if w.ceiling {
+		why += fmt.Sprintf("; the pipeline processed at most %.0f msg/s whatever its replicas: more than %d add nothing", in.MaxThroughput, w.rec)
 	}
 	if in.StalledLag > 0 {
 		why += fmt.Sprintf("; %d lag on stalled partitions does not add replicas", in.StalledLag)
+	}
+	if in.SlowLag > 0 {
+		why += fmt.Sprintf("; %d lag on slow partitions (serial work) does not add replicas", in.SlowLag)
 	}
 	switch {
 	case w.settling && replicas == in.Current:
 		return ReasonSettling, fmt.Sprintf("lag %d (lagPerReplica %d) would want %d, but the scale change at %s is settling: the rebalance explains up to %.0f msg/s x %s, and %d replicas at %.0f msg/s each keep up with the produce rate",
 			in.Lag, p.LagPerReplica, bound(w.lag, p, spread{in.Partitions, in.Assignment}), in.LastScale.UTC().Format(time.RFC3339), in.ProduceRate,
-			in.Now.Sub(in.LastScale).Round(time.Second), in.Current, in.ReplicaRate)
+			in.Now.Sub(in.LastScale).Round(time.Second), in.Current, in.perReplica())
 	case replicas > in.Current:
 		return ReasonScaledUp, why
 	case replicas < in.Current:
@@ -284,113 +340,4 @@ func decideAtZero(in Input, d Decision, total int64) Decision {
 	d.Idle, d.IdleSince = false, nil
 	d.History = []Recommendation{{Time: in.Now, Replicas: rec}}
 	return d
-}
-
-// ceilDiv is ceil(lag/per) as an int32, saturating; lag below zero counts as zero.
-func ceilDiv(lag, per int64) int32 {
-	if lag <= 0 {
-		return 0
-	}
-	if per <= 0 {
-		per = 1
-	}
-	n := lag / per
-	if lag%per != 0 {
-		n++
-	}
-	if n > math.MaxInt32 {
-		return math.MaxInt32
-	}
-	return int32(n)
-}
-
-// upperBound is min(maxReplicas, the replicas that get a partition) (maxReplicas when the
-// partitions are unknown).
-func upperBound(p Params, ps spread) int32 {
-	if c := ps.cap(); c > 0 && c < p.MaxReplicas {
-		return c
-	}
-	return p.MaxReplicas
-}
-
-// RateReplicas is the fewest replicas, up to upper, with which the busiest replica keeps up
-// with the produce rate: it owns ceil(partitions / n) partitions of produce / partitions
-// messages per second each (the traffic spread evenly, as the default partitioner does), and
-// processes perReplica messages per second. upper when none does.
-func RateReplicas(produce, perReplica float64, partitions, upper int32) int32 {
-	return rateReplicas(produce, perReplica, spread{total: partitions}, upper)
-}
-
-func rateReplicas(produce, perReplica float64, ps spread, upper int32) int32 {
-	if produce <= 0 {
-		return 0
-	}
-	if perReplica <= 0 || upper <= 0 {
-		return max(upper, 0)
-	}
-	if ps.total <= 0 {
-		ps = spread{total: upper}
-	}
-	perPartition := produce / float64(ps.total)
-	for n := int32(1); n < upper; n++ {
-		if float64(ps.busiest(n))*perPartition <= perReplica {
-			return n
-		}
-	}
-	return upper
-}
-
-// bound applies [min, min(max, replicas that get a partition)] and the partition rounding.
-func bound(n int32, p Params, ps spread) int32 {
-	upper := upperBound(p, ps)
-	if n > upper {
-		n = upper
-	}
-	if n < p.MinReplicas {
-		n = p.MinReplicas
-	}
-	if n > ps.cap() || ps.cap() <= 0 {
-		return n // above the replicas that get a partition only because of minReplicas: leave it
-	}
-	return efficientReplicas(n, ps, p.MinReplicas)
-}
-
-// EfficientReplicas is the fewest replicas, at least floor (and at least 1), that give the
-// busiest replica as few partitions as n replicas do: ceil(partitions/m) == ceil(partitions/n).
-// Replicas beyond that count would only take partitions from the less busy replicas.
-func EfficientReplicas(n, partitions, floor int32) int32 {
-	return efficientReplicas(n, spread{total: partitions}, floor)
-}
-
-// efficientReplicas is EfficientReplicas for the partitions as the assignor spreads them.
-func efficientReplicas(n int32, ps spread, floor int32) int32 {
-	if n <= 0 || ps.total <= 0 {
-		return n
-	}
-	load := ps.busiest(n)
-	for m := max(floor, 1); m < n; m++ {
-		if ps.busiest(m) == load {
-			return m
-		}
-	}
-	return n
-}
-
-// stabilize drops recommendations older than the window and appends rec.
-func stabilize(history []Recommendation, now time.Time, window time.Duration, rec int32) []Recommendation {
-	out := make([]Recommendation, 0, len(history)+1)
-	for _, h := range history {
-		if now.Sub(h.Time) < window {
-			out = append(out, h)
-		}
-	}
-	return append(out, Recommendation{Time: now, Replicas: rec})
-}
-
-func maxRecommendation(h []Recommendation) int32 {
-	var m int32
-	for _, r := range h {
-		m = max(m, r.Replicas)
-	}
-	return m
 }

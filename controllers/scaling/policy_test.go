@@ -34,6 +34,7 @@ func TestDecide(t *testing.T) {
 	maxR := func(n int32) func(*Params) { return func(p *Params) { p.MaxReplicas = n } }
 	per := func(n int64) func(*Params) { return func(p *Params) { p.LagPerReplica = n } }
 	act := func(n int64) func(*Params) { return func(p *Params) { p.ActivationLag = n } }
+	lagTime := func(d time.Duration) func(*Params) { return func(p *Params) { p.LagTimeTarget = d } }
 
 	cases := []struct {
 		name       string
@@ -64,7 +65,11 @@ func TestDecide(t *testing.T) {
 		{"rounding stops at minReplicas", Input{Params: params(minR(7), maxR(20)), Partitions: 10, Lag: 8000, Current: 7}, 7, 7, ReasonSteady, false},
 		// Scale-down stabilization: the highest recommendation within the window wins.
 		{"scale-down held by a recent high recommendation", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 6, History: hist(-time.Minute, 6)}, 6, 1, ReasonStabilizing, false},
-		{"scale-down to the highest within the window", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 6, History: hist(-6*time.Minute, 6, -2*time.Minute, 4)}, 4, 1, ReasonScaledDown, false},
+		{"scale-down to the highest within a window that rose", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 6, History: hist(-6*time.Minute, 6, -3*time.Minute, 2, -2*time.Minute, 4)}, 4, 1, ReasonScaledDown, false},
+		{"a scale-down goes as far as the window allows one poll later", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 6, History: hist(-6*time.Minute, 6, -295*time.Second, 4, -3*time.Minute, 1, -2*time.Minute, 3)}, 3, 1, ReasonScaledDown, false},
+		{"a drained backlog's tail goes straight to the recent level", Input{Params: params(maxR(12)), Partitions: 12, Lag: 1000, Current: 12, History: hist(-301*time.Second, 12, -290*time.Second, 6, -280*time.Second, 5, -270*time.Second, 3, -3*time.Minute, 1, -2*time.Minute, 2, -15*time.Second, 2, -5*time.Second, 1)}, 2, 1, ReasonScaledDown, false},
+		{"a window that only fell goes straight to the latest", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 6, History: hist(-6*time.Minute, 6, -2*time.Minute, 4, -30*time.Second, 1)}, 1, 1, ReasonScaledDown, false},
+		{"an old recommendation holds replicas but adds none", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 3, History: hist(-3*time.Minute, 1, -2*time.Minute, 6)}, 3, 1, ReasonStabilizing, false},
 		{"scale-down once the window has passed", Input{Params: params(), Partitions: 12, Lag: 1000, Current: 6, History: hist(-6*time.Minute, 6)}, 1, 1, ReasonScaledDown, false},
 		{"zero stabilization scales down at once", Input{Params: params(func(p *Params) { p.ScaleDownStabilization = 0 }), Partitions: 12, Lag: 1000, Current: 6, History: hist(-time.Second, 6)}, 1, 1, ReasonScaledDown, false},
 		// Idle and scale to zero.
@@ -96,7 +101,7 @@ func TestDecide(t *testing.T) {
 		{"rate floor holds a scale-down at what keeps up", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 12, ProduceRate: 3000, ReplicaRate: 1000}, 3, 3, ReasonScaledDown, false},
 		{"rate floor holds the current count", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 3, ProduceRate: 3000, ReplicaRate: 1000}, 3, 3, ReasonSteady, false},
 		{"rate floor never adds replicas", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 2, ProduceRate: 6000, ReplicaRate: 1000}, 2, 2, ReasonSteady, false},
-		{"rate floor is not remembered by stabilization", Input{Params: params(maxR(12)), Partitions: 12, Lag: 100, Progress: true, Current: 6, ProduceRate: 600, ReplicaRate: 1000, History: hist(-time.Minute, 2)}, 2, 1, ReasonScaledDown, false},
+		{"rate floor is not remembered by stabilization", Input{Params: params(maxR(12)), Partitions: 12, Lag: 100, Progress: true, Current: 6, ProduceRate: 600, ReplicaRate: 1000, History: hist(-2*time.Minute, 1, -time.Minute, 2)}, 2, 1, ReasonScaledDown, false},
 		{"rate floor counts the busiest replica's partitions", Input{Params: params(maxR(20)), Partitions: 10, Lag: 100, Progress: true, Current: 10, ProduceRate: 3000, ReplicaRate: 1000}, 4, 4, ReasonScaledDown, false},
 		{"rate floor with an unknown per-replica rate does nothing", Input{Params: params(maxR(12)), Partitions: 12, Lag: 100, Progress: true, Current: 6, ProduceRate: 6000}, 1, 1, ReasonScaledDown, false},
 		{"rate floor does not keep an idle pipeline up", Input{Params: params(), Partitions: 4, Current: 1, ProduceRate: 100, ReplicaRate: 1000, IdleSince: at(-time.Minute)}, 0, 0, ReasonIdleToZero, true},
@@ -110,6 +115,22 @@ func TestDecide(t *testing.T) {
 		{"settling does not hold replicas that cannot keep up", Input{Params: params(maxR(12)), Partitions: 12, Lag: 9000, Progress: true, Current: 1, ProduceRate: 5000, ReplicaRate: 1000, LastScale: t0.Add(-10 * time.Second)}, 6, 6, ReasonScaledUp, false},
 		{"settling does not hold lag beyond what the rebalance explains", Input{Params: params(maxR(12)), Partitions: 12, Lag: 20_000, Progress: true, Current: 1, ProduceRate: 600, ReplicaRate: 1000, LastScale: t0.Add(-10 * time.Second)}, 12, 12, ReasonScaledUp, false},
 		{"settling needs a known per-replica rate", Input{Params: params(maxR(12)), Partitions: 12, Lag: 2004, Progress: true, Current: 1, ProduceRate: 600, LastScale: t0.Add(-10 * time.Second)}, 3, 3, ReasonScaledUp, false},
+		// Measured capacity: used as is, in place of the commit-growth lower bound.
+		{"measured capacity replaces the lower bound in the rate floor", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 12, ProduceRate: 600, ReplicaRate: 400, MeasuredCapacity: 1000}, 1, 1, ReasonScaledDown, false},
+		{"the lower bound alone holds more", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 12, ProduceRate: 600, ReplicaRate: 400}, 2, 2, ReasonScaledDown, false},
+		{"a lower measured capacity holds more than the lower bound", Input{Params: params(maxR(12)), Partitions: 12, Lag: 500, Progress: true, Current: 12, ProduceRate: 2000, ReplicaRate: 1000, MeasuredCapacity: 500}, 6, 6, ReasonScaledDown, false},
+		// A measured throughput ceiling (a throttling sink): no more replicas than reach it.
+		{"a ceiling caps the lag rule", Input{Params: params(maxR(12)), Partitions: 12, Lag: 50_000, Progress: true, Current: 1, ProduceRate: 5000, MeasuredCapacity: 1000, MaxThroughput: 3000}, 3, 3, ReasonScaledUp, false},
+		{"a ceiling lowers what the window remembers", Input{Params: params(maxR(12)), Partitions: 12, Lag: 50_000, Progress: true, Current: 12, ProduceRate: 5000, MeasuredCapacity: 1000, MaxThroughput: 3000, History: hist(-time.Minute, 12)}, 3, 3, ReasonScaledDown, false},
+		{"a ceiling needs a measured capacity", Input{Params: params(maxR(12)), Partitions: 12, Lag: 50_000, Progress: true, Current: 1, ProduceRate: 5000, ReplicaRate: 1000, MaxThroughput: 3000}, 12, 12, ReasonScaledUp, false},
+		// Lag time target: (lag / target + produce rate) over the per-replica capacity.
+		{"a lag time target asks for lag over the target plus the produce rate", Input{Params: params(maxR(12), per(100_000), lagTime(10*time.Second)), Partitions: 12, Lag: 20_000, Progress: true, Current: 1, ProduceRate: 1000, MeasuredCapacity: 1000}, 3, 3, ReasonScaledUp, false},
+		{"a lag time target is rounded like the other rules", Input{Params: params(maxR(12), per(100_000), lagTime(10*time.Second)), Partitions: 12, Lag: 40_000, Progress: true, Current: 1, ProduceRate: 1000, MeasuredCapacity: 1000}, 6, 6, ReasonScaledUp, false},
+		{"a lag time target needs a capacity", Input{Params: params(maxR(12), per(100_000), lagTime(10*time.Second)), Partitions: 12, Lag: 20_000, Progress: true, Current: 1, ProduceRate: 1000}, 1, 1, ReasonSteady, false},
+		{"the lag rule still applies under a lag time target", Input{Params: params(maxR(12), lagTime(time.Hour)), Partitions: 12, Lag: 4000, Progress: true, Current: 1, ProduceRate: 100, MeasuredCapacity: 1000}, 4, 4, ReasonScaledUp, false},
+		// Slow partitions: their lag keeps one replica and adds none.
+		{"slow lag alone keeps one replica", Input{Params: params(maxR(12)), Partitions: 12, SlowLag: 30_000, Progress: true, Current: 1, IdleSince: at(-time.Hour)}, 1, 1, ReasonSteady, false},
+		{"slow lag adds no replicas", Input{Params: params(maxR(12)), Partitions: 12, Lag: 1000, SlowLag: 30_000, Progress: true, Current: 1}, 1, 1, ReasonSteady, false},
 	}
 	if len(cases) < 25 {
 		t.Fatalf("only %d cases", len(cases))

@@ -23,6 +23,7 @@ type scenario struct {
 
 	mu           sync.Mutex
 	start        time.Time
+	phases       []phaseMark
 	burstDrained time.Duration // from the start of the burst until the group committed all of it
 	peakDesired  int32
 	peakReady    int32
@@ -36,6 +37,9 @@ type summary struct {
 	burstDrained           time.Duration
 	in, out, unique, lost  int
 	elapsed                time.Duration
+	start                  time.Time
+	phases                 []phaseMark
+	changes                []scaleChange
 }
 
 func newScenario(h *harness.Harness, o options) (*scenario, error) {
@@ -49,6 +53,14 @@ func newScenario(h *harness.Harness, o options) (*scenario, error) {
 }
 
 func (s *scenario) close() { s.p.cl.Close() }
+
+// mark starts a phase of the scenario.
+func (s *scenario) mark(name string) {
+	s.phase.Store(name)
+	s.mu.Lock()
+	s.phases = append(s.phases, phaseMark{at: time.Now(), name: name})
+	s.mu.Unlock()
+}
 
 func (s *scenario) run(ctx context.Context) (*summary, error) {
 	s.start = time.Now()
@@ -73,7 +85,7 @@ func (s *scenario) run(ctx context.Context) (*summary, error) {
 
 // burst produces o.burst messages at once, in chunks so the view shows the rate.
 func (s *scenario) burst(ctx context.Context) error {
-	s.phase.Store("burst")
+	s.mark("burst")
 	fmt.Printf("%5.0fs  burst: %d messages at once\n", time.Since(s.start).Seconds(), s.o.burst)
 	for left := s.o.burst; left > 0; {
 		n := min(left, 10_000)
@@ -88,7 +100,7 @@ func (s *scenario) burst(ctx context.Context) error {
 
 // steady produces o.rate messages a second for o.steady.
 func (s *scenario) steady(ctx context.Context) error {
-	s.phase.Store("steady")
+	s.mark("steady")
 	fmt.Printf("%5.0fs  steady: %d messages/s for %s\n", time.Since(s.start).Seconds(), s.o.rate, s.o.steady)
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
@@ -111,7 +123,7 @@ func (s *scenario) steady(ctx context.Context) error {
 // silence waits, producing nothing, until everything is committed and the pipeline is at
 // zero replicas again.
 func (s *scenario) silence(ctx context.Context) error {
-	s.phase.Store("silence")
+	s.mark("silence")
 	fmt.Printf("%5.0fs  silence: nothing produced until the pipeline drains and idles to zero\n", time.Since(s.start).Seconds())
 	deadline := time.After(s.o.quietMax)
 	t := time.NewTicker(250 * time.Millisecond)
@@ -194,6 +206,10 @@ func (s *scenario) summarise(ctx context.Context) (*summary, error) {
 	for _, r := range recs {
 		seen[string(r.Value)] = true
 	}
+	changes, err := scaleChanges(ctx, s.h.Client)
+	if err != nil {
+		return nil, fmt.Errorf("list the operator's events: %w", err)
+	}
 	in := int(s.produced.Load())
 	lost := 0
 	for i := range in {
@@ -206,6 +222,7 @@ func (s *scenario) summarise(ctx context.Context) (*summary, error) {
 	return &summary{
 		peakDesired: s.peakDesired, peakReady: s.peakReady, burstDrained: s.burstDrained,
 		in: in, out: len(recs), unique: len(seen), lost: lost, elapsed: time.Since(s.start),
+		start: s.start, phases: s.phases, changes: changes,
 	}, nil
 }
 
@@ -219,4 +236,5 @@ func (m *summary) print() {
   scenario took         %s, ending at zero replicas
 `, m.peakDesired, m.peakReady, partitions, m.burstDrained.Round(100*time.Millisecond), m.in, m.out, m.unique,
 		m.out-m.unique, m.lost, output, m.elapsed.Round(time.Second))
+	printChanges(m.changes, m.start, m.phases)
 }

@@ -32,11 +32,11 @@ const prefix = "kp1"
 type State string
 
 const (
-	// StateOK: messages are being handled, or there is nothing to handle.
+	// StateOK means messages are being handled, or there is nothing to handle.
 	StateOK State = "ok"
-	// StateRetrying: the oldest message in flight is between attempts of retry.maxAttempts.
+	// StateRetrying means the oldest message in flight is between attempts of retry.maxAttempts.
 	StateRetrying State = "retry"
-	// StateDeadLetterBlocked: a message that exhausted its attempts cannot be written to the
+	// StateDeadLetterBlocked means a message that exhausted its attempts cannot be written to the
 	// dead-letter topic, so the partition's committed offset cannot pass it.
 	StateDeadLetterBlocked State = "dlq"
 )

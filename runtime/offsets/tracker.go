@@ -21,10 +21,12 @@ type Tracker struct {
 	buf     []entry // the array pending lives in, reused once pending empties
 	last    int64   // last offset added, -1 before the first
 	next    int64   // offset to commit: every tracked offset below it has finished; -1 if none yet
+	stamp   int64   // stamp of the offset next-1, 0 if none
 }
 
 type entry struct {
 	offset int64
+	stamp  int64 // the caller's (the runtime: the record timestamp in unix ms), 0 if none
 	done   bool
 }
 
@@ -35,7 +37,10 @@ func New() *Tracker {
 
 // Add records that offset was handed out. Offsets must be added in ascending order; gaps
 // (compacted records, transaction markers) are fine.
-func (t *Tracker) Add(offset int64) error {
+func (t *Tracker) Add(offset int64) error { return t.AddStamped(offset, 0) }
+
+// AddStamped is Add with a stamp that Stamp reports once the offset to commit passed it.
+func (t *Tracker) AddStamped(offset, stamp int64) error {
 	if offset <= t.last {
 		return fmt.Errorf("offset %d added after offset %d: offsets must ascend", offset, t.last)
 	}
@@ -43,7 +48,7 @@ func (t *Tracker) Add(offset int64) error {
 	if len(t.pending) == 0 && cap(t.buf) > 0 {
 		t.pending = t.buf[:0]
 	}
-	t.pending = append(t.pending, entry{offset: offset})
+	t.pending = append(t.pending, entry{offset: offset, stamp: stamp})
 	if cap(t.pending) > cap(t.buf) {
 		t.buf = t.pending[:0:cap(t.pending)]
 	}
@@ -69,6 +74,7 @@ func (t *Tracker) Done(offset int64) (next int64, advanced bool, err error) {
 		return t.next, false, nil
 	}
 	t.next = t.pending[n-1].offset + 1
+	t.stamp = t.pending[n-1].stamp
 	t.pending = t.pending[n:]
 	if len(t.pending) == 0 {
 		t.pending = t.buf[:0] // start over at the front of the array
@@ -79,6 +85,20 @@ func (t *Tracker) Done(offset int64) (next int64, advanced bool, err error) {
 // Next is the offset to commit, or -1 when nothing finished yet.
 func (t *Tracker) Next() int64 {
 	return t.next
+}
+
+// Stamp is the stamp of the last offset below Next (the message the offset to commit covers
+// last), 0 when none or it had none.
+func (t *Tracker) Stamp() int64 {
+	return t.stamp
+}
+
+// Oldest is the lowest offset added and not finished; false when every offset finished.
+func (t *Tracker) Oldest() (int64, bool) {
+	if len(t.pending) == 0 {
+		return 0, false
+	}
+	return t.pending[0].offset, true
 }
 
 // InFlight is the number of offsets added and not finished.

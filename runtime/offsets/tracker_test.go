@@ -88,3 +88,41 @@ func TestTrackerRandomOrder(t *testing.T) {
 		t.Fatalf("Next = %d, want %d", got, n)
 	}
 }
+
+// TestTrackerStampAndOldest: Stamp follows the offset to commit, Oldest the first offset not
+// finished.
+func TestTrackerStampAndOldest(t *testing.T) {
+	tr := New()
+	if _, ok := tr.Oldest(); ok {
+		t.Fatal("Oldest of an empty tracker: want none")
+	}
+	for _, o := range []int64{3, 4, 7} {
+		if err := tr.AddStamped(o, 100+o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o, ok := tr.Oldest(); !ok || o != 3 {
+		t.Fatalf("Oldest = %d, %v; want 3", o, ok)
+	}
+	mustDone := func(o int64) {
+		t.Helper()
+		if _, _, err := tr.Done(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustDone(4)
+	if s := tr.Stamp(); s != 0 {
+		t.Fatalf("Stamp before anything committable = %d, want 0", s)
+	}
+	mustDone(3)
+	if s, o := tr.Stamp(), tr.Next(); s != 104 || o != 5 {
+		t.Fatalf("Stamp, Next = %d, %d; want 104, 5", s, o)
+	}
+	if o, ok := tr.Oldest(); !ok || o != 7 {
+		t.Fatalf("Oldest = %d, %v; want 7", o, ok)
+	}
+	mustDone(7)
+	if _, ok := tr.Oldest(); ok || tr.Stamp() != 107 {
+		t.Fatalf("after all done: Oldest present %v, Stamp %d; want none, 107", ok, tr.Stamp())
+	}
+}

@@ -1,16 +1,22 @@
 // Package scalesim replays traffic traces through two autoscalers — kpipe's scaling policy
 // (the real pure functions of controllers/scaling) and a model of KEDA's Kafka scaler driving
-// the Kubernetes HPA with its defaults — and measures what each costs and achieves.
+// the Kubernetes HPA with its defaults — and measures what each costs and achieves, against an
+// oracle that knows the whole trace in advance (oracle.go).
 //
-// The world is simulated one second at a time. The trace's traffic is spread evenly over the
-// partitions (the stuck one included: producers do not know it is stuck), each replica processes
-// Rate messages per second over the partitions it owns (assigned round-robin, as balancing
-// assignors do; a replica's capacity goes to its partitions that have messages waiting), and a
-// stuck partition processes nothing. Committed offsets are the processed positions as of the
-// last commit: like kpipe's runtime, consumers commit every CommitInterval (1 s), so the
-// offsets read in a second show what was processed up to the start of that second. Every
-// change of the replica count pauses all consumption for RebalancePause (pods starting and the
-// group rebalancing), for both autoscalers alike.
+// The world (world.go) is simulated one second at a time. The trace's traffic is spread evenly
+// over the partitions (the stuck one included: producers do not know it is stuck), each replica
+// in the group processes Rate messages per second over the partitions it owns (assigned
+// round-robin, as balancing assignors do; a replica's capacity goes to its partitions that
+// have messages waiting), and a stuck partition processes nothing. A trace may add a sink that
+// throttles (the replicas together process at most SinkLimit), a slow key (one message every
+// so often that takes a minute, and holds its partition's committed offset meanwhile), and the
+// runtime's idle rest (the replicas leave the group after the idle window without work and
+// rejoin after the penalty). Committed offsets are the processed positions as of the last
+// commit: like kpipe's runtime, consumers commit every CommitInterval (1 s), so the offsets read
+// in a second show what was processed up to the start of that second. Every change of the
+// replica count pauses all consumption for RebalancePause (pods starting and the group
+// rebalancing), for both autoscalers alike. The world also reports what kpipe's pods would put
+// in their telemetry (Telemetry); KEDA reads offsets only.
 package scalesim
 
 import (
@@ -30,12 +36,31 @@ type Trace struct {
 	// Stuck is the partition that stops processing from StuckFrom on; -1 for none.
 	Stuck     int
 	StuckFrom time.Duration
+	// SinkLimit caps what all replicas together process per second (a sink that throttles:
+	// each replica waits longer as more share it); 0 for none.
+	SinkLimit float64
+	// Slow is a key whose messages each take a long time, or nil.
+	Slow *SlowKey
+	// Rest is true when the replicas rest in the runtime's idle penalty (World.IdleWindow,
+	// World.IdlePenalty), as pods of a pipeline with minReplicas 1 do.
+	Rest bool
+}
+
+// SlowKey is one key whose handler takes Takes per message. One of its messages arrives on
+// Partition every Every from From on; they are handled one at a time (key order), and the
+// partition's committed offset cannot pass an unfinished one, whatever the replicas.
+type SlowKey struct {
+	Partition   int
+	From, Every time.Duration
+	Takes       time.Duration
 }
 
 // World are the simulation's constants, the same for both autoscalers.
 type World struct {
 	// Rate is what one replica processes per second over the partitions it owns.
 	Rate float64
+	// Workers is the replica's worker pool: a slow message holds one of them.
+	Workers int
 	// RebalancePause is how long consumption stops after a replica count change.
 	RebalancePause time.Duration
 	// MinReplicas and MaxReplicas bound both autoscalers.
@@ -45,12 +70,53 @@ type World struct {
 	// CommitInterval is how often consumers commit what they processed (whole seconds; zero
 	// commits every second).
 	CommitInterval time.Duration
+	// IdleWindow and IdlePenalty are the runtime's idle.window and idle.penalty, for traces
+	// with Rest.
+	IdleWindow, IdlePenalty time.Duration
+}
+
+// Telemetry is what the pods of the pipeline would report at one second: the runtime's
+// record in the commit metadata (internal/telemetry), and the group's members as
+// DescribeGroups shows them.
+type Telemetry struct {
+	// Members is the replicas in the consumer group (not resting).
+	Members int32
+	// Replicas holds one entry per member that consumed this second.
+	Replicas []ReplicaTelemetry
+	// Partitions is indexed by partition.
+	Partitions []PartitionTelemetry
+}
+
+// ReplicaTelemetry is one replica's processed rate and busy fraction: capacity = Rate / Busy.
+type ReplicaTelemetry struct {
+	Rate, Busy float64
+}
+
+// PartitionTelemetry is one partition's in-flight work.
+type PartitionTelemetry struct {
+	InFlight       int
+	OldestInFlight time.Duration
+	// Retrying is true when the oldest message in flight is between attempts (the stuck
+	// partition's poison message).
+	Retrying bool
 }
 
 // Autoscaler decides replica counts. Step is called every simulated second with the offsets
 // of that second and the current replica count, and returns the replica count to run.
 type Autoscaler interface {
 	Step(now time.Time, offsets []scaling.Offsets, current int32) int32
+}
+
+// TelemetryReader is an Autoscaler that also reads the pods' telemetry; Run hands it each
+// second's before Step.
+type TelemetryReader interface {
+	Telemetry(t Telemetry)
+}
+
+// StallReporter is an Autoscaler that reports the partitions it calls stalled; Run counts
+// the seconds it calls one stalled that is not stuck.
+type StallReporter interface {
+	Stalled() []int32
 }
 
 // Result is what one replay measured. Lag here is the backlog, produced - processed: what the
@@ -72,6 +138,12 @@ type Result struct {
 	MaxLag int64
 	// MaxReplicas is the highest replica count.
 	MaxReplicas int32
+	// FalseStalled is how many seconds the autoscaler called a partition stalled that was
+	// not stuck (StallReporter only).
+	FalseStalled time.Duration
+	// Backlog is the backlog of the partitions that are not stuck at every second: the drain
+	// profile the oracle must match.
+	Backlog []float64
 }
 
 // simStart is the simulated time of second 0.
@@ -79,52 +151,40 @@ var simStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Run replays tr through a.
 func Run(w World, tr Trace, a Autoscaler) Result {
-	start := simStart
-	n := tr.Partitions
-	produced := make([]float64, n)  // newest offset, fractional
-	processed := make([]float64, n) // processed offset, fractional
-	committed := make([]int64, n)   // committed offset: processed as of the last commit
-	commitEvery := max(int(w.CommitInterval/time.Second), 1)
-	replicas := w.MinReplicas
+	s := newWorld(w, tr)
 	var res Result
-	pausedUntil := -1
-	var peak int64
+	var peak float64
 	peakAt, drainedAt := -1, -1
 	secs := int(tr.Duration / time.Second)
+	level := float64(w.LagPerReplica)
 	for t := range secs {
-		now := start.Add(time.Duration(t) * time.Second)
-		stuck := tr.Stuck >= 0 && time.Duration(t)*time.Second >= tr.StuckFrom
-		if t%commitEvery == 0 {
-			for p := range processed {
-				committed[p] = int64(processed[p])
-			}
-		}
-		per := tr.Traffic(t) / float64(n)
-		for p := range produced {
-			produced[p] += per
-		}
-		if t >= pausedUntil {
-			consume(w.Rate, replicas, produced, processed, stuck, tr.Stuck)
-		}
-		offsets, total, unstuck := observe(produced, processed, committed, stuck, tr.Stuck)
-		res.MaxLag = max(res.MaxLag, total)
-		if unstuck > w.LagPerReplica {
+		s.step(t)
+		offsets, total, unstuck := observe(s.produced, s.processed, s.committed, s.stuck(t), tr.Stuck)
+		res.MaxLag = max(res.MaxLag, int64(total))
+		res.Backlog = append(res.Backlog, unstuck)
+		if unstuck > level {
 			res.Backlogged += time.Second
 		}
 		if unstuck > peak {
 			peak, peakAt, drainedAt = unstuck, t, -1
 		}
-		if peakAt >= 0 && drainedAt < 0 && unstuck <= w.LagPerReplica {
+		if peakAt >= 0 && drainedAt < 0 && unstuck <= level {
 			drainedAt = t
 		}
-		next := a.Step(now, offsets, replicas)
-		if next != replicas {
-			res.ScaleChanges++
-			pausedUntil = t + 1 + int(w.RebalancePause/time.Second)
-			replicas = next
+		if r, ok := a.(TelemetryReader); ok {
+			r.Telemetry(s.tel)
 		}
-		res.MaxReplicas = max(res.MaxReplicas, replicas)
-		res.ReplicaSeconds += int64(replicas)
+		next := a.Step(simStart.Add(time.Duration(t)*time.Second), offsets, s.replicas)
+		if r, ok := a.(StallReporter); ok && falselyStalled(r.Stalled(), s, t) {
+			res.FalseStalled += time.Second
+		}
+		if next != s.replicas {
+			res.ScaleChanges++
+			s.pausedUntil = t + 1 + int(w.RebalancePause/time.Second)
+			s.replicas = next
+		}
+		res.MaxReplicas = max(res.MaxReplicas, s.replicas)
+		res.ReplicaSeconds += int64(s.replicas)
 	}
 	if drainedAt < 0 {
 		drainedAt = secs
@@ -135,15 +195,25 @@ func Run(w World, tr Trace, a Autoscaler) Result {
 	return res
 }
 
+// falselyStalled is whether stalled names a partition that is not stuck at second t.
+func falselyStalled(stalled []int32, s *world, t int) bool {
+	for _, p := range stalled {
+		if !s.stuck(t) || int(p) != s.tr.Stuck {
+			return true
+		}
+	}
+	return false
+}
+
 // observe is what the autoscaler reads after one simulated second: each partition's offsets,
 // and the backlog the world has not processed yet, in total and without the stuck partition.
-func observe(produced, processed []float64, committed []int64, stuck bool, stuckPartition int) (offsets []scaling.Offsets, total, unstuck int64) {
+func observe(produced, processed []float64, committed []int64, stuck bool, stuckPartition int) (offsets []scaling.Offsets, total, unstuck float64) {
 	offsets = make([]scaling.Offsets, len(produced))
 	for p := range offsets {
 		newest := int64(produced[p])
 		offsets[p] = scaling.Offsets{TopicPartition: scaling.TopicPartition{Topic: "t", Partition: int32(p)},
 			Newest: newest, Oldest: 0, Committed: committed[p]}
-		backlog := newest - int64(processed[p])
+		backlog := produced[p] - processed[p]
 		total += backlog
 		if !stuck || p != stuckPartition {
 			unstuck += backlog
@@ -151,108 +221,3 @@ func observe(produced, processed []float64, committed []int64, stuck bool, stuck
 	}
 	return offsets, total, unstuck
 }
-
-// consume lets each replica process up to rate messages over the partitions it owns
-// (partition p belongs to replica p mod replicas), sharing its capacity among the partitions
-// with messages waiting. The stuck partition processes nothing.
-func consume(rate float64, replicas int32, produced, processed []float64, stuck bool, stuckPartition int) {
-	if replicas <= 0 {
-		return
-	}
-	owned := make([][]int, replicas)
-	for p := range produced {
-		if stuck && p == stuckPartition {
-			continue
-		}
-		r := p % int(replicas)
-		owned[r] = append(owned[r], p)
-	}
-	for _, ps := range owned {
-		left := rate
-		open := ps
-		for left > 1e-9 && len(open) > 0 {
-			share := left / float64(len(open))
-			var still []int
-			for _, p := range open {
-				take := min(share, produced[p]-processed[p])
-				processed[p] += take
-				left -= take
-				if produced[p]-processed[p] > 1e-9 {
-					still = append(still, p)
-				}
-			}
-			open = still
-		}
-	}
-}
-
-// Kpipe is kpipe's policy as the reconciler applies it: a poll every PollInterval, lag per
-// partition with scaling.Lag, stalled partitions with scaling.TrackStalls, produce and
-// per-replica rates with scaling.MeasureRates and scaling.Capacity (from the same offsets, one
-// poll to the next), the replica count with scaling.Decide.
-type Kpipe struct {
-	Params       scaling.Params
-	PollInterval time.Duration
-	StallPolls   int
-	// CommitInterval is the consumers' commit interval, as the reconciler knows the runtime's.
-	CommitInterval time.Duration
-
-	lastPoll  time.Time
-	stalls    map[scaling.TopicPartition]scaling.StallState
-	history   []scaling.Recommendation
-	idleSince *time.Time
-	prev      scaling.Poll
-	capacity  scaling.Capacity
-	lastScale time.Time
-}
-
-// Step implements Autoscaler.
-func (k *Kpipe) Step(now time.Time, offsets []scaling.Offsets, current int32) int32 {
-	if !k.lastPoll.IsZero() && now.Sub(k.lastPoll) < k.PollInterval {
-		return current
-	}
-	k.lastPoll = now
-	lags := make([]scaling.PartitionLag, len(offsets))
-	for i, o := range offsets {
-		lags[i] = scaling.Lag(o, true)
-	}
-	st := scaling.TrackStalls(k.stalls, lags, current > 0, k.StallPolls)
-	k.stalls = st.State
-	stalled := map[scaling.TopicPartition]bool{}
-	for _, tp := range st.Stalled {
-		stalled[tp] = true
-	}
-	var lag, stalledLag int64
-	for _, pl := range lags {
-		if stalled[pl.TopicPartition] {
-			stalledLag += pl.Lag
-		} else {
-			lag += pl.Lag
-		}
-	}
-	poll := scaling.Poll{Offsets: offsets, NewestAt: now, CommittedAt: now, Replicas: current}
-	rates := scaling.MeasureRates(k.prev, poll, stalled, k.CommitInterval)
-	k.capacity = k.capacity.Observe(now, rates.PerReplica)
-	if observeRates != nil {
-		observeRates(now, rates, k.capacity.Estimate(now))
-	}
-	params := k.Params
-	params.PollInterval = k.PollInterval
-	d := scaling.Decide(scaling.Input{
-		Params: params, Now: now, Partitions: int32(len(offsets)), Lag: lag, StalledLag: stalledLag,
-		Progress: st.Progress, Current: current, IdleSince: k.idleSince, History: k.history,
-		ProduceRate: rates.Produce, ReplicaRate: k.capacity.Estimate(now), LastScale: k.lastScale,
-	})
-	k.history, k.idleSince = d.History, d.IdleSince
-	if d.Replicas != current {
-		k.lastScale = now
-	}
-	// The replicas that may consume until the next poll: the old ones while they stop, the
-	// new ones once they start.
-	poll.Replicas = max(current, d.Replicas)
-	k.prev = poll
-	return d.Replicas
-}
-
-// observeRates, when set (by TestDecisionTrace), sees the rates of every kpipe poll.
-var observeRates func(now time.Time, r scaling.Rates, estimate float64)

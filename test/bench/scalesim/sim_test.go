@@ -2,6 +2,7 @@ package scalesim
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -106,11 +107,16 @@ func TestKedaStep(t *testing.T) {
 	}
 }
 
-func TestConsumeSharesCapacity(t *testing.T) {
+func TestDrainSharesCapacity(t *testing.T) {
 	produced := []float64{100, 5, 100, 100}
 	processed := []float64{0, 0, 0, 0}
-	// Two replicas: replica 0 owns 0 and 2, replica 1 owns 1 and 3; 30 msg/s each.
-	consume(30, 2, produced, processed, true, 2) // partition 2 is stuck
+	// Two replicas, 30 msg/s each: one owns 0 (2 is stuck and left out), the other 1 and 3.
+	if done := drain(30, []int{0}, produced, processed); done != 30 {
+		t.Errorf("first replica processed %.1f, want 30", done)
+	}
+	if done := drain(30, []int{1, 3}, produced, processed); done != 30 {
+		t.Errorf("second replica processed %.1f, want 30", done)
+	}
 	want := []float64{30, 5, 0, 25}
 	for p := range want {
 		if processed[p] != want[p] {
@@ -121,7 +127,7 @@ func TestConsumeSharesCapacity(t *testing.T) {
 
 func TestKpipeIgnoresAStuckPartitionAfterStallPolls(t *testing.T) {
 	w := DefaultWorld()
-	k := newKpipe(w)
+	k := newKpipe(w, Signals{})
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var current int32 = 1
 	for i := range 45 { // 6 polls to call it stalled, then the 5 m stabilization window
@@ -133,48 +139,88 @@ func TestKpipeIgnoresAStuckPartitionAfterStallPolls(t *testing.T) {
 	}
 }
 
-func newKpipe(w World) *Kpipe {
+func newKpipe(w World, signals Signals) *Kpipe {
 	return &Kpipe{
 		Params: scaling.Params{MinReplicas: w.MinReplicas, MaxReplicas: w.MaxReplicas, LagPerReplica: w.LagPerReplica,
 			IdleWindow: 5 * time.Minute, IdlePenalty: 5 * time.Minute, ScaleDownStabilization: 5 * time.Minute},
 		PollInterval:   10 * time.Second,
 		StallPolls:     6,
 		CommitInterval: w.CommitInterval,
+		Signals:        signals,
 	}
 }
 
+// runs is one trace replayed through kpipe with its telemetry (after), kpipe without it
+// (before: the policy as it was), and KEDA, with the oracle of each kpipe run.
+type runs struct {
+	after, before, keda       Result
+	oracleAfter, oracleBefore int64
+}
+
+func replay(w World, tr Trace) runs {
+	r := runs{
+		after:  Run(w, tr, newKpipe(w, AllSignals())),
+		before: Run(w, tr, newKpipe(w, Signals{})),
+		keda:   Run(w, tr, NewKeda(w.LagPerReplica, w.MinReplicas, w.MaxReplicas)),
+	}
+	r.oracleAfter = Oracle(w, tr, drainLimit(r.after.Backlog, w.LagPerReplica))
+	r.oracleBefore = Oracle(w, tr, drainLimit(r.before.Backlog, w.LagPerReplica))
+	return r
+}
+
+// replicaBound is whether replica capacity is what limits draining the trace's backlog: not a
+// sink that throttles.
+func replicaBound(tr Trace) bool { return tr.SinkLimit == 0 }
+
+// targetMet is the target for one trace: kpipe drains no slower than KEDA (faster
+// where replica capacity limits draining), spends no more replica-seconds, and calls no
+// partition stalled that is not stuck.
+func targetMet(tr Trace, kp, keda Result) bool {
+	faster := kp.Drain <= keda.Drain
+	if replicaBound(tr) {
+		faster = kp.Drain < keda.Drain
+	}
+	return faster && kp.ReplicaSeconds <= keda.ReplicaSeconds && kp.FalseStalled == 0
+}
+
 // BenchmarkScalingPolicy replays every trace through kpipe's policy (defaults: 10 s polls,
-// 5 m scale-down stabilization, stall after 6 polls) and the KEDA + HPA model (defaults,
-// ensureEvenDistributionOfPartitions on), in the same world, and logs BENCH rows.
+// 5 m scale-down stabilization, stall after 6 polls) with and without the pods' telemetry, and
+// the KEDA + HPA model (defaults, ensureEvenDistributionOfPartitions on), in the same world,
+// computes the oracle of each kpipe run, and logs BENCH rows.
 //
 //	go test ./test/bench/scalesim -run '^$' -bench . -benchtime 1x -v
 func BenchmarkScalingPolicy(b *testing.B) {
 	w := DefaultWorld()
-	type pair struct{ kpipe, keda Result }
-	results := map[string]pair{}
+	results := map[string]runs{}
 	for b.Loop() {
 		for _, tr := range Traces() {
-			results[tr.Name] = pair{
-				kpipe: Run(w, tr, newKpipe(w)),
-				keda:  Run(w, tr, NewKeda(w.LagPerReplica, w.MinReplicas, w.MaxReplicas)),
-			}
+			results[tr.Name] = replay(w, tr)
 		}
 	}
 	const section = "6 scaling simulator (kpipe policy vs KEDA+HPA model)"
 	for _, tr := range Traces() {
 		r := results[tr.Name]
-		note := "target (drains faster, no more replica-seconds): MISSED"
-		if r.kpipe.Drain < r.keda.Drain && r.kpipe.ReplicaSeconds <= r.keda.ReplicaSeconds {
-			note = "target (drains faster, no more replica-seconds): met"
+		note := "target: MISSED"
+		if targetMet(tr, r.after, r.keda) {
+			note = "target: met"
 		}
 		row := func(what, a, c, ratio, note string) {
 			b.Logf("BENCH|%s|%s: %s|%s|%s|%s|%s", section, tr.Name, what, a, c, ratio, note)
 		}
-		row("time to drain the peak backlog", r.kpipe.Drain.String(), r.keda.Drain.String(), ratioOf(float64(r.kpipe.Drain), float64(r.keda.Drain)), note)
-		row("time backlogged (lag > lagPerReplica)", r.kpipe.Backlogged.String(), r.keda.Backlogged.String(), ratioOf(float64(r.kpipe.Backlogged), float64(r.keda.Backlogged)), "")
-		row("replica-seconds", fmt.Sprint(r.kpipe.ReplicaSeconds), fmt.Sprint(r.keda.ReplicaSeconds), ratioOf(float64(r.kpipe.ReplicaSeconds), float64(r.keda.ReplicaSeconds)), "")
-		row("scale changes / max replicas", fmt.Sprintf("%d / %d", r.kpipe.ScaleChanges, r.kpipe.MaxReplicas), fmt.Sprintf("%d / %d", r.keda.ScaleChanges, r.keda.MaxReplicas), "", "")
-		row("max lag", fmt.Sprint(r.kpipe.MaxLag), fmt.Sprint(r.keda.MaxLag), ratioOf(float64(r.kpipe.MaxLag), float64(r.keda.MaxLag)), "")
+		rs := func(x Result) string { return fmt.Sprint(x.ReplicaSeconds) }
+		row("time to drain the peak backlog", r.after.Drain.String(), r.keda.Drain.String(), ratioOf(float64(r.after.Drain), float64(r.keda.Drain)),
+			note+fmt.Sprintf("; before telemetry %s (%s)", r.before.Drain, ratioOf(float64(r.before.Drain), float64(r.keda.Drain))))
+		row("replica-seconds", rs(r.after), rs(r.keda), ratioOf(float64(r.after.ReplicaSeconds), float64(r.keda.ReplicaSeconds)),
+			fmt.Sprintf("before telemetry %s (%s)", rs(r.before), ratioOf(float64(r.before.ReplicaSeconds), float64(r.keda.ReplicaSeconds))))
+		row("replica-seconds / oracle", ratioOf(float64(r.after.ReplicaSeconds), float64(r.oracleAfter)), "", "",
+			fmt.Sprintf("oracle %d; before telemetry %s of its oracle %d", r.oracleAfter,
+				ratioOf(float64(r.before.ReplicaSeconds), float64(r.oracleBefore)), r.oracleBefore))
+		row("time backlogged (lag > lagPerReplica)", r.after.Backlogged.String(), r.keda.Backlogged.String(), ratioOf(float64(r.after.Backlogged), float64(r.keda.Backlogged)),
+			"before telemetry "+r.before.Backlogged.String())
+		row("scale changes / max replicas", fmt.Sprintf("%d / %d", r.after.ScaleChanges, r.after.MaxReplicas), fmt.Sprintf("%d / %d", r.keda.ScaleChanges, r.keda.MaxReplicas), "",
+			fmt.Sprintf("before telemetry %d / %d", r.before.ScaleChanges, r.before.MaxReplicas))
+		row("max lag", fmt.Sprint(r.after.MaxLag), fmt.Sprint(r.keda.MaxLag), ratioOf(float64(r.after.MaxLag), float64(r.keda.MaxLag)), "")
+		row("false Stalled", r.after.FalseStalled.String(), "", "", "before telemetry "+r.before.FalseStalled.String())
 	}
 }
 
@@ -183,4 +229,35 @@ func ratioOf(a, b float64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.2fx", a/b)
+}
+
+// TestSignalAblation logs, per trace, what kpipe achieves with no signal, each signal of the
+// telemetry alone, and all of them, against KEDA:
+//
+//	SCALESIM_ABLATION=1 go test ./test/bench/scalesim -run TestSignalAblation -v
+func TestSignalAblation(t *testing.T) {
+	if os.Getenv("SCALESIM_ABLATION") == "" {
+		t.Skip("set SCALESIM_ABLATION=1")
+	}
+	w := DefaultWorld()
+	variants := []struct {
+		name string
+		s    Signals
+	}{
+		{"none", Signals{}},
+		{"capacity", Signals{Capacity: true}},
+		{"capacity+ceiling", Signals{Capacity: true, Ceiling: true}},
+		{"members", Signals{Members: true}},
+		{"slow", Signals{Slow: true}},
+		{"all", AllSignals()},
+	}
+	t.Logf("| trace | signals | drain (KEDA) | replica-seconds (x KEDA) | changes | false Stalled |")
+	for _, tr := range Traces() {
+		keda := Run(w, tr, NewKeda(w.LagPerReplica, w.MinReplicas, w.MaxReplicas))
+		for _, v := range variants {
+			r := Run(w, tr, newKpipe(w, v.s))
+			t.Logf("| %s | %s | %s (%s) | %d (%s) | %d | %s |", tr.Name, v.name, r.Drain, keda.Drain, r.ReplicaSeconds,
+				ratioOf(float64(r.ReplicaSeconds), float64(keda.ReplicaSeconds)), r.ScaleChanges, r.FalseStalled)
+		}
+	}
 }

@@ -15,6 +15,21 @@ type logged struct {
 	name string
 }
 
+// Telemetry passes the pods' telemetry on to an autoscaler that reads it.
+func (l *logged) Telemetry(t Telemetry) {
+	if r, ok := l.a.(TelemetryReader); ok {
+		r.Telemetry(t)
+	}
+}
+
+// Stalled passes on the stalled partitions of an autoscaler that reports them.
+func (l *logged) Stalled() []int32 {
+	if r, ok := l.a.(StallReporter); ok {
+		return r.Stalled()
+	}
+	return nil
+}
+
 func (l *logged) Step(now time.Time, o []scaling.Offsets, cur int32) int32 {
 	n := l.a.Step(now, o, cur)
 	if n != cur {
@@ -37,9 +52,9 @@ func TestDecisionTrace(t *testing.T) {
 		t.Skip("set SCALESIM_TRACE to a trace name or all")
 	}
 	if os.Getenv("SCALESIM_RATES") != "" {
-		observeRates = func(now time.Time, r scaling.Rates, estimate float64) {
-			t.Logf("      t=%4ds produce %6.0f/s consume %6.0f/s per replica >= %5.0f/s, estimate %5.0f/s",
-				int(now.Sub(simStart)/time.Second), r.Produce, r.Consume, r.PerReplica, estimate)
+		observeRates = func(now time.Time, r scaling.Rates, estimate, measured, ceiling float64) {
+			t.Logf("      t=%4ds produce %6.0f/s consume %6.0f/s per replica >= %5.0f/s, estimate %5.0f/s, measured %5.0f/s, ceiling %5.0f/s",
+				int(now.Sub(simStart)/time.Second), r.Produce, r.Consume, r.PerReplica, estimate, measured, ceiling)
 		}
 		defer func() { observeRates = nil }()
 	}
@@ -49,7 +64,7 @@ func TestDecisionTrace(t *testing.T) {
 			continue
 		}
 		t.Logf("== %s", tr.Name)
-		k := Run(w, tr, &logged{a: newKpipe(w), t: t, name: "kpipe"})
+		k := Run(w, tr, &logged{a: newKpipe(w, signalsFromEnv()), t: t, name: "kpipe"})
 		observe := observeRates
 		observeRates = nil
 		h := Run(w, tr, &logged{a: NewKeda(w.LagPerReplica, w.MinReplicas, w.MaxReplicas), t: t, name: "keda "})
@@ -57,4 +72,12 @@ func TestDecisionTrace(t *testing.T) {
 		t.Logf("kpipe %+v", k)
 		t.Logf("keda  %+v", h)
 	}
+}
+
+// signalsFromEnv is every signal, or none with SCALESIM_BEFORE set.
+func signalsFromEnv() Signals {
+	if os.Getenv("SCALESIM_BEFORE") != "" {
+		return Signals{}
+	}
+	return AllSignals()
 }

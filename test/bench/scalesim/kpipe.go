@@ -1,0 +1,177 @@
+package scalesim
+
+import (
+	"time"
+
+	"github.com/kpipe-io/kpipe/controllers/scaling"
+)
+
+// Kpipe is kpipe's policy as the reconciler applies it: a poll every PollInterval, lag per
+// partition with scaling.Lag, stalled partitions with scaling.TrackStalls, produce and
+// per-replica rates with scaling.MeasureRates and scaling.Capacity (from the same offsets, one
+// poll to the next), the replica count with scaling.Decide.
+//
+// With Signals it also reads the pods' telemetry as the operator does from the commit metadata
+// and DescribeGroups: the measured per-replica capacity (processed rate over busy fraction,
+// through scaling.Throughput), the group's members (a group with none is resting, not
+// stalled), and slow partitions (old in-flight work, not retrying). Without it, it is the
+// policy as it was before the telemetry: the "before" of the benchmark.
+type Kpipe struct {
+	Params       scaling.Params
+	PollInterval time.Duration
+	StallPolls   int
+	// CommitInterval is the consumers' commit interval, as the reconciler knows the runtime's.
+	CommitInterval time.Duration
+	// Signals turns on what the pods' telemetry adds, one by one (the zero value: none).
+	Signals Signals
+
+	lastPoll   time.Time
+	stalls     map[scaling.TopicPartition]scaling.StallState
+	history    []scaling.Recommendation
+	idleSince  *time.Time
+	prev       scaling.Poll
+	capacity   scaling.Capacity
+	throughput scaling.Throughput
+	lastScale  time.Time
+	tel        Telemetry
+	stalled    []int32
+}
+
+// Signals are what the pods' telemetry gives the operator, each of which can be turned on
+// alone to see what it changes.
+type Signals struct {
+	// Capacity: the measured per-replica capacity (and the commit trail left out of the lag).
+	Capacity bool
+	// Ceiling: the throughput ceiling from capacities measured at several replica counts.
+	Ceiling bool
+	// Members: the group's members (DescribeGroups): an empty group is resting, not stalled.
+	Members bool
+	// Slow: slow partitions (old in-flight work, not retrying) are not stalled, and their lag
+	// adds no replicas.
+	Slow bool
+}
+
+// AllSignals turns every signal on.
+func AllSignals() Signals { return Signals{Capacity: true, Ceiling: true, Members: true, Slow: true} }
+
+// Telemetry implements TelemetryReader: the latest records, as the next poll would read them.
+func (k *Kpipe) Telemetry(t Telemetry) { k.tel = t }
+
+// Stalled implements StallReporter.
+func (k *Kpipe) Stalled() []int32 { return k.stalled }
+
+// Step implements Autoscaler.
+func (k *Kpipe) Step(now time.Time, offsets []scaling.Offsets, current int32) int32 {
+	if !k.lastPoll.IsZero() && now.Sub(k.lastPoll) < k.PollInterval {
+		return current
+	}
+	k.lastPoll = now
+	lags := make([]scaling.PartitionLag, len(offsets))
+	for i, o := range offsets {
+		lags[i] = scaling.Lag(o, true)
+	}
+	stalled, slow, progress := k.classify(lags, current)
+	in := scaling.Input{Partitions: int32(len(offsets)), Progress: progress, Current: current}
+	for _, pl := range lags {
+		switch {
+		case stalled[pl.TopicPartition]:
+			in.StalledLag += pl.Lag
+		case slow[pl.TopicPartition]:
+			in.SlowLag += pl.Lag
+		default:
+			in.Lag += pl.Lag
+		}
+	}
+	skip := map[scaling.TopicPartition]bool{}
+	for tp := range stalled {
+		skip[tp] = true
+	}
+	for tp := range slow {
+		skip[tp] = true
+	}
+	poll := scaling.Poll{Offsets: offsets, NewestAt: now, CommittedAt: now, Replicas: current}
+	rates := scaling.MeasureRates(k.prev, poll, skip, k.CommitInterval)
+	k.capacity = k.capacity.Observe(now, rates.PerReplica)
+	if k.Signals.Capacity {
+		k.throughput = k.throughput.Observe(now, k.tel.Members, measuredCapacity(k.tel))
+		in.MeasuredCapacity, in.MaxThroughput = k.throughput.Estimate(now)
+		if n := len(k.throughput); !k.Signals.Ceiling && n > 0 {
+			in.MeasuredCapacity, in.MaxThroughput = k.throughput[n-1].PerReplica, 0 // the latest, no ceiling
+		}
+	}
+	if observeRates != nil {
+		observeRates(now, rates, k.capacity.Estimate(now), in.MeasuredCapacity, in.MaxThroughput)
+	}
+	in.Params, in.Now, in.IdleSince, in.History = k.Params, now, k.idleSince, k.history
+	in.Params.PollInterval = k.PollInterval
+	if k.Signals.Capacity {
+		in.Params.CommitInterval = k.CommitInterval
+	}
+	in.ProduceRate, in.ReplicaRate, in.LastScale = rates.Produce, k.capacity.Estimate(now), k.lastScale
+	d := scaling.Decide(in)
+	k.history, k.idleSince = d.History, d.IdleSince
+	if d.Replicas != current {
+		k.lastScale = now
+	}
+	// The replicas that may consume until the next poll: the old ones while they stop, the
+	// new ones once they start.
+	poll.Replicas = max(current, d.Replicas)
+	k.prev = poll
+	return d.Replicas
+}
+
+// classify is the simulator's stand-in for the operator's partition classification: the
+// stalled and slow partitions, and whether any committed offset moved. Stalls come from
+// scaling.TrackStalls (the operator's stall tracking today). With Signals, a group with no
+// members (resting in its idle penalty) is not consuming, so it cannot stall, and a partition
+// whose oldest in-flight message is older than a poll interval and not retrying is slow, not
+// stalled: its pod reports it working on it. The operator's classification from the telemetry
+// and DescribeGroups replaces this function.
+func (k *Kpipe) classify(lags []scaling.PartitionLag, current int32) (stalled, slow map[scaling.TopicPartition]bool, progress bool) {
+	consuming := current > 0
+	if k.Signals.Members {
+		consuming = consuming && k.tel.Members > 0
+	}
+	st := scaling.TrackStalls(k.stalls, lags, consuming, k.StallPolls)
+	k.stalls = st.State
+	stalled, slow = map[scaling.TopicPartition]bool{}, map[scaling.TopicPartition]bool{}
+	if k.Signals.Slow {
+		for i, pt := range k.tel.Partitions {
+			if pt.InFlight > 0 && !pt.Retrying && pt.OldestInFlight >= k.PollInterval && i < len(lags) {
+				slow[lags[i].TopicPartition] = true
+			}
+		}
+	}
+	k.stalled = k.stalled[:0]
+	for _, tp := range st.Stalled {
+		if !slow[tp] {
+			stalled[tp] = true
+			k.stalled = append(k.stalled, tp.Partition)
+		}
+	}
+	return stalled, slow, st.Progress
+}
+
+// measuredCapacity is the per-replica capacity the operator computes from the records: the
+// messages the replicas processed over the worker time they were busy, counting the replicas
+// busy enough for the ratio to mean something. 0 when none was.
+func measuredCapacity(t Telemetry) float64 {
+	var rate, busy float64
+	for _, r := range t.Replicas {
+		if r.Busy >= minBusy {
+			rate += r.Rate
+			busy += r.Busy
+		}
+	}
+	if busy == 0 {
+		return 0
+	}
+	return rate / busy
+}
+
+// minBusy is the busy fraction below which a replica's rate / busy is left out: a replica that
+// handled a few messages says little about what it can do.
+const minBusy = 0.05
+
+// observeRates, when set (by TestDecisionTrace), sees the rates of every kpipe poll.
+var observeRates func(now time.Time, r scaling.Rates, estimate, measured, ceiling float64)
