@@ -38,7 +38,7 @@ const (
 // `kpipe run` binary and kfake's own session handling the storm drained within 60s in 4 of
 // 7 runs (2 of 5, then 2 of 2 on 2026-12-01); with rebalance 10s and session 1m instead
 // (no expireDead) in 5 of 6, the sixth ending Stable with 13 members of which 3 alive. As it
-// is, 10 of 10 runs drained 11.4 to 14.6s after the last kill.
+// is, 15 of 15 runs drained 11.3 to 14.6s after the last kill.
 //
 // The storm used to wedge the group (state PreparingRebalance, 9 to 11 members of which 3
 // alive, survivors' JoinGroup timing out every ~31s). kpipe read JoinGroup answers with
