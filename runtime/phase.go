@@ -85,7 +85,7 @@ func (ph *phase) join() error {
 		return fmt.Errorf("create producer: %w", err)
 	}
 	s := &p.set
-	ph.out = &producer{set: s, async: async, window: make(chan struct{}, s.producerWindow),
+	ph.out = &producer{set: s, async: async, window: newByteGate(int64(s.producerWindow)),
 		windowBytes: newByteGate(s.memory.window), log: p.log, metrics: p.metrics, ctx: ph.workCtx}
 	ph.worker.out = ph.out
 	if s.exactlyOnce {

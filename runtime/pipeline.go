@@ -72,7 +72,10 @@ func WithDrainTimeout(d time.Duration) Option { return func(o *options) { o.drai
 func WithCommitInterval(d time.Duration) Option { return func(o *options) { o.commitInterval = d } }
 
 // WithProducerWindow bounds the messages written to Kafka and not yet acknowledged by the
-// broker (default 1024).
+// broker (default 8192; their bytes are bounded by the memory budget as well). The window
+// spans sarama's own queues (256 messages per stage and per output partition) as well as
+// the batch in flight and the one being filled: a window not much larger than those queues
+// keeps the batches small and the forward rate low.
 func WithProducerWindow(n int) Option { return func(o *options) { o.producerWindow = n } }
 
 // WithMemoryBudget sets the bound in bytes of what the pipeline holds (messages fetched,
@@ -122,7 +125,7 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 		shutdownTimeout: 25 * time.Second,
 		drainTimeout:    10 * time.Second,
 		commitInterval:  time.Second,
-		producerWindow:  1024,
+		producerWindow:  8192,
 	}
 	for _, opt := range opts {
 		opt(&o)

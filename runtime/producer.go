@@ -26,9 +26,11 @@ const (
 // phase, and finishes their jobs on the broker's ack. It owns the producer window (the
 // messages written and not yet acknowledged) and the goroutines that retry failed writes.
 type producer struct {
-	set    *settings
-	async  sarama.AsyncProducer
-	window chan struct{} // a slot per message written and not yet finished
+	set   *settings
+	async sarama.AsyncProducer
+	// window counts the messages written and not yet finished; a byte gate used for a
+	// count, so taking and giving back a slot is an atomic operation while it is not full.
+	window *byteGate
 	// windowBytes bounds the bytes of the messages written and not yet finished.
 	windowBytes *byteGate
 	retries     goroutines
@@ -38,8 +40,9 @@ type producer struct {
 	tx          *transaction    // ExactlyOnce's; nil in AtLeastOnce
 }
 
-// delivery rides along with a produced message (ProducerMessage.Metadata) so its ack or
-// error finds the job it belongs to.
+// delivery rides along with a produced dead letter or retried forward
+// (ProducerMessage.Metadata) so its ack or error finds the job it belongs to. A first
+// forward carries its *job alone: one allocation less per message on the hot path.
 type delivery struct {
 	job        *job
 	deadLetter bool
@@ -48,7 +51,7 @@ type delivery struct {
 }
 
 // unacked is the number of slots of the producer window taken.
-func (pr *producer) unacked() int { return len(pr.window) }
+func (pr *producer) unacked() int { return int(pr.window.used.Load()) }
 
 // forward writes a message to the forward topic; its job finishes on the ack. In
 // ExactlyOnce, a message whose writes aborted maxAttempts transactions goes to the
@@ -67,7 +70,7 @@ func (pr *producer) forward(j *job) {
 		}
 	}
 	j.attempt++
-	pr.produce(j, pr.forwardMessage(j), &delivery{job: j})
+	pr.produce(j, pr.forwardMessage(j), j)
 }
 
 // deadLetter writes a message to the dead-letter topic; its job finishes on the ack.
@@ -85,15 +88,11 @@ func (pr *producer) acquire(j *job) bool {
 	if j.ackSlot {
 		return true
 	}
-	select {
-	case pr.window <- struct{}{}:
-	case <-pr.ctx.Done():
-		return false
-	case <-j.part.revoked:
+	if !pr.window.acquire(1, pr.ctx.Done(), j.part.revoked) {
 		return false
 	}
 	if !pr.windowBytes.acquire(j.size, pr.ctx.Done(), j.part.revoked) {
-		<-pr.window
+		pr.window.release(1)
 		return false
 	}
 	j.ackSlot = true
@@ -104,14 +103,14 @@ func (pr *producer) acquire(j *job) bool {
 func (pr *producer) finish(j *job, result string) {
 	if j.finish(result, pr.metrics) && j.ackSlot {
 		pr.windowBytes.release(j.size)
-		<-pr.window
+		pr.window.release(1)
 	}
 }
 
 // produce hands a message to the AsyncProducer; its ack or error comes back to run
-// through d.
-func (pr *producer) produce(j *job, pm *sarama.ProducerMessage, d *delivery) {
-	pm.Metadata = d
+// through meta, a *job (a first forward) or a *delivery.
+func (pr *producer) produce(j *job, pm *sarama.ProducerMessage, meta any) {
+	pm.Metadata = meta
 	if pr.ctx.Err() != nil {
 		pr.finish(j, resultAbandoned)
 		return
@@ -173,13 +172,13 @@ func (pr *producer) run() {
 				succ = nil
 				continue
 			}
-			pr.acked(m.Metadata.(*delivery))
+			pr.acked(m.Metadata)
 		case e, ok := <-errs:
 			if !ok {
 				errs = nil
 				continue
 			}
-			d := e.Msg.Metadata.(*delivery)
+			d := deliveryOf(e.Msg.Metadata)
 			if pr.tx != nil {
 				// The transaction aborts: the message is written again when it is consumed again.
 				pr.tx.writeFailed(d.job, e.Err)
@@ -200,7 +199,20 @@ func (pr *producer) close() {
 	pr.async.AsyncClose()
 }
 
-func (pr *producer) acked(d *delivery) {
+// deliveryOf returns the delivery of a produced message from its Metadata (see produce).
+func deliveryOf(meta any) *delivery {
+	if j, ok := meta.(*job); ok {
+		return &delivery{job: j}
+	}
+	return meta.(*delivery)
+}
+
+// acked finishes the job of a message the broker acknowledged; meta is its Metadata.
+func (pr *producer) acked(meta any) {
+	d, ok := meta.(*delivery)
+	if !ok {
+		d = &delivery{job: meta.(*job)} // stays on the stack: acked does not keep it
+	}
 	if pr.tx != nil {
 		pr.tx.wrote(d.job)
 	}
