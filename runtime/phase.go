@@ -71,13 +71,8 @@ func (ph *phase) join() error {
 	consumer.Consumer.Interceptors = append(slices.Clip(consumer.Consumer.Interceptors), ph.claims)
 	consumer.Consumer.Group.Rebalance.GroupStrategies = ph.strategies()
 	ph.claims.consumer = &consumer
-	client, err := sarama.NewClient(p.set.brokers, &consumer)
+	group, client, err := newConsumerGroup(p.set.brokers, p.set.group, &consumer)
 	if err != nil {
-		return fmt.Errorf("create consumer group: %w", err)
-	}
-	group, err := sarama.NewConsumerGroupFromClient(p.set.group, client)
-	if err != nil {
-		_ = client.Close()
 		return fmt.Errorf("create consumer group: %w", err)
 	}
 	ph.group, ph.claims.client = group, client

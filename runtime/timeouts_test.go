@@ -9,7 +9,8 @@ import (
 )
 
 // TestTimeoutsFit: the rebalance timeout stays above the drain and shutdown timeouts, and
-// JoinGroup reads outlive it, whatever the options and a sarama hook set.
+// JoinGroup reads outlive it, whatever the options and a sarama hook set; a member rejoins
+// quickly after REBALANCE_IN_PROGRESS.
 func TestTimeoutsFit(t *testing.T) {
 	cases := []struct {
 		name                string
@@ -37,6 +38,11 @@ func TestTimeoutsFit(t *testing.T) {
 			g.Expect(p.sarama.Net.ReadTimeout).To(Equal(c.readWait))
 			g.Expect(p.set.drainTimeout).To(BeNumerically("<", c.rebalance))
 			g.Expect(p.set.shutdownTimeout).To(BeNumerically("<", c.rebalance))
+			// A member told REBALANCE_IN_PROGRESS rejoins within a heartbeat, and a moved
+			// coordinator still gets sarama's 8s of retries.
+			retry := p.sarama.Consumer.Group.Rebalance.Retry
+			g.Expect(retry.Backoff).To(BeNumerically("<", p.sarama.Consumer.Group.Heartbeat.Interval))
+			g.Expect(time.Duration(retry.Max) * retry.Backoff).To(BeNumerically(">=", 8*time.Second))
 		})
 	}
 }

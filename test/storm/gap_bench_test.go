@@ -23,11 +23,15 @@ import (
 // 3-broker cluster; the group is scaled from 12 replicas to 6 (SIGTERM, graceful) and back
 // to 12. For each change it reports the longest gap between two forwarded messages of a
 // partition that kept its owner (output timestamps, grouped by input partition), apart for
-// the partitions led by the group's coordinator broker (sarama sends JoinGroup on the
-// connection that fetches them), and the longest gap of the moved partitions; and the
-// duplicates the whole run wrote (every scale-down is graceful).
+// the partitions led by the group's coordinator broker (their fetches used to share a
+// connection with the member's JoinGroup, which the broker holds for the whole round), and
+// the longest gap of the moved partitions; and the duplicates the whole run wrote (every
+// scale-down is graceful). A kept gap of 0 means no such partition kept its owner.
 //
 //	go test ./test/storm -run '^$' -bench RebalanceGap -benchtime 1x -timeout 30m
+//
+// KPIPE_STORM_BIN names a kpipe binary to run instead of building this tree's (to compare
+// builds in interleaved runs).
 func BenchmarkRebalanceGap(b *testing.B) {
 	for _, handler := range []time.Duration{0, 200 * time.Millisecond} {
 		for _, strategy := range []string{"Range", "CooperativeSticky"} {

@@ -15,8 +15,12 @@ import (
 	"github.com/kpipe-io/kpipe/test/harness"
 )
 
-// kpipeBinary builds the kpipe binary once per test binary.
+// kpipeBinary builds the kpipe binary once per test binary, or takes the one named by
+// KPIPE_STORM_BIN (to measure another build in the same session, e.g. before a change).
 var kpipeBinary = sync.OnceValues(func() (string, error) {
+	if bin := os.Getenv("KPIPE_STORM_BIN"); bin != "" {
+		return bin, nil
+	}
 	dir, err := os.MkdirTemp("", "kpipe-storm-")
 	if err != nil {
 		return "", err
@@ -29,14 +33,15 @@ var kpipeBinary = sync.OnceValues(func() (string, error) {
 // restarts its process when it dies, like a kubelet with restartPolicy Always.
 type replicas struct {
 	t       testing.TB
-	bin     string
-	spec    string // path of the spec JSON
+	command func(spec string) *exec.Cmd // one process of the spec at that path
+	spec    string                      // path of the spec JSON
 	logDir  string
 	restart time.Duration
 
 	mu     sync.Mutex
 	slots  map[int]*slot
 	starts int
+	died   map[int]time.Time // when each process that ended (by pid) did
 }
 
 type slot struct {
@@ -45,12 +50,21 @@ type slot struct {
 	done    chan struct{} // closed when the slot's supervisor returns
 }
 
+// newReplicas runs `kpipe run` processes.
 func newReplicas(t testing.TB, spec map[string]any) *replicas {
 	t.Helper()
 	bin, err := kpipeBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newReplicasOf(t, spec, func(spec string) *exec.Cmd {
+		return exec.Command(bin, "run", "--config", spec, "--http-address", "127.0.0.1:0")
+	})
+}
+
+// newReplicasOf runs the processes command makes.
+func newReplicasOf(t testing.TB, spec map[string]any, command func(spec string) *exec.Cmd) *replicas {
+	t.Helper()
 	dir := t.TempDir()
 	b, err := json.Marshal(spec)
 	if err != nil {
@@ -60,7 +74,8 @@ func newReplicas(t testing.TB, spec map[string]any) *replicas {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := &replicas{t: t, bin: bin, spec: path, logDir: dir, restart: 500 * time.Millisecond, slots: map[int]*slot{}}
+	r := &replicas{t: t, command: command, spec: path, logDir: dir, restart: 500 * time.Millisecond,
+		slots: map[int]*slot{}, died: map[int]time.Time{}}
 	t.Cleanup(r.stopAll)
 	return r
 }
@@ -109,7 +124,7 @@ func (r *replicas) supervise(i int, s *slot) {
 		}
 		r.starts++
 		n := r.starts
-		cmd := exec.Command(r.bin, "run", "--config", r.spec, "--http-address", "127.0.0.1:0")
+		cmd := r.command(r.spec)
 		logFile, err := os.Create(filepath.Join(r.logDir, fmt.Sprintf("replica-%d-start-%d.log", i, n)))
 		if err != nil {
 			r.mu.Unlock()
@@ -125,6 +140,9 @@ func (r *replicas) supervise(i int, s *slot) {
 			return
 		}
 		_ = cmd.Wait()
+		r.mu.Lock()
+		r.died[cmd.Process.Pid] = time.Now()
+		r.mu.Unlock()
 		_ = logFile.Close()
 		time.Sleep(r.restart)
 	}
@@ -144,6 +162,14 @@ func (r *replicas) kill(i int) bool {
 
 // stopAll stops every slot gracefully.
 func (r *replicas) stopAll() { r.scaleTo(0) }
+
+// diedBefore reports whether the process pid ended before t.
+func (r *replicas) diedBefore(pid int, t time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.died[pid]
+	return ok && at.Before(t)
+}
 
 // logs returns the log files of the processes, for a failing test's report.
 func (r *replicas) logs() []string {
