@@ -64,8 +64,6 @@ func policyInput(kp *kpipev1.KafkaPipeline, spec *kpipev1.KafkaPipelineSpec, cur
 		SlowLag:       obs.slowLag,
 		NeedsConsumer: obs.needsConsumer,
 		Current:       cur.replicas,
-		// What the pods measured of themselves (signals.go); 0 when no fresh record says.
-		MeasuredCapacity: obs.signals.capacity,
 	}
 	if s.LagTimeTarget != nil {
 		in.Params.LagTimeTarget = s.LagTimeTarget.Duration

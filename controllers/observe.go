@@ -188,16 +188,21 @@ func (r *KafkaPipelineReconciler) remember(mem *scaling.Memory, spec *kpipev1.Ka
 	// lag is left out of scale-up: a slow one's keeps counting.
 	obs.progress = mem.Progress()
 	obs.signals = classifyPartitions(obs.lags, mem.StalledSet(), res, healthParams(spec, threshold, now))
-	// A slow partition's lag drives scaling (more replicas help a saturated replica), unless
-	// its replica has workers to spare: then it is serial work, SlowLag.
 	obs.stalled = obs.signals.stuck
-	hp := healthParams(spec, threshold, now)
+	// What the pods measured of themselves, by how many replicas shared the work: the policy
+	// plans with it (Input.MeasuredCapacity) and finds a throttling sink's ceiling in it.
+	members := cur.replicas
+	if res.Group != nil {
+		members = int32(len(res.Group.Members))
+	}
+	mem.ObserveCapacity(now, members, obs.signals.capacity)
+	perReplica := *spec.Scaling.LagPerReplica
 	for _, pl := range obs.lags {
 		switch h := obs.signals.health[pl.TopicPartition]; {
 		case h.Stuck():
 			obs.stalledLag += pl.Lag
-		case h == scaling.HealthSlow && scaling.SlowOnSerialWork(res.Records[pl.TopicPartition], hp):
-			obs.slowLag += pl.Lag
+		case h == scaling.HealthSlow:
+			obs.slowLag += scaling.SlowLagBeyondOneReplica(pl.Lag, perReplica)
 		}
 	}
 }

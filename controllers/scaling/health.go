@@ -60,19 +60,14 @@ type HealthParams struct {
 // pool that spends under 5% of its time in handlers is waiting for something else.
 const busyFloor = 0.05
 
-// saturatedBusy is the busy fraction from which a replica's workers count as saturated.
-const saturatedBusy = 0.5
-
-// SlowOnSerialWork reports whether a slow partition is held up by work more replicas cannot
-// share (one key's messages in order, a handler that takes minutes) rather than by its
-// replica's capacity: a message has been in flight for longer than SlowAfter while its
-// replica's workers are less than half busy, so it has workers to spare. (A replica that
-// just started reports a low busy share while its average builds up, but no old message.)
-// Its lag then goes to Input.SlowLag; a slow partition on a saturated replica (or without a
-// fresh record) keeps its lag in Input.Lag, where more replicas help.
-func SlowOnSerialWork(rec *telemetry.Record, hp HealthParams) bool {
-	rec = hp.Fresh(rec)
-	return rec != nil && rec.Busy < saturatedBusy && rec.OldestInFlight > hp.SlowAfter
+// SlowLagBeyondOneReplica is the part of a slow partition's lag that more replicas cannot
+// work off: one replica is the most a partition gets, so its lag counts for scaling up to one
+// replica's worth (lagPerReplica) and the rest goes to Input.SlowLag, which keeps the pipeline
+// awake but adds no replica. A first version split slow partitions by their replica's busy
+// share (saturated: all the lag counts; workers to spare: none does); as the replicas changed
+// so did the busy share, and the slow-handler trace of the simulator flapped 12 times.
+func SlowLagBeyondOneReplica(lag, lagPerReplica int64) int64 {
+	return lag - min(lag, max(lagPerReplica, 0))
 }
 
 // Fresh returns the record when it is recent enough to trust, nil otherwise.

@@ -88,23 +88,14 @@ func TestMeasuredCapacity(t *testing.T) {
 	}
 }
 
-func TestSlowOnSerialWork(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	hp := HealthParams{Now: now, StaleAfter: 30 * time.Second, SlowAfter: time.Minute}
-	old := 2 * time.Minute
-	for _, tc := range []struct {
-		name string
-		rec  *telemetry.Record
-		want bool
-	}{
-		{"no record: the lag counts", nil, false},
-		{"saturated workers: more replicas help", &telemetry.Record{At: now, Busy: 0.9, OldestInFlight: old}, false},
-		{"workers to spare: serial work", &telemetry.Record{At: now, Busy: 0.2, OldestInFlight: old}, true},
-		{"a replica just started: low busy share, no old message", &telemetry.Record{At: now, Busy: 0.2, OldestInFlight: time.Second}, false},
-		{"stale record: as none", &telemetry.Record{At: now.Add(-time.Hour), Busy: 0.2, OldestInFlight: old}, false},
+// A slow partition's lag counts up to one replica's worth: more replicas cannot give one
+// partition more than one.
+func TestSlowLagBeyondOneReplica(t *testing.T) {
+	for _, tc := range []struct{ lag, perReplica, want int64 }{
+		{0, 1000, 0}, {400, 1000, 0}, {1000, 1000, 0}, {37750, 1000, 36750}, {5, 0, 5},
 	} {
-		if got := SlowOnSerialWork(tc.rec, hp); got != tc.want {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		if got := SlowLagBeyondOneReplica(tc.lag, tc.perReplica); got != tc.want {
+			t.Errorf("SlowLagBeyondOneReplica(%d, %d) = %d, want %d", tc.lag, tc.perReplica, got, tc.want)
 		}
 	}
 }

@@ -22,7 +22,10 @@ type Memory struct {
 
 	lastPoll Poll     // the previous poll the rates were measured against
 	capacity Capacity // per-replica rate samples
-	produce  float64  // produce rate of the last measured interval
+	// throughput is the capacity the pods measured of themselves, per replica count: it
+	// gives Input.MeasuredCapacity and the throughput ceiling (Input.MaxThroughput).
+	throughput Throughput
+	produce    float64 // produce rate of the last measured interval
 
 	idleSince *time.Time
 	zeroSince *time.Time // when the policy scaled to zero for idleness
@@ -110,12 +113,21 @@ func (m *Memory) Input(in Input, restored *Clocks) Input {
 	in.Progress = m.progress
 	in.ProduceRate = m.produce
 	in.ReplicaRate = m.capacity.Estimate(in.Now)
+	in.MeasuredCapacity, in.MaxThroughput = m.throughput.Estimate(in.Now)
 	if restored != nil {
 		in.IdleSince, in.ZeroSince = restored.IdleSince, restored.ZeroSince
 	} else {
 		in.IdleSince, in.ZeroSince = m.idleSince, m.zeroSince
 	}
 	return in
+}
+
+// ObserveCapacity remembers the per-replica capacity the pods reported at now, measured
+// while replicas ran (the group's members); a capacity of 0 (no fresh record) is no sample.
+func (m *Memory) ObserveCapacity(now time.Time, replicas int32, perReplica float64) {
+	if perReplica > 0 && replicas > 0 {
+		m.throughput = m.throughput.Observe(now, replicas, perReplica)
+	}
 }
 
 // Record remembers the decision made at now: its history and idle clock, the replicas that

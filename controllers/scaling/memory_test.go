@@ -54,3 +54,24 @@ func TestMemoryTracksStallsOncePerHalfInterval(t *testing.T) {
 		t.Fatalf("stall polls %d, want 5", m.stall[tp].Polls)
 	}
 }
+
+// The capacity the pods report reaches the policy through the memory: the latest while more
+// replicas add throughput, and a ceiling once more replicas measured much less each (a sink
+// that throttles). A poll without a fresh record is no sample, and samples age out.
+func TestMemoryGivesMeasuredCapacityAndCeiling(t *testing.T) {
+	now := time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC)
+	var m Memory
+	m.ObserveCapacity(now, 2, 1000)
+	m.ObserveCapacity(now.Add(time.Second), 3, 0) // no fresh record: not a sample
+	if in := m.Input(Input{Now: now}, nil); in.MeasuredCapacity != 1000 || in.MaxThroughput != 0 {
+		t.Fatalf("one sample: capacity %v ceiling %v, want 1000 and none", in.MeasuredCapacity, in.MaxThroughput)
+	}
+	m.ObserveCapacity(now.Add(time.Minute), 8, 250) // 8 replicas did 2000 msg/s, 4x less each
+	in := m.Input(Input{Now: now.Add(time.Minute)}, nil)
+	if in.MeasuredCapacity != 1000 || in.MaxThroughput != 2000 {
+		t.Fatalf("throttled: capacity %v ceiling %v, want 1000 and 2000", in.MeasuredCapacity, in.MaxThroughput)
+	}
+	if in := m.Input(Input{Now: now.Add(time.Minute + ThroughputMemory)}, nil); in.MeasuredCapacity != 0 || in.MaxThroughput != 0 {
+		t.Fatalf("after ThroughputMemory: capacity %v ceiling %v, want both unknown", in.MeasuredCapacity, in.MaxThroughput)
+	}
+}

@@ -51,11 +51,11 @@ type Input struct {
 	// StalledLag is the lag of stalled partitions. It keeps the pipeline awake but never drives
 	// a scale-up by itself: more replicas do not unstick a partition.
 	StalledLag int64
-	// SlowLag is the lag of partitions whose pods report them slow: old in-flight work on a
-	// replica that is not busy, still progressing (one key's serial work, a handler that takes
-	// minutes). Like stalled lag it keeps the pipeline awake and one replica running, and it
-	// adds no replicas: a partition is owned by one replica whatever their count, so more of
-	// them cannot speed its serial work. Unlike stalled lag it is not a failure.
+	// SlowLag is the lag of partitions whose pods report them slow (old in-flight work, still
+	// progressing: one key's serial work, a handler that takes minutes) beyond one replica's
+	// worth each (SlowLagBeyondOneReplica; the rest is in Lag). Like stalled lag it keeps the
+	// pipeline awake and one replica running, and it adds no replicas: a partition is owned by
+	// one replica whatever their count. Unlike stalled lag it is not a failure.
 	SlowLag int64
 	// Progress is true when some committed offset moved since the previous poll.
 	Progress bool

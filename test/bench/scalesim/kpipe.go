@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/kpipe-io/kpipe/controllers/scaling"
+	"github.com/kpipe-io/kpipe/internal/telemetry"
 )
 
 // Kpipe is kpipe's policy as the reconciler applies it: a poll every PollInterval, lag per
@@ -70,14 +71,16 @@ func (k *Kpipe) Step(now time.Time, offsets []scaling.Offsets, current int32) in
 	for i, o := range offsets {
 		lags[i] = scaling.Lag(o, true)
 	}
-	stalled, slow, progress := k.classify(lags, current)
+	stalled, slow, progress := k.classify(now, lags, current)
 	in := scaling.Input{Partitions: int32(len(offsets)), Progress: progress, Current: current}
 	for _, pl := range lags {
 		switch {
 		case stalled[pl.TopicPartition]:
 			in.StalledLag += pl.Lag
 		case slow[pl.TopicPartition]:
-			in.SlowLag += pl.Lag
+			beyond := scaling.SlowLagBeyondOneReplica(pl.Lag, k.Params.LagPerReplica)
+			in.SlowLag += beyond
+			in.Lag += pl.Lag - beyond
 		default:
 			in.Lag += pl.Lag
 		}
@@ -120,36 +123,59 @@ func (k *Kpipe) Step(now time.Time, offsets []scaling.Offsets, current int32) in
 	return d.Replicas
 }
 
-// classify is the simulator's stand-in for the operator's partition classification: the
-// stalled and slow partitions, and whether any committed offset moved. Stalls come from
-// scaling.TrackStalls (the operator's stall tracking today). With Signals, a group with no
-// members (resting in its idle penalty) is not consuming, so it cannot stall, and a partition
-// whose oldest in-flight message is older than a poll interval and not retrying is slow, not
-// stalled: its pod reports it working on it. The operator's classification from the telemetry
-// and DescribeGroups replaces this function.
-func (k *Kpipe) classify(lags []scaling.PartitionLag, current int32) (stalled, slow map[scaling.TopicPartition]bool, progress bool) {
+// classify runs the operator's classification (scaling.Classify, as controllers/signals.go
+// and observe.go use it) on the simulated telemetry: the stalled partitions (stuck: their lag
+// adds no replicas), the slow ones on serial work (their lag goes to SlowLag), and whether any
+// committed offset moved. Each partition's record carries the replicas' mean busy share (the
+// simulator does not track which replica owns which partition). Without Signals.Members the
+// group's state is unknown; without Signals.Slow no record reaches the classification, so the
+// offsets alone decide, as before telemetry.
+func (k *Kpipe) classify(now time.Time, lags []scaling.PartitionLag, current int32) (stalled, slow map[scaling.TopicPartition]bool, progress bool) {
 	consuming := current > 0
+	var group scaling.GroupSignals
 	if k.Signals.Members {
+		group = scaling.GroupSignals{Known: true, Members: int(k.tel.Members)}
 		consuming = consuming && k.tel.Members > 0
 	}
 	st := scaling.TrackStalls(k.stalls, lags, consuming, k.StallPolls)
 	k.stalls = st.State
-	stalled, slow = map[scaling.TopicPartition]bool{}, map[scaling.TopicPartition]bool{}
-	if k.Signals.Slow {
-		for i, pt := range k.tel.Partitions {
-			if pt.InFlight > 0 && !pt.Retrying && pt.OldestInFlight >= k.PollInterval && i < len(lags) {
-				slow[lags[i].TopicPartition] = true
-			}
-		}
-	}
-	k.stalled = k.stalled[:0]
+	offsetStalled := map[scaling.TopicPartition]bool{}
 	for _, tp := range st.Stalled {
-		if !slow[tp] {
-			stalled[tp] = true
-			k.stalled = append(k.stalled, tp.Partition)
+		offsetStalled[tp] = true
+	}
+	hp := scaling.HealthParams{Now: now, StaleAfter: 3 * k.PollInterval, SlowAfter: time.Duration(k.StallPolls) * k.PollInterval}
+	stalled, slow = map[scaling.TopicPartition]bool{}, map[scaling.TopicPartition]bool{}
+	k.stalled = k.stalled[:0]
+	for i, pl := range lags {
+		rec := k.record(now, i)
+		switch h := scaling.Classify(pl, offsetStalled[pl.TopicPartition], rec, group, hp); {
+		case h.Stuck():
+			stalled[pl.TopicPartition] = true
+			k.stalled = append(k.stalled, pl.Partition)
+		case h == scaling.HealthSlow:
+			slow[pl.TopicPartition] = true
 		}
 	}
 	return stalled, slow, st.Progress
+}
+
+// record is partition i's telemetry record as its pod would write it, nil without
+// Signals.Slow or when the simulated pods report nothing for it.
+func (k *Kpipe) record(now time.Time, i int) *telemetry.Record {
+	if !k.Signals.Slow || i >= len(k.tel.Partitions) || len(k.tel.Replicas) == 0 {
+		return nil
+	}
+	var busy float64
+	for _, r := range k.tel.Replicas {
+		busy += r.Busy
+	}
+	pt := k.tel.Partitions[i]
+	rec := &telemetry.Record{At: now, Busy: busy / float64(len(k.tel.Replicas)), InFlight: pt.InFlight,
+		OldestInFlight: pt.OldestInFlight, State: telemetry.StateOK}
+	if pt.Retrying {
+		rec.State = telemetry.StateRetrying
+	}
+	return rec
 }
 
 // measuredCapacity is the per-replica capacity the operator computes from the records: the
