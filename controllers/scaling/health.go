@@ -117,9 +117,15 @@ func stalledCause(rec *telemetry.Record) Health {
 // MeasuredCapacity is the messages per second one replica can process, from the fresh
 // records: for each replica, the sum of the rates of its partitions divided by its workers'
 // busy fraction, averaged over the replicas. A replica whose workers were (almost) never busy
-// says nothing about its capacity and is left out; 0 means unknown.
+// says nothing about its capacity and is left out, and so is one with a slow partition: a
+// worker held for minutes by one message counts as busy while it finishes nothing, so the
+// replica's rate / busy would read low, and lower the more replicas share the other work,
+// which scaling.Throughput could take for a throughput ceiling. 0 means unknown.
 func MeasuredCapacity(records map[TopicPartition]*telemetry.Record, hp HealthParams) float64 {
-	type replica struct{ rate, busy float64 }
+	type replica struct {
+		rate, busy float64
+		slow       bool
+	}
 	byReplica := map[string]*replica{}
 	for _, r := range records {
 		if r = hp.Fresh(r); r == nil || r.Replica == "" {
@@ -132,11 +138,12 @@ func MeasuredCapacity(records map[TopicPartition]*telemetry.Record, hp HealthPar
 		}
 		rp.rate += r.Rate
 		rp.busy = max(rp.busy, r.Busy) // one pool per replica: its partitions report the same
+		rp.slow = rp.slow || (hp.SlowAfter > 0 && r.OldestInFlight > hp.SlowAfter)
 	}
 	var sum float64
 	n := 0
 	for _, rp := range byReplica {
-		if rp.busy < busyFloor || rp.rate <= 0 {
+		if rp.busy < busyFloor || rp.rate <= 0 || rp.slow {
 			continue
 		}
 		sum += rp.rate / rp.busy

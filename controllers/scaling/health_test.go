@@ -59,7 +59,7 @@ func TestClassify(t *testing.T) {
 
 func TestMeasuredCapacity(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	hp := HealthParams{Now: now, StaleAfter: 30 * time.Second}
+	hp := HealthParams{Now: now, StaleAfter: 30 * time.Second, SlowAfter: time.Minute}
 	r := func(replica string, rate, busy float64, age time.Duration) *telemetry.Record {
 		return &telemetry.Record{At: now.Add(-age), Rate: rate, Busy: busy, Replica: replica}
 	}
@@ -78,6 +78,9 @@ func TestMeasuredCapacity(t *testing.T) {
 			tp(0): r("a", 50, 0.5, time.Second), tp(1): r("b", 0.1, 0.001, time.Second)}, 100},
 		{"stale records ignored", map[TopicPartition]*telemetry.Record{
 			tp(0): r("a", 50, 0.5, time.Hour)}, 0},
+		{"a replica with a slow partition says nothing", map[TopicPartition]*telemetry.Record{
+			tp(0): r("a", 50, 0.5, time.Second), tp(1): r("b", 10, 0.5, time.Second),
+			tp(2): {At: now, Rate: 0, Busy: 0.5, Replica: "b", OldestInFlight: 2 * time.Minute}}, 100},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

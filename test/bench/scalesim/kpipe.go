@@ -184,7 +184,7 @@ func (k *Kpipe) record(now time.Time, i int) *telemetry.Record {
 func measuredCapacity(t Telemetry) float64 {
 	var rate, busy float64
 	for _, r := range t.Replicas {
-		if r.Busy >= minBusy {
+		if r.Busy >= minBusy && !r.Slow { // as scaling.MeasuredCapacity: a slow replica's busy share misleads
 			rate += r.Rate
 			busy += r.Busy
 		}

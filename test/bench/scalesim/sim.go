@@ -90,6 +90,8 @@ type Telemetry struct {
 // ReplicaTelemetry is one replica's processed rate and busy fraction: capacity = Rate / Busy.
 type ReplicaTelemetry struct {
 	Rate, Busy float64
+	// Slow is true when the replica has a message in flight for minutes (the slow key's).
+	Slow bool
 }
 
 // PartitionTelemetry is one partition's in-flight work.

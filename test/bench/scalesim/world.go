@@ -131,7 +131,7 @@ func (s *world) consume(t int) {
 			rate *= 1 - held
 		}
 		done := drain(rate, ps, s.produced, s.processed)
-		s.tel.Replicas = append(s.tel.Replicas, ReplicaTelemetry{Rate: done, Busy: done/share + held})
+		s.tel.Replicas = append(s.tel.Replicas, ReplicaTelemetry{Rate: done, Busy: done/share + held, Slow: held > 0})
 		if done > 1e-9 || held > 0 {
 			s.lastWork = t
 		}
