@@ -93,17 +93,32 @@ var _ = Describe("what the pods report", func() {
 		Expect(kp.Status.Topics[0].LagSeconds).To(Equal(kp.Status.LagSeconds))
 	})
 
-	It("a slow partition on a replica with workers to spare is serial work: Slow, and its lag adds no replicas", func() {
-		key := reportingPipeline("serial", telemetry.Record{Busy: 0.1, InFlight: 1, OldestInFlight: 30 * time.Second,
+	It("a slow partition's lag counts for one replica's worth: one replica is the most a partition gets", func() {
+		// All the lag (200, at 10 a replica) is on partition 0, slow; the other three have none.
+		// Counted whole it would ask for the partition cap (4); one replica is what helps.
+		ctx := context.Background()
+		ns, topic := newNamespace(), "serial-in"
+		key := types.NamespacedName{Namespace: ns, Name: "serial"}
+		Expect(kc.CreateTopic(ctx, topic, 4)).To(Succeed())
+		Expect(kc.Commit(ctx, "serial-group", map[string]map[int32]int64{topic: {0: 0, 1: 0, 2: 0, 3: 0}})).To(Succeed())
+		Expect(kc.Produce(ctx, topic, 200, 0)).To(Succeed())
+		reporter(topic, "serial-group", telemetry.Record{Busy: 0.1, InFlight: 1, OldestInFlight: 30 * time.Second,
 			State: telemetry.StateOK, Replica: "serial-0"})
+		Expect(k8s.Create(ctx, newPipeline(ns, "serial", []string{topic}, func(kp *kpipev1.KafkaPipeline) {
+			kp.Spec.Scaling.LagPerReplica = ptr.To[int64](10)
+		}))).To(Succeed())
+		DeferCleanup(func() {
+			Expect(k8s.Delete(ctx, &kpipev1.KafkaPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "serial"}})).To(Succeed())
+		})
 		Eventually(func(g Gomega) {
 			kp := getPipeline(g, key)
 			stalled := condition(kp, kpipev1.ConditionStalled)
 			g.Expect(stalled.Reason).To(Equal(controllers.ReasonPartitionsSlow))
 			g.Expect(stalled.Status).To(Equal(metav1.ConditionFalse))
 			g.Expect(kp.Status.Lag).To(Equal(int64(200)))
-			g.Expect(*getDeployment(g, key).Spec.Replicas).To(Equal(int32(1)), "lag 200 at 10 a replica, all of it serial work")
 		}, 60*time.Second).Should(Succeed())
+		time.Sleep(3 * time.Second) // a few more polls of 1s: the count must not move
+		Expect(*getDeployment(Default, key).Spec.Replicas).To(Equal(int32(1)), "lag 200 on one slow partition, at 10 a replica")
 	})
 
 	It("a partition whose pod reports retrying is Stalled with reason PartitionsRetrying, and its lag adds no replicas", func() {
