@@ -96,10 +96,13 @@ func SelectorLabels(name string) map[string]string {
 
 // RuntimeSpec is the configuration `kpipe run` reads from KPIPE_PIPELINE_SPEC: the spec with
 // defaults applied, without the pod template (it shapes the pod, not the runtime), and without
-// replicas and suspend, which only the operator acts on (keeping them out means `kubectl scale`
-// does not roll the pods).
+// replicas, suspend and scaling, which only the operator acts on (keeping them out means
+// `kubectl scale`, or a new maxReplicas or lagTimeTarget, does not roll the pods: every pod
+// restart is a rebalance). Scaling is rendered as its defaults, so that the spec validates
+// in any runtime.
 func RuntimeSpec(spec *kpipev1.KafkaPipelineSpec) kpipev1.KafkaPipelineSpec {
 	s := *spec.DeepCopy()
+	s.Scaling = kpipev1.ScalingSpec{} // the defaults, whatever the user set: it still validates
 	s.Default()
 	s.Template = nil
 	s.Replicas = nil

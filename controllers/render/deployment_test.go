@@ -97,13 +97,13 @@ func TestDeployment(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if spec.Template != nil || spec.Replicas != nil {
-					t.Errorf("template %v replicas %v in the runtime spec", spec.Template, spec.Replicas)
+				if spec.Template != nil || spec.Replicas != nil || spec.Scaling.LagPerReplica == nil || *spec.Scaling.LagPerReplica != kpipev1.DefaultLagPerReplica {
+					t.Errorf("template %v replicas %v in the runtime spec, scaling %+v not the defaults", spec.Template, spec.Replicas, spec.Scaling)
 				}
 				if errs := spec.Validate(); len(errs) > 0 {
 					t.Errorf("runtime spec does not validate: %v", errs)
 				}
-				if spec.Scaling.PollInterval == nil || spec.Pool.Ordering != kpipev1.OrderingKey || spec.InitialOffset != kpipev1.InitialOffsetLatest {
+				if spec.Idle.Window == nil || spec.Pool.Ordering != kpipev1.OrderingKey || spec.InitialOffset != kpipev1.InitialOffsetLatest {
 					t.Errorf("defaults not applied: %+v", spec)
 				}
 				if env[kpipev1.EnvPipelineName].Value != "orders" || env[kpipev1.EnvPipelineNamespace].Value != "shop" {
@@ -397,6 +397,10 @@ func TestConfigHash(t *testing.T) {
 		{"same input, same hash", base, false},
 		{"replicas do not roll the pods", Input{Pipeline: pipeline(), Image: "kpipe:1", Replicas: 7, SecretsHash: "s1"}, false},
 		{"spec.replicas (kubectl scale) does not roll the pods", Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) { kp.Spec.Replicas = ptr.To[int32](5) }), Image: "kpipe:1", Replicas: 1, SecretsHash: "s1"}, false},
+		{"a scaling change does not roll the pods", Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) {
+			kp.Spec.Scaling.MaxReplicas = ptr.To[int32](3)
+			kp.Spec.Scaling.LagTimeTarget = &metav1.Duration{Duration: time.Minute}
+		}), Image: "kpipe:1", Replicas: 1, SecretsHash: "s1"}, false},
 		{"a rotated Secret rolls the pods", Input{Pipeline: pipeline(), Image: "kpipe:1", Replicas: 1, SecretsHash: "s2"}, true},
 		{"a spec change rolls the pods", Input{Pipeline: pipeline(func(kp *kpipev1.KafkaPipeline) { kp.Spec.Topics = []string{"orders", "refunds"} }), Image: "kpipe:1", Replicas: 1, SecretsHash: "s1"}, true},
 		{"a new image rolls the pods", Input{Pipeline: pipeline(), Image: "kpipe:2", Replicas: 1, SecretsHash: "s1"}, true},
