@@ -12,6 +12,7 @@ import (
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 	"github.com/kpipe-io/kpipe/controllers"
+	"github.com/kpipe-io/kpipe/controllers/scaling"
 	"github.com/kpipe-io/kpipe/internal/telemetry"
 	"github.com/kpipe-io/kpipe/test/kafkatest"
 )
@@ -119,6 +120,21 @@ var _ = Describe("what the pods report", func() {
 		}, 60*time.Second).Should(Succeed())
 		time.Sleep(3 * time.Second) // a few more polls of 1s: the count must not move
 		Expect(*getDeployment(Default, key).Spec.Replicas).To(Equal(int32(1)), "lag 200 on one slow partition, at 10 a replica")
+	})
+
+	It("a lag time target scales on the capacity the pods report, where the lag alone asks for one replica", func() {
+		// Lag 200 at 1000 a replica asks for 1. The pods report 10 msg/s on each of the 4
+		// partitions with their workers always busy: 40 msg/s a replica. Working off 200 in
+		// lagTimeTarget 1s needs 200 msg/s: 5 replicas, the partition cap (4).
+		key := reportingPipeline("timetarget", telemetry.Record{Rate: 10, Busy: 1, State: telemetry.StateOK, Replica: "timetarget-0"},
+			func(kp *kpipev1.KafkaPipeline) {
+				kp.Spec.Scaling.LagPerReplica = ptr.To[int64](1000)
+				kp.Spec.Scaling.LagTimeTarget = dur(time.Second)
+			})
+		Eventually(func(g Gomega) {
+			g.Expect(*getDeployment(g, key).Spec.Replicas).To(Equal(int32(4)))
+			g.Expect(hasEvent(eventsFor(g, key.Namespace, key.Name), scaling.ReasonScaledUp, "lagTimeTarget 1s")).To(BeTrue())
+		}, 60*time.Second).Should(Succeed())
 	})
 
 	It("a partition whose pod reports retrying is Stalled with reason PartitionsRetrying, and its lag adds no replicas", func() {
