@@ -187,8 +187,9 @@ func (r *KafkaPipelineReconciler) remember(mem *scaling.Memory, spec *kpipev1.Ka
 	// state tell which of those are stuck (see scaling.Classify). Only stuck partitions'
 	// lag is left out of scale-up: a slow one's keeps counting.
 	obs.progress = mem.Progress()
-	obs.signals = classifyPartitions(obs.lags, mem.StalledSet(), res, healthParams(spec, threshold, now))
+	obs.signals = classifyPartitions(obs.lags, mem.StalledSet(), res, healthParams(spec, threshold, now), *spec.Scaling.LagPerReplica)
 	obs.stalled = obs.signals.stuck
+	obs.stalledLag, obs.slowLag = obs.signals.stuckLag, obs.signals.slowLag
 	// What the pods measured of themselves, by how many replicas shared the work: the policy
 	// plans with it (Input.MeasuredCapacity) and finds a throttling sink's ceiling in it.
 	members := cur.replicas
@@ -196,15 +197,6 @@ func (r *KafkaPipelineReconciler) remember(mem *scaling.Memory, spec *kpipev1.Ka
 		members = int32(len(res.Group.Members))
 	}
 	mem.ObserveCapacity(now, members, obs.signals.capacity)
-	perReplica := *spec.Scaling.LagPerReplica
-	for _, pl := range obs.lags {
-		switch h := obs.signals.health[pl.TopicPartition]; {
-		case h.Stuck():
-			obs.stalledLag += pl.Lag
-		case h == scaling.HealthSlow:
-			obs.slowLag += scaling.SlowLagBeyondOneReplica(pl.Lag, perReplica)
-		}
-	}
 }
 
 // stallPolls is the stall threshold in polls (StallPolls, default 6).

@@ -23,6 +23,9 @@ type signals struct {
 	reported map[scaling.TopicPartition]bool // partitions with a fresh telemetry record
 	resting  bool                            // the group has no members (pods resting in their idle penalty)
 	capacity float64                         // measured messages per second per replica; 0 unknown
+	// stuckLag is the stuck partitions' lag, which adds no replicas; slowLag the slow
+	// partitions' lag beyond one replica's worth each (scaling.SlowLagBeyondOneReplica).
+	stuckLag, slowLag int64
 }
 
 // recordGrace is how long past three polls a record stays fresh. A pod refreshes it at every
@@ -53,7 +56,8 @@ func groupSignals(g *lag.GroupState) scaling.GroupSignals {
 
 // classifyPartitions tells each partition's health from the offsets' stall tracking (offsetStalled),
 // the poll's records and the group's state.
-func classifyPartitions(lags []scaling.PartitionLag, offsetStalled map[scaling.TopicPartition]bool, res *lag.Result, hp scaling.HealthParams) signals {
+func classifyPartitions(lags []scaling.PartitionLag, offsetStalled map[scaling.TopicPartition]bool, res *lag.Result,
+	hp scaling.HealthParams, lagPerReplica int64) signals {
 	g := groupSignals(res.Group)
 	s := signals{health: make(map[scaling.TopicPartition]scaling.Health, len(lags)), resting: g.Known && g.Members == 0,
 		reported: map[scaling.TopicPartition]bool{}}
@@ -66,8 +70,10 @@ func classifyPartitions(lags []scaling.PartitionLag, offsetStalled map[scaling.T
 		switch {
 		case h.Stuck():
 			s.stuck = append(s.stuck, pl.TopicPartition)
+			s.stuckLag += pl.Lag
 		case h == scaling.HealthSlow:
 			s.slow = append(s.slow, pl.TopicPartition)
+			s.slowLag += scaling.SlowLagBeyondOneReplica(pl.Lag, lagPerReplica)
 		}
 	}
 	s.capacity = scaling.MeasuredCapacity(res.Records, hp)
