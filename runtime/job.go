@@ -26,11 +26,26 @@ type job struct {
 	stalled  bool  // past its attempts with no dead-letter topic (kpipe_messages_stalled)
 	finished atomic.Bool
 
-	// The Message the handler gets, refilled for every attempt, and room for its headers.
-	// A handler must not keep it after Handle returns (see Message): the job, with it, is
-	// reused once finished.
-	msgOut Message
-	hdrOut [2]Header
+	// out is the Message the handler gets (handler jobs only, made on first use); pm the
+	// first write of a forwarded message (forward jobs only, allocated with the job).
+	out *handlerOut
+	pm  *sarama.ProducerMessage
+}
+
+// handlerOut is the Message a handler gets, refilled for every attempt, and room for its
+// headers. A handler must not keep it after Handle returns (see Message): the job, with it,
+// is reused once finished.
+type handlerOut struct {
+	msg Message
+	hdr [2]Header
+}
+
+// forwardJob is a forward job with the ProducerMessage of its first write and room for
+// that message's headers: one allocation per batch of messages instead of three per message.
+type forwardJob struct {
+	job
+	pm  sarama.ProducerMessage
+	hdr [1]sarama.RecordHeader
 }
 
 // newJobs makes the jobs of one partition's messages admitted together (sizes are their
@@ -42,9 +57,9 @@ type job struct {
 // own) gets a job of its own, so it keeps no other message's bytes alive, nor they it.
 func newJobs(pt *partition, ms []*sarama.ConsumerMessage, sizes []int64, now time.Time, forHandler bool) []*job {
 	js := make([]*job, len(ms))
-	var slab []job
+	var slab []forwardJob
 	if !forHandler {
-		slab = make([]job, len(ms))
+		slab = make([]forwardJob, len(ms))
 	}
 	for i, m := range ms {
 		detach(m, sizes[i])
@@ -52,10 +67,14 @@ func newJobs(pt *partition, ms []*sarama.ConsumerMessage, sizes []int64, now tim
 		switch {
 		case forHandler:
 			j = jobPool.Get().(*job)
-		case sizes[i] >= copyAbove:
-			j = &job{}
 		default:
-			j = &slab[i]
+			f := &slab[i]
+			if sizes[i] >= copyAbove {
+				f = &forwardJob{}
+			}
+			f.pm.Headers = f.hdr[:0] // forwardMessage copies the headers there when they fit
+			f.job.pm = &f.pm
+			j = &f.job
 		}
 		j.msg, j.part, j.start, j.size = m, pt, now, sizes[i]
 		js[i] = j
@@ -71,11 +90,16 @@ var jobPool = sync.Pool{New: func() any { return new(job) }}
 // the producer (which reads a job after finishing it), and the pool and the partition no
 // longer hold it. The job is cleared first, so it keeps no message alive.
 func (j *job) recycle() {
-	hs := j.msgOut.Headers
-	clear(hs)
+	out := j.out
 	*j = job{}
-	if cap(hs) > len(j.hdrOut) && cap(hs) <= maxKeptHeaders {
-		j.msgOut.Headers = hs[:0] // a larger array than the job's own, worth keeping
+	if out != nil {
+		hs := out.msg.Headers
+		clear(hs)
+		out.msg = Message{}
+		if cap(hs) > len(out.hdr) && cap(hs) <= maxKeptHeaders {
+			out.msg.Headers = hs[:0] // a larger array than the job's own, worth keeping
+		}
+		j.out = out
 	}
 	jobPool.Put(j)
 }
@@ -86,12 +110,15 @@ const maxKeptHeaders = 16
 // message is what the handler gets for the current attempt: the job's own Message,
 // refilled, which is why a handler must not keep it.
 func (j *job) message() *Message {
-	hs := j.msgOut.Headers[:0]
-	if cap(hs) == 0 {
-		hs = j.hdrOut[:0]
+	if j.out == nil {
+		j.out = new(handlerOut)
 	}
-	fillMessage(&j.msgOut, j.msg, j.attempt, hs)
-	return &j.msgOut
+	hs := j.out.msg.Headers[:0]
+	if cap(hs) == 0 {
+		hs = j.out.hdr[:0]
+	}
+	fillMessage(&j.out.msg, j.msg, j.attempt, hs)
+	return &j.out.msg
 }
 
 // fillMessage sets *out from m; the headers go in hs's array when they fit.

@@ -105,9 +105,33 @@ func (pt *partition) complete(offset int64) {
 	pt.inFlight--
 	pt.tel.finished(offset, true)
 	pt.signal()
+	if !pt.closed {
+		pt.doneLocked(offset)
+	}
+}
+
+// completeAll is complete for messages of the partition finished together (acks.go): one
+// lock for all of them.
+func (pt *partition) completeAll(js []*job) {
+	pt.gauge.Sub(float64(len(js)))
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	pt.inFlight -= len(js)
+	for _, j := range js {
+		pt.tel.finished(j.msg.Offset, true)
+	}
+	pt.signal()
 	if pt.closed {
 		return
 	}
+	for _, j := range js {
+		pt.doneLocked(j.msg.Offset)
+	}
+}
+
+// doneLocked records offset finished in the tracker and moves the offset to mark when it
+// advanced. pt.mu is held.
+func (pt *partition) doneLocked(offset int64) {
 	next, advanced, err := pt.tracker.Done(offset)
 	if err != nil {
 		pt.log.Error("offset tracking", "err", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -122,11 +123,19 @@ func (pr *producer) produce(j *job, pm *sarama.ProducerMessage, meta any) {
 	}
 }
 
+// forwardMessage is the message of a forward's write: for the first, the one allocated with
+// the job (see forwardJob); a retry gets a new one, the failed write's is sarama's until it
+// returns it.
 func (pr *producer) forwardMessage(j *job) *sarama.ProducerMessage {
-	pm := &sarama.ProducerMessage{
+	pm := j.pm
+	if pm == nil || j.attempt > 1 {
+		pm = new(sarama.ProducerMessage)
+	}
+	hs := pm.Headers[:0]
+	*pm = sarama.ProducerMessage{
 		Topic:   pr.set.forwardTopic,
 		Value:   sarama.ByteEncoder(j.msg.Value),
-		Headers: copyHeaders(j.msg.Headers, 0),
+		Headers: appendHeaders(hs, j.msg.Headers),
 	}
 	if j.msg.Key != nil {
 		pm.Key = sarama.ByteEncoder(j.msg.Key)
@@ -152,7 +161,12 @@ func (pr *producer) deadLetterMessage(j *job, cause error) *sarama.ProducerMessa
 }
 
 func copyHeaders(in []*sarama.RecordHeader, extra int) []sarama.RecordHeader {
-	out := make([]sarama.RecordHeader, 0, len(in)+extra)
+	return appendHeaders(make([]sarama.RecordHeader, 0, len(in)+extra), in)
+}
+
+// appendHeaders appends the headers in to out, in a new array when they do not fit.
+func appendHeaders(out []sarama.RecordHeader, in []*sarama.RecordHeader) []sarama.RecordHeader {
+	out = slices.Grow(out, len(in))
 	for _, h := range in {
 		if h != nil {
 			out = append(out, sarama.RecordHeader{Key: h.Key, Value: h.Value})
@@ -165,14 +179,13 @@ func copyHeaders(in []*sarama.RecordHeader, extra int) []sarama.RecordHeader {
 // blocks on anything else: a failed message is retried on a goroutine of its own.
 func (pr *producer) run() {
 	succ, errs := pr.async.Successes(), pr.async.Errors()
+	acks := newAckBatch()
 	for succ != nil || errs != nil {
 		select {
 		case m, ok := <-succ:
-			if !ok {
+			if !ok || !pr.ackedRun(m, succ, acks) {
 				succ = nil
-				continue
 			}
-			pr.acked(m.Metadata)
 		case e, ok := <-errs:
 			if !ok {
 				errs = nil

@@ -1,0 +1,100 @@
+package runtime
+
+import (
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// The acks of first forwards are settled in batches: the goroutine reading the producer's
+// successes takes, after the ack it waited for, the acks already waiting behind it (it never
+// waits for more), and finishes them together: one lock of each partition, one update of the
+// processed counter and one release of the producer window per batch instead of per message.
+// Dead letters, retried forwards and ExactlyOnce's writes are settled one by one (acked).
+
+// maxAckBatch bounds the acks settled together, so the window is given back at least this
+// often while acks keep arriving.
+const maxAckBatch = 256
+
+// ackBatch is the run goroutine's buffer of acknowledged jobs, reused from batch to batch.
+type ackBatch struct {
+	jobs []*job
+}
+
+func newAckBatch() *ackBatch { return &ackBatch{jobs: make([]*job, 0, maxAckBatch)} }
+
+// ackedRun settles m's ack and the acks already waiting on succ, at most maxAckBatch
+// first forwards; it returns false when succ closed.
+func (pr *producer) ackedRun(m *sarama.ProducerMessage, succ <-chan *sarama.ProducerMessage, b *ackBatch) bool {
+	open := true
+	for {
+		if j, ok := m.Metadata.(*job); ok && pr.tx == nil {
+			b.jobs = append(b.jobs, j)
+		} else {
+			pr.acked(m.Metadata)
+		}
+		if len(b.jobs) == cap(b.jobs) {
+			break
+		}
+		more := false
+		select {
+		case m, more = <-succ:
+			open = more
+		default:
+		}
+		if !more {
+			break
+		}
+	}
+	pr.finishAcked(b.jobs)
+	clear(b.jobs) // keeps no finished job alive
+	b.jobs = b.jobs[:0]
+	return open
+}
+
+// finishAcked finishes acknowledged first forwards as finish does one: counted ok, offsets
+// completed in their partitions, window slots and bytes given back. js is reordered.
+func (pr *producer) finishAcked(js []*job) {
+	now := time.Now()
+	n := 0
+	var slots, bytes int64
+	for _, j := range js {
+		if !j.finished.CompareAndSwap(false, true) {
+			continue
+		}
+		if j.stalled {
+			pr.metrics.stalled.Dec()
+		}
+		pr.metrics.latency.Observe(now.Sub(j.start).Seconds())
+		if j.ackSlot {
+			slots++
+			bytes += j.size
+		}
+		js[n] = j
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	pr.metrics.processedOK.Add(float64(n))
+	completeByPartition(js[:n])
+	pr.windowBytes.release(bytes)
+	pr.window.release(slots)
+}
+
+// completeByPartition completes the jobs' offsets, under one lock of each partition. The
+// jobs of a partition keep their order; js is reordered.
+func completeByPartition(js []*job) {
+	for len(js) > 0 {
+		pt := js[0].part
+		k := 0
+		for i, j := range js {
+			if j.part == pt {
+				js[i], js[k] = js[k], j
+				k++
+			}
+		}
+		pt.completeAll(js[:k])
+		js = js[k:]
+	}
+}
