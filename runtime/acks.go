@@ -53,7 +53,8 @@ func (pr *producer) ackedRun(m *sarama.ProducerMessage, succ <-chan *sarama.Prod
 }
 
 // finishAcked finishes acknowledged first forwards as finish does one: counted ok, offsets
-// completed in their partitions, window slots and bytes given back. js is reordered.
+// completed in their partitions, window slots and bytes given back; then the jobs are reused
+// (recycle). js is reordered.
 func (pr *producer) finishAcked(js []*job) {
 	now := time.Now()
 	n := 0
@@ -80,6 +81,9 @@ func (pr *producer) finishAcked(js []*job) {
 	completeByPartition(js[:n])
 	pr.windowBytes.release(bytes)
 	pr.window.release(slots)
+	for _, j := range js[:n] {
+		j.recycle()
+	}
 }
 
 // completeByPartition completes the jobs' offsets, under one lock of each partition. The

@@ -226,7 +226,7 @@ func (h *claims) admit(pt *partition, b *batch) {
 		return
 	}
 	h.idle.consumed(now)
-	h.pool.submitAll(newJobs(pt, b.ms[:n], b.sizes[:n], now, h.set.forwardTopic == ""))
+	h.pool.submitAll(newJobs(pt, b.ms[:n], b.sizes[:n], now))
 }
 
 // release drains a partition that is no longer consumed and commits what finished. A

@@ -26,10 +26,12 @@ type job struct {
 	stalled  bool  // past its attempts with no dead-letter topic (kpipe_messages_stalled)
 	finished atomic.Bool
 
-	// out is the Message the handler gets (handler jobs only, made on first use); pm the
-	// first write of a forwarded message (forward jobs only, allocated with the job).
+	// out is the Message the handler gets (handler jobs); pm the message of a forward's first
+	// write (forward jobs). Both are made on first use and kept when the job is reused.
 	out *handlerOut
 	pm  *sarama.ProducerMessage
+	// The forwarded key and value, as the encoders of its writes (forwardMessage).
+	fwdKey, fwdValue bytesEncoder
 }
 
 // handlerOut is the Message a handler gets, refilled for every attempt, and room for its
@@ -40,57 +42,32 @@ type handlerOut struct {
 	hdr [2]Header
 }
 
-// forwardJob is a forward job with the ProducerMessage of its first write and room for
-// that message's headers: one allocation per batch of messages instead of three per message.
-type forwardJob struct {
-	job
-	pm  sarama.ProducerMessage
-	hdr [1]sarama.RecordHeader
-}
-
 // newJobs makes the jobs of one partition's messages admitted together (sizes are their
-// bytes); forHandler when a handler runs them, not the forward processor.
-//
-// A job a worker finished is reused (see recycle), with the Message in it: the handler
-// must not keep it. The others, those the producer finishes, share one allocation per
-// batch, except that a message of copyAbove bytes or more (detached into a buffer of its
-// own) gets a job of its own, so it keeps no other message's bytes alive, nor they it.
-func newJobs(pt *partition, ms []*sarama.ConsumerMessage, sizes []int64, now time.Time, forHandler bool) []*job {
+// bytes). Jobs are reused (see recycle): a handler's, with the Message in it, once a worker
+// finished it, so the handler must not keep it; a forward's, with its ProducerMessage, once
+// its first write was acknowledged (acks.go).
+func newJobs(pt *partition, ms []*sarama.ConsumerMessage, sizes []int64, now time.Time) []*job {
 	js := make([]*job, len(ms))
-	var slab []forwardJob
-	if !forHandler {
-		slab = make([]forwardJob, len(ms))
-	}
 	for i, m := range ms {
 		detach(m, sizes[i])
-		var j *job
-		switch {
-		case forHandler:
-			j = jobPool.Get().(*job)
-		default:
-			f := &slab[i]
-			if sizes[i] >= copyAbove {
-				f = &forwardJob{}
-			}
-			f.pm.Headers = f.hdr[:0] // forwardMessage copies the headers there when they fit
-			f.job.pm = &f.pm
-			j = &f.job
-		}
+		j := jobPool.Get().(*job)
 		j.msg, j.part, j.start, j.size = m, pt, now, sizes[i]
 		js[i] = j
 	}
 	return js
 }
 
-// jobPool holds the jobs workers finished, for newJobs to reuse.
+// jobPool holds the jobs finished for good, for newJobs to reuse.
 var jobPool = sync.Pool{New: func() any { return new(job) }}
 
-// recycle makes a job a worker finished itself available to newJobs. Only a worker that
-// finished the job calls it, once nothing else refers to the job: it was never handed to
-// the producer (which reads a job after finishing it), and the pool and the partition no
-// longer hold it. The job is cleared first, so it keeps no message alive.
+// recycle makes a finished job available to newJobs, once nothing else refers to it: a
+// handler job finished on its worker, or a forward job whose first write was acknowledged,
+// once its ack was settled (the pool and the partition no longer hold it, nor sarama its
+// ProducerMessage). Jobs finished otherwise (dead letters, retried or abandoned forwards)
+// are left to the garbage collector: the producer may read them after finishing them. The
+// job is cleared first, so it keeps no message alive; the arrays of its headers are kept.
 func (j *job) recycle() {
-	out := j.out
+	out, pm := j.out, j.pm
 	*j = job{}
 	if out != nil {
 		hs := out.msg.Headers
@@ -100,6 +77,15 @@ func (j *job) recycle() {
 			out.msg.Headers = hs[:0] // a larger array than the job's own, worth keeping
 		}
 		j.out = out
+	}
+	if pm != nil {
+		hs := pm.Headers
+		clear(hs)
+		*pm = sarama.ProducerMessage{}
+		if cap(hs) <= maxKeptHeaders {
+			pm.Headers = hs[:0]
+		}
+		j.pm = pm
 	}
 	jobPool.Put(j)
 }

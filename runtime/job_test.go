@@ -18,7 +18,7 @@ func TestJobReusedMessageIsRefilled(t *testing.T) {
 	second := &sarama.ConsumerMessage{Topic: "b", Partition: 2, Offset: 9, Value: []byte("w"),
 		Headers: []*sarama.RecordHeader{hdr("x", "y")}}
 
-	js := newJobs(nil, []*sarama.ConsumerMessage{first}, []int64{messageSize(first)}, time.Now(), true)
+	js := newJobs(nil, []*sarama.ConsumerMessage{first}, []int64{messageSize(first)}, time.Now())
 	j := js[0]
 	j.attempt = 1
 	m := j.message()

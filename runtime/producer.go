@@ -123,25 +123,37 @@ func (pr *producer) produce(j *job, pm *sarama.ProducerMessage, meta any) {
 	}
 }
 
-// forwardMessage is the message of a forward's write: for the first, the one allocated with
-// the job (see forwardJob); a retry gets a new one, the failed write's is sarama's until it
-// returns it.
+// forwardMessage is the message of a forward's write: for the first, the job's own (kept
+// when the job is reused); a retry gets a new one, so the job is reused only after a first
+// write's ack (see recycle).
 func (pr *producer) forwardMessage(j *job) *sarama.ProducerMessage {
-	pm := j.pm
-	if pm == nil || j.attempt > 1 {
+	var pm *sarama.ProducerMessage
+	switch {
+	case j.attempt > 1:
 		pm = new(sarama.ProducerMessage)
+	case j.pm == nil:
+		j.pm = new(sarama.ProducerMessage)
+		fallthrough
+	default:
+		pm = j.pm
 	}
 	hs := pm.Headers[:0]
-	*pm = sarama.ProducerMessage{
-		Topic:   pr.set.forwardTopic,
-		Value:   sarama.ByteEncoder(j.msg.Value),
-		Headers: appendHeaders(hs, j.msg.Headers),
-	}
+	j.fwdValue = j.msg.Value
+	*pm = sarama.ProducerMessage{Topic: pr.set.forwardTopic, Value: &j.fwdValue, Headers: appendHeaders(hs, j.msg.Headers)}
 	if j.msg.Key != nil {
-		pm.Key = sarama.ByteEncoder(j.msg.Key)
+		j.fwdKey = j.msg.Key
+		pm.Key = &j.fwdKey
 	}
 	return pm
 }
+
+// bytesEncoder is a sarama.Encoder of a job's key or value: a pointer to the job's puts it
+// in a ProducerMessage without an allocation (a sarama.ByteEncoder, a slice, is copied to
+// the heap to become an interface).
+type bytesEncoder []byte
+
+func (b *bytesEncoder) Encode() ([]byte, error) { return *b, nil }
+func (b *bytesEncoder) Length() int             { return len(*b) }
 
 func (pr *producer) deadLetterMessage(j *job, cause error) *sarama.ProducerMessage {
 	m := j.msg

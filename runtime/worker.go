@@ -26,8 +26,8 @@ type worker struct {
 // process is what a worker does with a message.
 //
 // A job finished here, on the worker, is recycled: nothing else holds it any more. One
-// handed to the producer (forwarded, dead-lettered) is finished by the producer and left
-// to the garbage collector.
+// handed to the producer (forwarded, dead-lettered) is finished by the producer, which
+// recycles it only after a first write's ack (acks.go).
 func (w *worker) process(j *job) {
 	switch {
 	case j.part.isRevoked():
@@ -38,9 +38,7 @@ func (w *worker) process(j *job) {
 	case !w.runHandler(j):
 		return
 	}
-	if w.set.forwardTopic == "" {
-		j.recycle() // only handler jobs come from jobPool (see newJobs)
-	}
+	j.recycle()
 }
 
 // runHandler calls the handler until it succeeds, the message is dead-lettered, or the
