@@ -117,6 +117,11 @@ func (pr *producer) produce(j *job, pm *sarama.ProducerMessage, meta any) {
 		return
 	}
 	select {
+	case pr.async.Input() <- pm: // room in sarama's queue: no select over two channels
+		return
+	default:
+	}
+	select {
 	case pr.async.Input() <- pm:
 	case <-pr.ctx.Done():
 		pr.finish(j, resultAbandoned)
