@@ -144,3 +144,43 @@ func (tc *testCluster) consumeAfterAddition(g Gomega, r *running, group string) 
 	r.stop(tc.t)
 	checkAllPresent(tc.t, out, addedTotal)
 }
+
+// TestLatestStartCommittedOnMovedPartitions: a replica that could not tell which partitions
+// lack a commit (its look-up is refused) consumes them without committing their start. When a
+// second replica joins, the partition that moves to it, by the incremental rebalance of
+// cooperative-sticky, gets its start committed by the second replica.
+func TestLatestStartCommittedOnMovedPartitions(t *testing.T) {
+	g := NewWithT(t)
+	tc := newTestCluster(t, map[string]int32{"in": 2, "out": 2})
+	// The runtime looks up every claimed partition in one OffsetFetch; sarama one at a time.
+	refuse := tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetFetch}, Err: kerr.CoordinatorLoadInProgress,
+		When: func(r kmsg.Request) bool { return offsetFetchPartitions(r.(*kmsg.OffsetFetchRequest)) > 1 }})
+	spec := specJSON(t, tc.latestSpec("latest-moved"))
+	start(t, spec)
+	g.Eventually(refuse.Hits).WithTimeout(30*time.Second).Should(Equal(1), "the first replica's look-up")
+	g.Consistently(func(g Gomega) map[int32]int64 { return tc.committedOffsets(g, "latest-moved", "in", 2) }).
+		WithTimeout(time.Second).Should(BeEmpty())
+
+	start(t, spec)
+	g.Eventually(func(g Gomega) map[int32]int64 { return tc.committedOffsets(g, "latest-moved", "in", 2) }).
+		WithTimeout(30*time.Second).Should(Or(Equal(map[int32]int64{0: 0}), Equal(map[int32]int64{1: 0})),
+		"the partition moved to the second replica has its start committed")
+}
+
+// offsetFetchPartitions is the number of partitions r asks for (kfake fills both the topics
+// of versions before 8 and the groups of later ones).
+func offsetFetchPartitions(r *kmsg.OffsetFetchRequest) int {
+	n := 0
+	if r.Version < 8 {
+		for _, t := range r.Topics {
+			n += len(t.Partitions)
+		}
+		return n
+	}
+	for _, grp := range r.Groups {
+		for _, t := range grp.Topics {
+			n += len(t.Partitions)
+		}
+	}
+	return n
+}
