@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,4 +184,31 @@ func offsetFetchPartitions(r *kmsg.OffsetFetchRequest) int {
 		}
 	}
 	return n
+}
+
+// TestLatestStartAddedSlow: when resolving the added partitions' start takes longer than its
+// share of the session timeout (a ListOffsets answered after 5s), the rebalance goes on
+// without it, nothing is committed late, and the added partitions are consumed as without.
+func TestLatestStartAddedSlow(t *testing.T) {
+	g := NewWithT(t)
+	tc := newTestCluster(t, map[string]int32{"in": 2, "out": 2})
+	var slowed atomic.Int32
+	woke := make(chan struct{})
+	tc.c.ControlKey(int16(kmsg.ListOffsets), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		tc.c.KeepControl()
+		for _, topic := range r.(*kmsg.ListOffsetsRequest).Topics {
+			for _, p := range topic.Partitions {
+				if topic.Topic == "in" && p.Partition >= 2 && slowed.Add(1) == 1 {
+					tc.c.SleepControl(func() { time.Sleep(5 * time.Second) })
+					close(woke)
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	r := tc.startAndAddPartitions(g, "latest-slow")
+	g.Eventually(woke).WithTimeout(30 * time.Second).Should(BeClosed())
+	g.Consistently(func(g Gomega) map[int32]int64 { return tc.committedOffsets(g, "latest-slow", "in", 4) }).
+		WithTimeout(time.Second).Should(Equal(map[int32]int64{0: 50, 1: 50}), "a start committed late")
+	tc.consumeAfterAddition(g, r, "latest-slow")
 }
