@@ -90,12 +90,14 @@ type Telemetry struct {
 // ReplicaTelemetry is one replica's processed rate and busy fraction: capacity = Rate / Busy.
 type ReplicaTelemetry struct {
 	Rate, Busy float64
-	// Slow is true when the replica has a message in flight for minutes (the slow key's).
-	Slow bool
+	// Partitions is how many partitions the replica owns, the stuck one included.
+	Partitions int
 }
 
-// PartitionTelemetry is one partition's in-flight work.
+// PartitionTelemetry is one partition's owner and in-flight work.
 type PartitionTelemetry struct {
+	// Owner indexes Telemetry.Replicas: the member that owns the partition.
+	Owner          int
 	InFlight       int
 	OldestInFlight time.Duration
 	// Retrying is true when the oldest message in flight is between attempts (the stuck

@@ -108,9 +108,13 @@ func (s *world) consume(t int) {
 	members := s.active()
 	stuck := s.stuck(t)
 	owned := make([][]int, members)
+	counts := make([]int, members)
 	for p := range s.produced {
+		r := p % int(members)
+		s.tel.Partitions[p].Owner = r
+		counts[r]++
 		if !stuck || p != s.tr.Stuck {
-			owned[p%int(members)] = append(owned[p%int(members)], p)
+			owned[r] = append(owned[r], p)
 		}
 	}
 	share := s.w.Rate
@@ -131,7 +135,7 @@ func (s *world) consume(t int) {
 			rate *= 1 - held
 		}
 		done := drain(rate, ps, s.produced, s.processed)
-		s.tel.Replicas = append(s.tel.Replicas, ReplicaTelemetry{Rate: done, Busy: done/share + held, Slow: held > 0})
+		s.tel.Replicas = append(s.tel.Replicas, ReplicaTelemetry{Rate: done, Busy: done/share + held, Partitions: counts[r]})
 		if done > 1e-9 || held > 0 {
 			s.lastWork = t
 		}
