@@ -125,7 +125,7 @@ func (h *claims) commitAddedStarts(assigned map[string][]int32, generation int32
 	sess := h.live
 	h.mu.Unlock()
 	if sess == nil || h.tx != nil {
-		return
+		return // the session's first join (Setup follows), or ExactlyOnce (eager only)
 	}
 	added := addedPartitions(assigned, sess.Claims())
 	if len(added) == 0 {
