@@ -152,7 +152,7 @@ func (k *Kpipe) classify(now time.Time, lags []scaling.PartitionLag, current int
 		case h.Stuck():
 			stalled[pl.TopicPartition] = true
 			k.stalled = append(k.stalled, pl.Partition)
-		case h == scaling.HealthSlow:
+		case scaling.Serial(h, rec, hp):
 			slow[pl.TopicPartition] = true
 		}
 	}
@@ -201,7 +201,8 @@ func (k *Kpipe) measuredCapacity(now time.Time) float64 {
 // healthParams are the classification's thresholds, as the operator derives them from its
 // poll interval.
 func (k *Kpipe) healthParams(now time.Time) scaling.HealthParams {
-	return scaling.HealthParams{Now: now, StaleAfter: 3 * k.PollInterval, SlowAfter: time.Duration(k.StallPolls) * k.PollInterval}
+	return scaling.HealthParams{Now: now, StaleAfter: 3 * k.PollInterval, SlowAfter: time.Duration(k.StallPolls) * k.PollInterval,
+		SerialAfter: k.PollInterval}
 }
 
 // observeRates, when set (by TestDecisionTrace), sees the rates of every kpipe poll.

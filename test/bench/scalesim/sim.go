@@ -61,8 +61,11 @@ type World struct {
 	Rate float64
 	// Workers is the replica's worker pool: a slow message holds one of them.
 	Workers int
-	// RebalancePause is how long consumption stops after a replica count change.
+	// RebalancePause is how long consumption stops after a replica count change, in an
+	// eager group (Rebalance nil).
 	RebalancePause time.Duration
+	// Rebalance, when set, makes the group cooperative: see Rebalance.
+	Rebalance *Rebalance
 	// MinReplicas and MaxReplicas bound both autoscalers.
 	MinReplicas, MaxReplicas int32
 	// LagPerReplica is kpipe's lagPerReplica and KEDA's lagThreshold.
@@ -184,8 +187,7 @@ func Run(w World, tr Trace, a Autoscaler) Result {
 		}
 		if next != s.replicas {
 			res.ScaleChanges++
-			s.pausedUntil = t + 1 + int(w.RebalancePause/time.Second)
-			s.replicas = next
+			s.scaled(t, s.replicas, next)
 		}
 		res.MaxReplicas = max(res.MaxReplicas, s.replicas)
 		res.ReplicaSeconds += int64(s.replicas)
