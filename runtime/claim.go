@@ -49,6 +49,7 @@ type claims struct {
 	mu         sync.Mutex
 	parts      map[*partition]struct{}
 	running    map[topicPartition]*claimRun // the claims being fed (revoke.go)
+	live       sarama.ConsumerGroupSession  // between Setup and Cleanup (startoffset.go)
 	stopCommit context.CancelFunc
 	committer  sync.WaitGroup
 }
@@ -62,6 +63,7 @@ func (h *claims) Setup(sess sarama.ConsumerGroupSession) error {
 	h.markStarts(sess)
 	h.mu.Lock()
 	h.parts = map[*partition]struct{}{}
+	h.live = sess
 	h.mu.Unlock()
 	if h.tx != nil {
 		h.tx.startSession()
@@ -73,6 +75,9 @@ func (h *claims) Setup(sess sarama.ConsumerGroupSession) error {
 }
 
 func (h *claims) Cleanup(sess sarama.ConsumerGroupSession) error {
+	h.mu.Lock()
+	h.live = nil
+	h.mu.Unlock()
 	h.idle.sessionEnded(time.Now())
 	h.stopCommit()
 	h.committer.Wait()

@@ -137,7 +137,7 @@ func newConsumerGroup(brokers []string, group string, sc *sarama.Config) (sarama
 		return nil, nil, err
 	}
 	coordConfig := *sc
-	coordConfig.Metadata.Full = false // it only looks up the coordinator
+	coordConfig.Metadata.Full = false // it looks up the coordinator, and the offsets of added partitions (startoffset.go)
 	coord, err := sarama.NewClient(brokers, &coordConfig)
 	if err != nil {
 		_ = fetch.Close()
@@ -165,6 +165,15 @@ func (c *coordinatorSplit) Coordinator(group string) (*sarama.Broker, error) {
 
 func (c *coordinatorSplit) RefreshCoordinator(group string) error {
 	return c.coord.RefreshCoordinator(group)
+}
+
+// coordinatorClient is the client holding the group coordinator's connections: the
+// coordinator's own when c is split, else c.
+func coordinatorClient(c sarama.Client) sarama.Client {
+	if s, ok := c.(*coordinatorSplit); ok {
+		return s.coord
+	}
+	return c
 }
 
 func (c *coordinatorSplit) Close() error {

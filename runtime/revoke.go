@@ -8,7 +8,9 @@ import (
 )
 
 // assignmentNotice is cooperative-sticky with one addition: it tells the claims the member's
-// new assignment as soon as SyncGroup returns it. sarama then closes the revoked claims'
+// new assignment and its generation as soon as SyncGroup returns them, before sarama fetches
+// the committed offsets of the added partitions and starts their claims (the claims commit
+// their start then: startoffset.go). sarama then closes the revoked claims'
 // Messages channels and waits, up to the rebalance timeout, for their ConsumeClaim to
 // return; but a revoked claim may not be reading its channel: its feeder may wait for room
 // in the pool, and sarama's own feeder for the partition may wait in OnConsume for room in
@@ -18,7 +20,7 @@ import (
 // closes at once, so both waits end.
 type assignmentNotice struct {
 	inner  cooperativeStrategy
-	notify func(assigned map[string][]int32)
+	notify func(assigned map[string][]int32, generation int32)
 }
 
 // cooperativeStrategy is what sarama asks of cooperative-sticky.
@@ -30,7 +32,7 @@ type cooperativeStrategy interface {
 
 // withAssignmentNotice wraps s when it is a cooperative strategy sarama calls back; it
 // returns s unchanged otherwise.
-func withAssignmentNotice(s sarama.BalanceStrategy, notify func(map[string][]int32)) sarama.BalanceStrategy {
+func withAssignmentNotice(s sarama.BalanceStrategy, notify func(map[string][]int32, int32)) sarama.BalanceStrategy {
 	cs, ok := s.(cooperativeStrategy)
 	if !ok {
 		return s
@@ -59,7 +61,7 @@ func (a *assignmentNotice) SubscriptionUserData(topics []string) ([]byte, error)
 func (a *assignmentNotice) OnAssignment(assignment *sarama.ConsumerGroupMemberAssignment, generationID int32) {
 	a.inner.OnAssignment(assignment, generationID)
 	if assignment != nil {
-		a.notify(assignment.Topics)
+		a.notify(assignment.Topics, generationID)
 	}
 }
 
@@ -86,6 +88,14 @@ func (h *claims) startClaim(sess sarama.ConsumerGroupSession, tp topicPartition,
 		h.mu.Unlock()
 		cancel()
 	}
+}
+
+// newAssignment is told the member's assignment of generation when SyncGroup returns it, on
+// the incremental protocol: it ends the revoked claims, then commits the start of the added
+// partitions that have no committed offset.
+func (h *claims) newAssignment(topics map[string][]int32, generation int32) {
+	h.assigned(topics)
+	h.commitAddedStarts(topics, generation)
 }
 
 // assigned ends the claims that the member's new assignment leaves out.

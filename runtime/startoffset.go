@@ -1,8 +1,10 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -24,11 +26,17 @@ import (
 // claim starts at the offset committed.
 //
 // Partitions added to a running session by an incremental (cooperative-sticky) rebalance do
-// not go through Setup: sarama manages and starts them at once, resolving the start itself,
-// and does not tell the handler which offset it used (the claim's InitialOffset is then
-// OffsetNewest or OffsetOldest). Resolving it again later could commit past messages produced
-// in between, so such a partition is committed at its first finished message, or by the next
-// session's Setup (after a rebalance of the eager protocol, a restart, or an idle penalty).
+// not go through Setup: sarama manages and starts them at once, and does not tell the handler
+// which offset it resolved. But it calls the strategy's OnAssignment (assignmentNotice) when
+// SyncGroup returns, before it creates the added partitions' offset managers (which fetch
+// their committed offset) and starts their claims. There commitAddedStarts resolves the start
+// of those with no commit, as Setup does, and commits it to the coordinator for the new
+// generation and the member's id (unchanged by a rejoin that keeps the session); the claims
+// then start at the commit. An offset resolved before sarama's own can only be at or below it,
+// so nothing sarama would have consumed is skipped. On failure (a newer generation, a new
+// member id, no answer within a third of the session timeout, while the heartbeats wait on
+// sarama's generation lock) such a partition is committed at its first finished message, or by
+// the next session's Setup, as before.
 //
 // In ExactlyOnce the start reaches Kafka through the transaction's offsets when a transaction
 // commits, else through the group's commit that refreshes the telemetry of unmoved offsets
@@ -97,6 +105,132 @@ func offsetFetchError(resp *sarama.OffsetFetchResponse) error {
 	}
 	if !errors.Is(kerr, sarama.ErrNoError) {
 		return fmt.Errorf("offset fetch: %w", kerr)
+	}
+	return nil
+}
+
+// commitAddedStarts commits the start of the partitions that an incremental rebalance of
+// generation adds to the running session and that have no committed offset. sarama calls it
+// (assignmentNotice) right after SyncGroup, before it fetches the added partitions' committed
+// offsets and starts their claims, which then start at the offsets committed here. The first
+// assignment of a session is left to Setup (markStarts).
+//
+// sarama holds the session's generation lock meanwhile, which keeps its heartbeats waiting: the
+// work gets a third of the session timeout, after which the rebalance goes on without it and
+// the partitions left are committed at their first finished message, as before. A commit
+// already sent then may land after sarama read the offsets: it is at or below the claim's
+// start, so at worst messages are consumed again, none is skipped.
+func (h *claims) commitAddedStarts(assigned map[string][]int32, generation int32) {
+	h.mu.Lock()
+	sess := h.live
+	h.mu.Unlock()
+	if sess == nil || h.tx != nil {
+		return // the session's first join (Setup follows), or ExactlyOnce (eager only)
+	}
+	added := addedPartitions(assigned, sess.Claims())
+	if len(added) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.consumer.Consumer.Group.Session.Timeout/3)
+	defer cancel()
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(done)
+		h.commitStarts(ctx, added, generation, sess.MemberID())
+	}()
+	select {
+	case <-done:
+		h.log.Debug("added partitions checked for a committed offset", "took", time.Since(start).String())
+	case <-ctx.Done():
+		h.log.Warn("committing the start of the added partitions takes too long: going on without; a partition without a commit gets it with its first message",
+			"generation", generation)
+	}
+}
+
+// addedPartitions is the partitions of assigned that owned leaves out.
+func addedPartitions(assigned, owned map[string][]int32) map[string][]int32 {
+	added := map[string][]int32{}
+	for topic, partitions := range assigned {
+		for _, p := range partitions {
+			if !slices.Contains(owned[topic], p) {
+				added[topic] = append(added[topic], p)
+			}
+		}
+	}
+	return added
+}
+
+// commitStarts commits, for the member of generation, the start of the partitions of added
+// that have no committed offset: one OffsetFetch, then one ListOffsets per partition
+// missing and one OffsetCommit. It gives up, without committing, once ctx has ended.
+func (h *claims) commitStarts(ctx context.Context, added map[string][]int32, generation int32, member string) {
+	missing, err := h.uncommitted(added)
+	if err != nil {
+		h.log.Warn("cannot tell which added partitions have a committed offset; their start is committed with their first message", "err", err)
+		return
+	}
+	if len(missing) == 0 {
+		return
+	}
+	req := sarama.NewOffsetCommitRequest(h.consumer, h.set.group)
+	req.ConsumerGroupGeneration, req.ConsumerID = generation, member
+	if id := h.consumer.Consumer.Group.InstanceId; id != "" && req.Version >= 7 {
+		req.GroupInstanceId = &id
+	}
+	meta := telemetry.Encode(telemetry.Record{At: time.Now(), Replica: h.tel.replica})
+	// The coordinator's client: the fetching client's connection to a leader may be busy
+	// with a fetch's long poll.
+	lister := coordinatorClient(h.client)
+	var resolved []topicPartition
+	for _, tp := range missing {
+		off, err := lister.GetOffset(tp.topic, tp.partition, h.consumer.Consumer.Offsets.Initial)
+		if err != nil {
+			h.log.Warn("cannot resolve the starting offset; it is committed with the first message",
+				"topic", tp.topic, "partition", tp.partition, "err", err)
+			continue
+		}
+		req.AddBlockWithLeaderEpoch(tp.topic, tp.partition, off, -1, 0, meta)
+		resolved = append(resolved, tp)
+	}
+	if len(resolved) == 0 || ctx.Err() != nil {
+		return
+	}
+	h.sendStarts(req, resolved)
+}
+
+// sendStarts sends the commit of the starts resolved and logs its outcome.
+func (h *claims) sendStarts(req *sarama.OffsetCommitRequest, resolved []topicPartition) {
+	coordinator, err := h.client.Coordinator(h.set.group)
+	if err == nil {
+		var resp *sarama.OffsetCommitResponse
+		resp, err = coordinator.CommitOffset(req)
+		err = errors.Join(err, offsetCommitError(resp, resolved))
+	}
+	if err != nil {
+		h.log.Warn("cannot commit the start of the added partitions; it is committed with their first message", "err", err)
+		return
+	}
+	for _, tp := range resolved {
+		off, _, _ := req.Offset(tp.topic, tp.partition)
+		h.log.Info("added partition without a committed offset: committed where it starts",
+			"topic", tp.topic, "partition", tp.partition, "offset", off)
+	}
+}
+
+// offsetCommitError is the first error of resp for the partitions committed.
+func offsetCommitError(resp *sarama.OffsetCommitResponse, committed []topicPartition) error {
+	if resp == nil {
+		return nil
+	}
+	for _, tp := range committed {
+		kerr, ok := resp.Errors[tp.topic][tp.partition]
+		switch {
+		case !ok:
+			return fmt.Errorf("offset commit: no answer for %s/%d", tp.topic, tp.partition)
+		case !errors.Is(kerr, sarama.ErrNoError):
+			return fmt.Errorf("offset commit %s/%d: %w", tp.topic, tp.partition, kerr)
+		}
 	}
 	return nil
 }

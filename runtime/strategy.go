@@ -37,7 +37,7 @@ func (ph *phase) strategies() []sarama.BalanceStrategy {
 	case ph.p.set.strategy == kpipev1.RebalanceRoundRobin:
 		return []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin(), cooperative}
 	default:
-		return []sarama.BalanceStrategy{withAssignmentNotice(cooperative, ph.claims.assigned)}
+		return []sarama.BalanceStrategy{withAssignmentNotice(cooperative, ph.claims.newAssignment)}
 	}
 }
 
