@@ -23,8 +23,9 @@ type signals struct {
 	reported map[scaling.TopicPartition]bool // partitions with a fresh telemetry record
 	resting  bool                            // the group has no members (pods resting in their idle penalty)
 	capacity float64                         // measured messages per second per replica; 0 unknown
-	// stuckLag is the stuck partitions' lag, which adds no replicas; slowLag the slow
-	// partitions' lag beyond one replica's worth each (scaling.SlowLagBeyondOneReplica).
+	// stuckLag is the stuck partitions' lag, which adds no replicas; slowLag the lag of the
+	// partitions on serial work (slow, or retrying for over a poll: scaling.Serial) beyond one
+	// replica's worth each (scaling.SlowLagBeyondOneReplica).
 	stuckLag, slowLag int64
 }
 
@@ -35,14 +36,15 @@ type signals struct {
 const recordGrace = 15 * time.Second
 
 // healthParams are the freshness and slowness bounds for a pipeline: a record is stale after
-// three polls and recordGrace, and a message in flight for as long as the stall threshold
-// makes a partition slow.
+// three polls and recordGrace, a message in flight for as long as the stall threshold makes a
+// partition slow, and one retried for longer than a poll makes its lag serial.
 func healthParams(spec *kpipev1.KafkaPipelineSpec, stallPolls int, now time.Time) scaling.HealthParams {
 	poll := spec.Scaling.PollInterval.Duration
 	return scaling.HealthParams{
-		Now:        now,
-		StaleAfter: 3*poll + recordGrace,
-		SlowAfter:  time.Duration(stallPolls) * poll,
+		Now:         now,
+		StaleAfter:  3*poll + recordGrace,
+		SlowAfter:   time.Duration(stallPolls) * poll,
+		SerialAfter: poll,
 	}
 }
 
@@ -71,8 +73,10 @@ func classifyPartitions(lags []scaling.PartitionLag, offsetStalled map[scaling.T
 		case h.Stuck():
 			s.stuck = append(s.stuck, pl.TopicPartition)
 			s.stuckLag += pl.Lag
-		case h == scaling.HealthSlow:
-			s.slow = append(s.slow, pl.TopicPartition)
+		case scaling.Serial(h, res.Records[pl.TopicPartition], hp):
+			if h == scaling.HealthSlow {
+				s.slow = append(s.slow, pl.TopicPartition)
+			}
 			s.slowLag += scaling.SlowLagBeyondOneReplica(pl.Lag, lagPerReplica)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -147,6 +148,45 @@ var _ = Describe("what the pods report", func() {
 			g.Expect(stalled.Message).To(ContainSubstring("retrying a message: retrying-in/0"))
 			g.Expect(*getDeployment(g, key).Spec.Replicas).To(Equal(int32(1)))
 		}, 90*time.Second).Should(Succeed())
+	})
+
+	It("a partition retried for longer than a poll counts for one replica's worth before it is called Stalled", func() {
+		// All the lag (200, at 10 a replica) is on partition 0, whose pod has retried one
+		// message for 4s and on. Polls every 3s: from the offsets alone that lag would scale
+		// to the partition cap (4) until the message has been in flight for six polls (18s:
+		// slow) or the offset stood still for six (stalled), and the scale-down window would
+		// then hold 4 for minutes. Retried for over a poll, it never asks for more than one.
+		ctx := context.Background()
+		ns, topic := newNamespace(), "retried-in"
+		key := types.NamespacedName{Namespace: ns, Name: "retried"}
+		Expect(kc.CreateTopic(ctx, topic, 4)).To(Succeed())
+		Expect(kc.Commit(ctx, "retried-group", map[string]map[int32]int64{topic: {0: 0, 1: 0, 2: 0, 3: 0}})).To(Succeed())
+		Expect(kc.Produce(ctx, topic, 200, 0)).To(Succeed())
+		reporter(topic, "retried-group", telemetry.Record{Busy: 0.2, InFlight: 1, OldestInFlight: 4 * time.Second,
+			State: telemetry.StateRetrying, Replica: "retried-0"})
+		Expect(k8s.Create(ctx, newPipeline(ns, "retried", []string{topic}, func(kp *kpipev1.KafkaPipeline) {
+			kp.Spec.Scaling.LagPerReplica = ptr.To[int64](10)
+			kp.Spec.Scaling.PollInterval = dur(3 * time.Second)
+			kp.Spec.Scaling.MinReplicas = ptr.To[int32](1) // running: waking from zero counts all lag
+		}))).To(Succeed())
+		DeferCleanup(func() {
+			Expect(k8s.Delete(ctx, &kpipev1.KafkaPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "retried"}})).To(Succeed())
+		})
+		replicas := func() int32 {
+			dep := &appsv1.Deployment{}
+			if err := k8s.Get(ctx, key, dep); err != nil || dep.Spec.Replicas == nil {
+				return 0
+			}
+			return *dep.Spec.Replicas
+		}
+		// From the creation on: one replica, never the cap.
+		Consistently(replicas, 12*time.Second).Should(BeNumerically("<=", 1), "lag 200 on one retrying partition, at 10 a replica")
+		Expect(replicas()).To(Equal(int32(1)))
+		Eventually(func(g Gomega) {
+			stalled := condition(getPipeline(g, key), kpipev1.ConditionStalled)
+			g.Expect(stalled.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(stalled.Reason).To(Equal(controllers.ReasonPartitionsRetrying))
+		}, 60*time.Second).Should(Succeed())
 	})
 
 	It("a partition whose pod reports a blocked dead letter is Stalled with reason DeadLetterUnwritable", func() {

@@ -54,6 +54,9 @@ type HealthParams struct {
 	StaleAfter time.Duration
 	// SlowAfter: a message in flight for longer than this makes the partition Slow.
 	SlowAfter time.Duration
+	// SerialAfter: a message retried (or blocked on the dead letter) for longer than this
+	// makes the partition's lag serial before the offsets call it stalled (see Serial).
+	SerialAfter time.Duration
 }
 
 // busyFloor is the busy fraction below which a replica's workers count as idle: a worker
@@ -68,6 +71,21 @@ const busyFloor = 0.05
 // so did the busy share, and the slow-handler trace of the simulator flapped 12 times.
 func SlowLagBeyondOneReplica(lag, lagPerReplica int64) int64 {
 	return lag - min(lag, max(lagPerReplica, 0))
+}
+
+// Serial reports whether more replicas cannot work off the lag of a partition that is not
+// stuck: a slow one's, or one whose pod reports its oldest message retried or blocked on the
+// dead letter for longer than SerialAfter, while its committed offset has not stood still
+// for the stall threshold yet. Its lag then counts up to one replica's worth
+// (SlowLagBeyondOneReplica), at once; from the offsets alone it would drive scaling until
+// the stall threshold (six polls by default), and the replicas added for it would wait out the
+// scale-down window. A shorter retry (a flaky sink) leaves the lag counting as usual.
+func Serial(h Health, rec *telemetry.Record, hp HealthParams) bool {
+	if h == HealthSlow {
+		return true
+	}
+	rec = hp.Fresh(rec)
+	return h == HealthConsuming && rec != nil && rec.State != telemetry.StateOK && rec.OldestInFlight > hp.SerialAfter
 }
 
 // Fresh returns the record when it is recent enough to trust, nil otherwise.

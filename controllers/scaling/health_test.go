@@ -109,3 +109,32 @@ func TestSlowLagBeyondOneReplica(t *testing.T) {
 		}
 	}
 }
+
+// A partition retried for longer than SerialAfter has serial lag before the offsets call it
+// stalled; a short retry (a flaky sink) and a healthy partition do not.
+func TestSerial(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	hp := HealthParams{Now: now, StaleAfter: time.Minute, SlowAfter: time.Minute, SerialAfter: 10 * time.Second}
+	rec := func(state telemetry.State, oldest time.Duration, age time.Duration) *telemetry.Record {
+		return &telemetry.Record{At: now.Add(-age), State: state, InFlight: 1, OldestInFlight: oldest, Replica: "r"}
+	}
+	for _, tc := range []struct {
+		name string
+		h    Health
+		rec  *telemetry.Record
+		want bool
+	}{
+		{"slow", HealthSlow, nil, true},
+		{"retrying for 30s", HealthConsuming, rec(telemetry.StateRetrying, 30*time.Second, 0), true},
+		{"dead letter blocked for 30s", HealthConsuming, rec(telemetry.StateDeadLetterBlocked, 30*time.Second, 0), true},
+		{"retrying for 2s: a flaky sink", HealthConsuming, rec(telemetry.StateRetrying, 2*time.Second, 0), false},
+		{"retrying, the record stale", HealthConsuming, rec(telemetry.StateRetrying, 30*time.Second, 2*time.Minute), false},
+		{"ok, old work in flight", HealthConsuming, rec(telemetry.StateOK, 30*time.Second, 0), false},
+		{"no record", HealthConsuming, nil, false},
+		{"stuck: its lag is left out already", HealthRetrying, rec(telemetry.StateRetrying, 30*time.Second, 0), false},
+	} {
+		if got := Serial(tc.h, tc.rec, hp); got != tc.want {
+			t.Errorf("%s: Serial = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

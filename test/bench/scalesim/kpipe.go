@@ -1,6 +1,7 @@
 package scalesim
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/kpipe-io/kpipe/controllers/scaling"
@@ -96,7 +97,7 @@ func (k *Kpipe) Step(now time.Time, offsets []scaling.Offsets, current int32) in
 	rates := scaling.MeasureRates(k.prev, poll, skip, k.CommitInterval)
 	k.capacity = k.capacity.Observe(now, rates.PerReplica)
 	if k.Signals.Capacity {
-		k.throughput = k.throughput.Observe(now, k.tel.Members, measuredCapacity(k.tel))
+		k.throughput = k.throughput.Observe(now, k.tel.Members, k.measuredCapacity(now))
 		in.MeasuredCapacity, in.MaxThroughput = k.throughput.Estimate(now)
 		if n := len(k.throughput); !k.Signals.Ceiling && n > 0 {
 			in.MeasuredCapacity, in.MaxThroughput = k.throughput[n-1].PerReplica, 0 // the latest, no ceiling
@@ -126,10 +127,9 @@ func (k *Kpipe) Step(now time.Time, offsets []scaling.Offsets, current int32) in
 // classify runs the operator's classification (scaling.Classify, as controllers/signals.go
 // and observe.go use it) on the simulated telemetry: the stalled partitions (stuck: their lag
 // adds no replicas), the slow ones on serial work (their lag goes to SlowLag), and whether any
-// committed offset moved. Each partition's record carries the replicas' mean busy share (the
-// simulator does not track which replica owns which partition). Without Signals.Members the
-// group's state is unknown; without Signals.Slow no record reaches the classification, so the
-// offsets alone decide, as before telemetry.
+// committed offset moved. Each partition's record carries its owner's busy share. Without
+// Signals.Members the group's state is unknown; without Signals.Slow no record reaches the
+// classification, so the offsets alone decide, as before telemetry.
 func (k *Kpipe) classify(now time.Time, lags []scaling.PartitionLag, current int32) (stalled, slow map[scaling.TopicPartition]bool, progress bool) {
 	consuming := current > 0
 	var group scaling.GroupSignals
@@ -143,7 +143,7 @@ func (k *Kpipe) classify(now time.Time, lags []scaling.PartitionLag, current int
 	for _, tp := range st.Stalled {
 		offsetStalled[tp] = true
 	}
-	hp := scaling.HealthParams{Now: now, StaleAfter: 3 * k.PollInterval, SlowAfter: time.Duration(k.StallPolls) * k.PollInterval}
+	hp := k.healthParams(now)
 	stalled, slow = map[scaling.TopicPartition]bool{}, map[scaling.TopicPartition]bool{}
 	k.stalled = k.stalled[:0]
 	for i, pl := range lags {
@@ -152,52 +152,58 @@ func (k *Kpipe) classify(now time.Time, lags []scaling.PartitionLag, current int
 		case h.Stuck():
 			stalled[pl.TopicPartition] = true
 			k.stalled = append(k.stalled, pl.Partition)
-		case h == scaling.HealthSlow:
+		case scaling.Serial(h, rec, hp):
 			slow[pl.TopicPartition] = true
 		}
 	}
 	return stalled, slow, st.Progress
 }
 
-// record is partition i's telemetry record as its pod would write it, nil without
-// Signals.Slow or when the simulated pods report nothing for it.
+// record is partition i's telemetry record as its owner's pod would write it, nil without
+// Signals.Slow (no record reaches the classification then).
 func (k *Kpipe) record(now time.Time, i int) *telemetry.Record {
-	if !k.Signals.Slow || i >= len(k.tel.Partitions) || len(k.tel.Replicas) == 0 {
+	if !k.Signals.Slow {
 		return nil
 	}
-	var busy float64
-	for _, r := range k.tel.Replicas {
-		busy += r.Busy
+	return k.written(now, i)
+}
+
+// written is partition i's record as its owner's pod writes it: the owner's busy share, the
+// partition's part of the owner's rate, and the partition's in-flight work; nil when the
+// simulated pods report nothing this second.
+func (k *Kpipe) written(now time.Time, i int) *telemetry.Record {
+	if i >= len(k.tel.Partitions) || len(k.tel.Replicas) == 0 {
+		return nil
 	}
 	pt := k.tel.Partitions[i]
-	rec := &telemetry.Record{At: now, Busy: busy / float64(len(k.tel.Replicas)), InFlight: pt.InFlight,
-		OldestInFlight: pt.OldestInFlight, State: telemetry.StateOK}
+	owner := k.tel.Replicas[pt.Owner]
+	rec := &telemetry.Record{At: now, Replica: fmt.Sprintf("replica-%d", pt.Owner),
+		Rate: owner.Rate / float64(max(owner.Partitions, 1)), Busy: owner.Busy,
+		InFlight: pt.InFlight, OldestInFlight: pt.OldestInFlight, State: telemetry.StateOK}
 	if pt.Retrying {
 		rec.State = telemetry.StateRetrying
 	}
 	return rec
 }
 
-// measuredCapacity is the per-replica capacity the operator computes from the records: the
-// messages the replicas processed over the worker time they were busy, counting the replicas
-// busy enough for the ratio to mean something. 0 when none was.
-func measuredCapacity(t Telemetry) float64 {
-	var rate, busy float64
-	for _, r := range t.Replicas {
-		if r.Busy >= minBusy && !r.Slow { // as scaling.MeasuredCapacity: a slow replica's busy share misleads
-			rate += r.Rate
-			busy += r.Busy
+// measuredCapacity is the per-replica capacity the operator computes from the records
+// (scaling.MeasuredCapacity, as controllers/signals.go calls it), 0 when unknown.
+func (k *Kpipe) measuredCapacity(now time.Time) float64 {
+	records := map[scaling.TopicPartition]*telemetry.Record{}
+	for i := range k.tel.Partitions {
+		if rec := k.written(now, i); rec != nil {
+			records[scaling.TopicPartition{Topic: "t", Partition: int32(i)}] = rec
 		}
 	}
-	if busy == 0 {
-		return 0
-	}
-	return rate / busy
+	return scaling.MeasuredCapacity(records, k.healthParams(now))
 }
 
-// minBusy is the busy fraction below which a replica's rate / busy is left out: a replica that
-// handled a few messages says little about what it can do.
-const minBusy = 0.05
+// healthParams are the classification's thresholds, as the operator derives them from its
+// poll interval.
+func (k *Kpipe) healthParams(now time.Time) scaling.HealthParams {
+	return scaling.HealthParams{Now: now, StaleAfter: 3 * k.PollInterval, SlowAfter: time.Duration(k.StallPolls) * k.PollInterval,
+		SerialAfter: k.PollInterval}
+}
 
 // observeRates, when set (by TestDecisionTrace), sees the rates of every kpipe poll.
 var observeRates func(now time.Time, r scaling.Rates, estimate, measured, ceiling float64)

@@ -61,8 +61,11 @@ type World struct {
 	Rate float64
 	// Workers is the replica's worker pool: a slow message holds one of them.
 	Workers int
-	// RebalancePause is how long consumption stops after a replica count change.
+	// RebalancePause is how long consumption stops after a replica count change, in an
+	// eager group (Rebalance nil).
 	RebalancePause time.Duration
+	// Rebalance, when set, makes the group cooperative: see Rebalance.
+	Rebalance *Rebalance
 	// MinReplicas and MaxReplicas bound both autoscalers.
 	MinReplicas, MaxReplicas int32
 	// LagPerReplica is kpipe's lagPerReplica and KEDA's lagThreshold.
@@ -90,12 +93,14 @@ type Telemetry struct {
 // ReplicaTelemetry is one replica's processed rate and busy fraction: capacity = Rate / Busy.
 type ReplicaTelemetry struct {
 	Rate, Busy float64
-	// Slow is true when the replica has a message in flight for minutes (the slow key's).
-	Slow bool
+	// Partitions is how many partitions the replica owns, the stuck one included.
+	Partitions int
 }
 
-// PartitionTelemetry is one partition's in-flight work.
+// PartitionTelemetry is one partition's owner and in-flight work.
 type PartitionTelemetry struct {
+	// Owner indexes Telemetry.Replicas: the member that owns the partition.
+	Owner          int
 	InFlight       int
 	OldestInFlight time.Duration
 	// Retrying is true when the oldest message in flight is between attempts (the stuck
@@ -182,8 +187,7 @@ func Run(w World, tr Trace, a Autoscaler) Result {
 		}
 		if next != s.replicas {
 			res.ScaleChanges++
-			s.pausedUntil = t + 1 + int(w.RebalancePause/time.Second)
-			s.replicas = next
+			s.scaled(t, s.replicas, next)
 		}
 		res.MaxReplicas = max(res.MaxReplicas, s.replicas)
 		res.ReplicaSeconds += int64(s.replicas)

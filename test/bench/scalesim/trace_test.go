@@ -43,7 +43,8 @@ func (l *logged) Step(now time.Time, o []scaling.Offsets, cur int32) int32 {
 }
 
 // TestDecisionTrace logs the replica changes of both autoscalers on one trace (or "all"),
-// and with SCALESIM_RATES=1 the rates kpipe measured at each poll:
+// and with SCALESIM_RATES=1 the rates kpipe measured at each poll (SCALESIM_COOPERATIVE=1: in
+// the cooperative world of MeasuredRebalance):
 //
 //	SCALESIM_TRACE="step burst" SCALESIM_RATES=1 go test ./test/bench/scalesim -run TestDecisionTrace -v
 func TestDecisionTrace(t *testing.T) {
@@ -59,6 +60,9 @@ func TestDecisionTrace(t *testing.T) {
 		defer func() { observeRates = nil }()
 	}
 	w := DefaultWorld()
+	if os.Getenv("SCALESIM_COOPERATIVE") != "" {
+		w.Rebalance = MeasuredRebalance()
+	}
 	for _, tr := range Traces() {
 		if name != "all" && tr.Name != name {
 			continue

@@ -13,7 +13,8 @@ type world struct {
 	committed []int64   // committed offset: processed as of the last commit, held by unfinished slow messages
 
 	replicas    int32
-	pausedUntil int // consumption stops until this second after a replica change or a rejoin
+	pausedUntil int     // eager: consumption stops until this second after a replica change or a rejoin
+	coop        *sticky // cooperative (World.Rebalance): the assignment and each partition's pause
 
 	resting   int32 // replicas resting in their idle penalty (out of the group)
 	restUntil int   // the second the resting replicas rejoin
@@ -33,8 +34,48 @@ type slowMessage struct {
 
 func newWorld(w World, tr Trace) *world {
 	n := tr.Partitions
-	return &world{w: w, tr: tr, produced: make([]float64, n), processed: make([]float64, n),
+	s := &world{w: w, tr: tr, produced: make([]float64, n), processed: make([]float64, n),
 		committed: make([]int64, n), replicas: w.MinReplicas}
+	if w.Rebalance != nil {
+		s.coop = newSticky(*w.Rebalance, n, w.MinReplicas)
+	}
+	return s
+}
+
+// scaled records a change of the replica count decided at second t.
+func (s *world) scaled(t int, from, to int32) {
+	switch {
+	case s.coop == nil:
+		s.pausedUntil = t + 1 + int(s.w.RebalancePause/time.Second)
+	case to > from:
+		s.coop.scaledUp(t)
+	}
+	s.replicas = to
+}
+
+// members is the replicas the group's assignment is for: those not resting, less (when
+// cooperative) new ones that have not joined yet.
+func (s *world) members() int32 {
+	if s.coop != nil {
+		return s.coop.members
+	}
+	return s.active()
+}
+
+// owner is the member that owns partition p.
+func (s *world) owner(p int) int {
+	if s.coop != nil {
+		return s.coop.owner[p]
+	}
+	return p % int(s.members())
+}
+
+// available is the share of second t during which partition p consumes.
+func (s *world) available(p, t int) float64 {
+	if s.coop != nil {
+		return s.coop.available(p, t)
+	}
+	return 1
 }
 
 // stuck is whether the trace's stuck partition processes nothing at second t.
@@ -62,8 +103,11 @@ func (s *world) step(t int) {
 		}
 	}
 	s.rest(t)
-	s.tel = Telemetry{Members: s.active(), Partitions: make([]PartitionTelemetry, len(s.produced))}
-	if t >= s.pausedUntil && s.active() > 0 {
+	if s.coop != nil {
+		s.coop.sync(t, s.active())
+	}
+	s.tel = Telemetry{Members: s.members(), Partitions: make([]PartitionTelemetry, len(s.produced))}
+	if t >= s.pausedUntil && s.members() > 0 {
 		s.consume(t)
 	}
 	s.partitionTelemetry(t)
@@ -93,24 +137,34 @@ func (s *world) rest(t int) {
 	switch {
 	case s.resting > 0 && t >= s.restUntil:
 		s.resting, s.lastWork = 0, t
-		s.pausedUntil = max(s.pausedUntil, t+int(s.w.RebalancePause/time.Second))
+		if s.coop != nil {
+			s.coop.rejoined(t)
+		} else {
+			s.pausedUntil = max(s.pausedUntil, t+int(s.w.RebalancePause/time.Second))
+		}
 	case s.resting == 0 && t-s.lastWork >= int(s.w.IdleWindow/time.Second):
 		s.resting, s.restUntil = s.replicas, t+int(s.w.IdlePenalty/time.Second)
 	}
 }
 
 // consume lets each replica in the group process what it can over the partitions it owns
-// (partition p belongs to member p mod members), sharing its capacity among those with
-// messages waiting, and records what each would report: the messages it processed and its
-// busy fraction (worker time handling or waiting on the sink; a worker held by the slow key
-// is busy the whole second).
+// (see owner), sharing its capacity among those with messages waiting, for the share of the
+// second they are not paused (see available), and records what each would report: the
+// messages it processed and its busy fraction (worker time handling or waiting on the sink; a
+// worker held by the slow key is busy the whole second).
 func (s *world) consume(t int) {
-	members := s.active()
+	members := s.members()
 	stuck := s.stuck(t)
 	owned := make([][]int, members)
+	counts := make([]int, members)
+	up := make([]float64, members) // the replica's partitions' available share, summed
 	for p := range s.produced {
+		r := s.owner(p)
+		s.tel.Partitions[p].Owner = r
+		counts[r]++
+		up[r] += s.available(p, t)
 		if !stuck || p != s.tr.Stuck {
-			owned[p%int(members)] = append(owned[p%int(members)], p)
+			owned[r] = append(owned[r], p)
 		}
 	}
 	share := s.w.Rate
@@ -125,13 +179,13 @@ func (s *world) consume(t int) {
 		}
 	}
 	for r, ps := range owned {
-		rate, held := share, 0.0
-		if len(s.slow) > 0 && s.tr.Slow.Partition%int(members) == r {
+		rate, held := share*up[r]/float64(max(counts[r], 1)), 0.0
+		if len(s.slow) > 0 && s.owner(s.tr.Slow.Partition) == r {
 			held = 1 / float64(s.w.Workers)
 			rate *= 1 - held
 		}
 		done := drain(rate, ps, s.produced, s.processed)
-		s.tel.Replicas = append(s.tel.Replicas, ReplicaTelemetry{Rate: done, Busy: done/share + held, Slow: held > 0})
+		s.tel.Replicas = append(s.tel.Replicas, ReplicaTelemetry{Rate: done, Busy: done/share + held, Partitions: counts[r]})
 		if done > 1e-9 || held > 0 {
 			s.lastWork = t
 		}

@@ -20,7 +20,9 @@ func TestSinkCapsWhatAllReplicasProcess(t *testing.T) {
 	if math.Abs(done-3000) > 1e-6 {
 		t.Fatalf("12 replicas behind a 3000 msg/s sink processed %.0f, want 3000", done)
 	}
-	if c := measuredCapacity(s.tel); math.Abs(c-250) > 1e-6 {
+	k := newKpipe(w, AllSignals())
+	k.Telemetry(s.tel)
+	if c := k.measuredCapacity(simStart); math.Abs(c-250) > 1e-6 {
 		t.Fatalf("measured capacity %.1f, want 250 (each replica waits on the sink)", c)
 	}
 }
