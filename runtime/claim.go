@@ -127,6 +127,7 @@ func (h *claims) OnConsume(m *sarama.ConsumerMessage) {
 // (partition.ctx).
 func (h *claims) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	pt := newPartition(h.workCtx, h.tx.session(sess), sess, claim, h.log, h.metrics)
+	h.tel.adopt(&pt.tel)
 	h.track(pt, true)
 	defer h.track(pt, false)
 	in := h.inbound.Load()
@@ -256,6 +257,7 @@ func (h *claims) track(pt *partition, add bool) {
 		h.parts[pt] = struct{}{}
 	} else {
 		delete(h.parts, pt)
+		h.tel.partitionsChanged()
 	}
 }
 

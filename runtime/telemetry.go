@@ -33,6 +33,13 @@ type telemetryWriter struct {
 	busy     ewma
 	idleSeen int64 // the pool's idle worker-nanoseconds at seenAt
 	seenAt   int64 // monoNow of the last window's end, 0 before the first
+	// windowAt is the wall-clock time of seenAt: a partition taken on starts its rate's
+	// window there, as the busy share's window does (adopt).
+	windowAt time.Time
+	// restart is set when the replica's partitions changed: the next window starts the busy
+	// share and every partition's rate afresh (epoch counts those restarts; see adopt).
+	restart bool
+	epoch   int64
 }
 
 func newTelemetryWriter(replica string, commitInterval time.Duration, pl *pool) *telemetryWriter {
@@ -56,22 +63,56 @@ func (w *telemetryWriter) sample() {
 		return
 	}
 	if w.seenAt != 0 && workers > 0 {
+		if w.restart {
+			w.busy.primed, w.restart = false, false
+			w.epoch++
+		}
 		share := 1 - float64(idle-w.idleSeen)/(float64(workers)*float64(dt))
 		w.busy.add(min(max(share, 0), 1), dt, w.tau)
 	}
-	w.idleSeen, w.seenAt = idle, at
+	w.idleSeen, w.seenAt, w.windowAt = idle, at, time.Now()
 }
 
-func (w *telemetryWriter) busyShare() float64 {
+// averages are the busy share and the restarts of the averages so far.
+func (w *telemetryWriter) averages() (busy float64, epoch int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.busy.value
+	return w.busy.value, w.epoch
+}
+
+// adopt prepares the averages of a partition the replica takes on, before it is shared: its
+// rate's window starts where the busy share's current one did, and the next window starts
+// every average afresh. The operator divides the sum of a replica's partitions' rates by its
+// busy share (docs/scaling.md, "Measured capacity"), so both must weigh the same past. They did
+// not when the replica's partitions changed: a partition's rate began with its own first
+// window while the busy share carried the replica's history. A new member of a cooperative
+// group owns nothing in its first session, so its busy share starts near 0 and its rates at
+// full speed: 161 msg/s read for replicas that can do at most 80 (test/e2e, "a lag time target
+// on real pods"). A partition given up takes its rate out of the sum while its work stays in
+// the busy share, which read low; released (see partitionsChanged) restarts the averages too.
+func (w *telemetryWriter) adopt(t *partitionTelemetry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.windowAt.IsZero() {
+		t.avgSince = w.windowAt
+	}
+	t.epoch = w.epoch
+	w.restart = true
+}
+
+// partitionsChanged restarts the averages at the next window: the replica gave up a
+// partition (see adopt).
+func (w *telemetryWriter) partitionsChanged() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.restart = true
 }
 
 // encodeLocked is the record of pt at now, encoded; pt.mu is held.
 func (w *telemetryWriter) encodeLocked(pt *partition, now time.Time) string {
-	r := telemetry.Record{At: now, Replica: w.replica, Busy: w.busyShare(), State: telemetry.StateOK,
-		Rate: pt.tel.rate(now, w.tau, w.minWindow()), InFlight: pt.inFlight}
+	busy, epoch := w.averages()
+	r := telemetry.Record{At: now, Replica: w.replica, Busy: busy, State: telemetry.StateOK,
+		Rate: pt.tel.rate(now, epoch, w.tau, w.minWindow()), InFlight: pt.inFlight}
 	if oldest, ok := pt.tracker.Oldest(); ok && pt.inFlight > 0 {
 		if at, ok := pt.tel.admittedAt(oldest); ok {
 			r.OldestInFlight = now.Sub(at)
@@ -99,6 +140,7 @@ type partitionTelemetry struct {
 	avg      ewma      // messages per second
 	avgDone  int64     // done at avgSince
 	avgSince time.Time // start of the current rate window
+	epoch    int64     // the telemetryWriter's epoch the average belongs to
 	// admits holds the first offset and the admission time of each batch admitted with
 	// messages still in flight, oldest first: the age of the oldest message in flight costs a
 	// look-up per commit, not a clock read per message.
@@ -117,9 +159,13 @@ func newPartitionTelemetry(now time.Time) partitionTelemetry {
 	return partitionTelemetry{avgSince: now}
 }
 
-// rate adds the window since the last one to the rate's average, when it is long enough.
-func (t *partitionTelemetry) rate(now time.Time, tau, minWindow time.Duration) float64 {
+// rate adds the window since the last one to the rate's average, when it is long enough. A
+// new epoch (the writer restarted its averages, see adopt) starts the average afresh.
+func (t *partitionTelemetry) rate(now time.Time, epoch int64, tau, minWindow time.Duration) float64 {
 	if dt := now.Sub(t.avgSince); dt >= minWindow {
+		if t.epoch != epoch {
+			t.avg.primed, t.epoch = false, epoch
+		}
 		t.avg.add(float64(t.done-t.avgDone)/dt.Seconds(), dt, tau)
 		t.avgDone, t.avgSince = t.done, now
 	}

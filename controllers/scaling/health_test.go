@@ -81,6 +81,13 @@ func TestMeasuredCapacity(t *testing.T) {
 		{"a replica with a slow partition says nothing", map[TopicPartition]*telemetry.Record{
 			tp(0): r("a", 50, 0.5, time.Second), tp(1): r("b", 10, 0.5, time.Second),
 			tp(2): {At: now, Rate: 0, Busy: 0.5, Replica: "b", OldestInFlight: 2 * time.Minute}}, 100},
+		// After a rebalance: "a" kept partition 0, where it now does all its work (60 msg/s);
+		// partitions 1 and 2 still hold the records it wrote before giving them up, until
+		// their new owner commits. Those rates are not "a"'s any more.
+		{"a replica's records of partitions it gave up", map[TopicPartition]*telemetry.Record{
+			tp(0): r("a", 60, 1, time.Second), tp(1): r("a", 20, 1, 2*time.Second), tp(2): r("a", 20, 1, 2*time.Second)}, 60},
+		{"a replica's partitions of one commit summed", map[TopicPartition]*telemetry.Record{
+			tp(0): r("a", 20, 0.5, time.Second), tp(1): r("a", 20, 0.5, time.Second), tp(2): r("b", 30, 0.5, 3*time.Second)}, 70},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
