@@ -405,6 +405,7 @@ func forwarder(b *testing.B, tc *testCluster, name, in, out, group string) func(
 	case "kpipe":
 		spec := tc.baseSpec(group)
 		spec["topics"] = []string{in}
+		spec["pool"] = map[string]any{"size": 8, "ordering": "Key"} // the default buffer, as in BenchmarkConsume
 		spec["processor"] = map[string]any{"forward": map[string]any{"topic": out}}
 		return kpipeRun(b, spec, WithShutdownTimeout(0))
 	case "sarama-sync":
