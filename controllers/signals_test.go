@@ -50,13 +50,25 @@ func reporter(topic, group string, rec telemetry.Record) {
 // reportingPipeline creates a topic with lag 50 on each of 4 partitions and a pipeline of
 // it that wants a replica per 10 messages (the partition cap, 4, under that lag).
 func reportingPipeline(name string, rec telemetry.Record, mut ...func(*kpipev1.KafkaPipeline)) types.NamespacedName {
+	return pipelineWithLag(name, func(ctx context.Context, topic string) error { return kc.ProduceAll(ctx, topic, 4, 50) }, rec, mut...)
+}
+
+// onePartitionLagging is reportingPipeline with all the lag, 200, on partition 0.
+func onePartitionLagging(name string, rec telemetry.Record, mut ...func(*kpipev1.KafkaPipeline)) types.NamespacedName {
+	return pipelineWithLag(name, func(ctx context.Context, topic string) error { return kc.Produce(ctx, topic, 200, 0) }, rec, mut...)
+}
+
+// pipelineWithLag creates a 4-partition topic committed at 0, produces to it, starts a
+// reporter with rec (unless it names no replica) and creates the pipeline.
+func pipelineWithLag(name string, produce func(context.Context, string) error, rec telemetry.Record,
+	mut ...func(*kpipev1.KafkaPipeline)) types.NamespacedName {
 	ctx := context.Background()
 	topic := name + "-in"
 	Expect(kc.CreateTopic(ctx, topic, 4)).To(Succeed())
 	ns := newNamespace()
 	key := types.NamespacedName{Namespace: ns, Name: name}
 	Expect(kc.Commit(ctx, name+"-group", map[string]map[int32]int64{topic: {0: 0, 1: 0, 2: 0, 3: 0}})).To(Succeed())
-	Expect(kc.ProduceAll(ctx, topic, 4, 50)).To(Succeed())
+	Expect(produce(ctx, topic)).To(Succeed())
 	if rec.Replica != "" {
 		reporter(topic, name+"-group", rec)
 	}
@@ -98,20 +110,8 @@ var _ = Describe("what the pods report", func() {
 	It("a slow partition's lag counts for one replica's worth: one replica is the most a partition gets", func() {
 		// All the lag (200, at 10 a replica) is on partition 0, slow; the other three have none.
 		// Counted whole it would ask for the partition cap (4); one replica is what helps.
-		ctx := context.Background()
-		ns, topic := newNamespace(), "serial-in"
-		key := types.NamespacedName{Namespace: ns, Name: "serial"}
-		Expect(kc.CreateTopic(ctx, topic, 4)).To(Succeed())
-		Expect(kc.Commit(ctx, "serial-group", map[string]map[int32]int64{topic: {0: 0, 1: 0, 2: 0, 3: 0}})).To(Succeed())
-		Expect(kc.Produce(ctx, topic, 200, 0)).To(Succeed())
-		reporter(topic, "serial-group", telemetry.Record{Busy: 0.1, InFlight: 1, OldestInFlight: 30 * time.Second,
+		key := onePartitionLagging("serial", telemetry.Record{Busy: 0.1, InFlight: 1, OldestInFlight: 30 * time.Second,
 			State: telemetry.StateOK, Replica: "serial-0"})
-		Expect(k8s.Create(ctx, newPipeline(ns, "serial", []string{topic}, func(kp *kpipev1.KafkaPipeline) {
-			kp.Spec.Scaling.LagPerReplica = ptr.To[int64](10)
-		}))).To(Succeed())
-		DeferCleanup(func() {
-			Expect(k8s.Delete(ctx, &kpipev1.KafkaPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "serial"}})).To(Succeed())
-		})
 		Eventually(func(g Gomega) {
 			kp := getPipeline(g, key)
 			stalled := condition(kp, kpipev1.ConditionStalled)
@@ -156,22 +156,12 @@ var _ = Describe("what the pods report", func() {
 		// to the partition cap (4) until the message has been in flight for six polls (18s:
 		// slow) or the offset stood still for six (stalled), and the scale-down window would
 		// then hold 4 for minutes. Retried for over a poll, it never asks for more than one.
-		ctx := context.Background()
-		ns, topic := newNamespace(), "retried-in"
-		key := types.NamespacedName{Namespace: ns, Name: "retried"}
-		Expect(kc.CreateTopic(ctx, topic, 4)).To(Succeed())
-		Expect(kc.Commit(ctx, "retried-group", map[string]map[int32]int64{topic: {0: 0, 1: 0, 2: 0, 3: 0}})).To(Succeed())
-		Expect(kc.Produce(ctx, topic, 200, 0)).To(Succeed())
-		reporter(topic, "retried-group", telemetry.Record{Busy: 0.2, InFlight: 1, OldestInFlight: 4 * time.Second,
-			State: telemetry.StateRetrying, Replica: "retried-0"})
-		Expect(k8s.Create(ctx, newPipeline(ns, "retried", []string{topic}, func(kp *kpipev1.KafkaPipeline) {
-			kp.Spec.Scaling.LagPerReplica = ptr.To[int64](10)
+		key := onePartitionLagging("retried", telemetry.Record{Busy: 0.2, InFlight: 1, OldestInFlight: 4 * time.Second,
+			State: telemetry.StateRetrying, Replica: "retried-0"}, func(kp *kpipev1.KafkaPipeline) {
 			kp.Spec.Scaling.PollInterval = dur(3 * time.Second)
 			kp.Spec.Scaling.MinReplicas = ptr.To[int32](1) // running: waking from zero counts all lag
-		}))).To(Succeed())
-		DeferCleanup(func() {
-			Expect(k8s.Delete(ctx, &kpipev1.KafkaPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "retried"}})).To(Succeed())
 		})
+		ctx := context.Background()
 		replicas := func() int32 {
 			dep := &appsv1.Deployment{}
 			if err := k8s.Get(ctx, key, dep); err != nil || dep.Spec.Replicas == nil {
