@@ -74,10 +74,10 @@ func classifyPartitions(lags []scaling.PartitionLag, offsetStalled map[scaling.T
 			s.stuck = append(s.stuck, pl.TopicPartition)
 			s.stuckLag += pl.Lag
 		case scaling.Serial(h, res.Records[pl.TopicPartition], hp):
-			if h == scaling.HealthSlow {
-				s.slow = append(s.slow, pl.TopicPartition)
-			}
 			s.slowLag += scaling.SlowLagBeyondOneReplica(pl.Lag, lagPerReplica)
+		}
+		if h == scaling.HealthSlow {
+			s.slow = append(s.slow, pl.TopicPartition) // for the status: a retried one is not slow
 		}
 	}
 	s.capacity = scaling.MeasuredCapacity(res.Records, hp)

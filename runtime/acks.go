@@ -60,11 +60,8 @@ func (pr *producer) finishAcked(js []*job) {
 	n := 0
 	var slots, bytes int64
 	for _, j := range js {
-		if !j.finished.CompareAndSwap(false, true) {
+		if !j.settle(pr.metrics) {
 			continue
-		}
-		if j.stalled {
-			pr.metrics.stalled.Dec()
 		}
 		pr.metrics.latency.Observe(now.Sub(j.start).Seconds())
 		if j.ackSlot {

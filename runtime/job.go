@@ -158,11 +158,8 @@ func (j *job) stall(m *metrics, log *slog.Logger, err error) {
 // whether this was that call. A job holding a producer window slot is finished by the
 // producer, which gives the slot back.
 func (j *job) finish(result string, m *metrics) bool {
-	if !j.finished.CompareAndSwap(false, true) {
+	if !j.settle(m) {
 		return false
-	}
-	if j.stalled {
-		m.stalled.Dec()
 	}
 	m.processedCounter(result).Inc()
 	if result == resultAbandoned {
@@ -171,5 +168,17 @@ func (j *job) finish(result string, m *metrics) bool {
 	}
 	m.latency.Observe(time.Since(j.start).Seconds())
 	j.part.complete(j.msg.Offset)
+	return true
+}
+
+// settle is the part of finishing that every way of finishing shares (finish, and acks.go's
+// batches): only the first call returns true; it takes the job out of the stalled count.
+func (j *job) settle(m *metrics) bool {
+	if !j.finished.CompareAndSwap(false, true) {
+		return false
+	}
+	if j.stalled {
+		m.stalled.Dec()
+	}
 	return true
 }

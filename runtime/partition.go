@@ -102,12 +102,8 @@ func (pt *partition) complete(offset int64) {
 	pt.gauge.Dec()
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	pt.inFlight--
-	pt.tel.finished(offset, true)
+	pt.completeLocked(offset)
 	pt.signal()
-	if !pt.closed {
-		pt.doneLocked(offset)
-	}
 }
 
 // completeAll is complete for messages of the partition finished together (acks.go): one
@@ -116,16 +112,18 @@ func (pt *partition) completeAll(js []*job) {
 	pt.gauge.Sub(float64(len(js)))
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	pt.inFlight -= len(js)
 	for _, j := range js {
-		pt.tel.finished(j.msg.Offset, true)
+		pt.completeLocked(j.msg.Offset)
 	}
 	pt.signal()
-	if pt.closed {
-		return
-	}
-	for _, j := range js {
-		pt.doneLocked(j.msg.Offset)
+}
+
+// completeLocked records one finished message; pt.mu is held.
+func (pt *partition) completeLocked(offset int64) {
+	pt.inFlight--
+	pt.tel.finished(offset, true)
+	if !pt.closed {
+		pt.doneLocked(offset)
 	}
 }
 

@@ -46,24 +46,42 @@ import (
 // markStarts marks in sess the starting offset of each claimed partition that has no
 // committed offset. On failure the claims start where sarama resolves them, as before.
 func (h *claims) markStarts(sess sarama.ConsumerGroupSession) {
-	missing, err := h.uncommitted(sess.Claims())
-	if err != nil {
-		h.log.Warn("cannot tell which claimed partitions have a committed offset; their start is committed with their first message", "err", err)
-		return
-	}
-	initial := h.consumer.Consumer.Offsets.Initial
 	meta := telemetry.Encode(telemetry.Record{At: time.Now(), Replica: h.tel.replica})
+	for _, st := range h.missingStarts(h.client, sess.Claims(), "claimed") {
+		sess.MarkOffset(st.topic, st.partition, st.offset, meta)
+		h.log.Info("partition without a committed offset: committing where it starts",
+			"topic", st.topic, "partition", st.partition, "offset", st.offset)
+	}
+}
+
+// startOffset is where a partition without a committed offset starts.
+type startOffset struct {
+	topicPartition
+	offset int64
+}
+
+// missingStarts is the partitions of claimed (what says which, for the logs) that have no
+// committed offset, each with the start lister resolves for it (GetOffset with the
+// configured initial offset, the request sarama would send). A partition whose start cannot
+// be resolved is logged and left out, and so are all when the committed offsets cannot be
+// read: their start is then committed with their first message.
+func (h *claims) missingStarts(lister sarama.Client, claimed map[string][]int32, what string) []startOffset {
+	missing, err := h.uncommitted(claimed)
+	if err != nil {
+		h.log.Warn("cannot tell which "+what+" partitions have a committed offset; their start is committed with their first message", "err", err)
+		return nil
+	}
+	var starts []startOffset
 	for _, tp := range missing {
-		off, err := h.client.GetOffset(tp.topic, tp.partition, initial)
+		off, err := lister.GetOffset(tp.topic, tp.partition, h.consumer.Consumer.Offsets.Initial)
 		if err != nil {
 			h.log.Warn("cannot resolve the starting offset; it is committed with the first message",
 				"topic", tp.topic, "partition", tp.partition, "err", err)
 			continue
 		}
-		sess.MarkOffset(tp.topic, tp.partition, off, meta)
-		h.log.Info("partition without a committed offset: committing where it starts",
-			"topic", tp.topic, "partition", tp.partition, "offset", off)
+		starts = append(starts, startOffset{tp, off})
 	}
+	return starts
 }
 
 // uncommitted is the partitions of claimed that have no committed offset in the group: one
@@ -165,12 +183,10 @@ func addedPartitions(assigned, owned map[string][]int32) map[string][]int32 {
 // that have no committed offset: one OffsetFetch, then one ListOffsets per partition
 // missing and one OffsetCommit. It gives up, without committing, once ctx has ended.
 func (h *claims) commitStarts(ctx context.Context, added map[string][]int32, generation int32, member string) {
-	missing, err := h.uncommitted(added)
-	if err != nil {
-		h.log.Warn("cannot tell which added partitions have a committed offset; their start is committed with their first message", "err", err)
-		return
-	}
-	if len(missing) == 0 {
+	// The coordinator's client: the fetching client's connection to a leader may be busy
+	// with a fetch's long poll.
+	starts := h.missingStarts(coordinatorClient(h.client), added, "added")
+	if len(starts) == 0 || ctx.Err() != nil {
 		return
 	}
 	req := sarama.NewOffsetCommitRequest(h.consumer, h.set.group)
@@ -179,47 +195,32 @@ func (h *claims) commitStarts(ctx context.Context, added map[string][]int32, gen
 		req.GroupInstanceId = &id
 	}
 	meta := telemetry.Encode(telemetry.Record{At: time.Now(), Replica: h.tel.replica})
-	// The coordinator's client: the fetching client's connection to a leader may be busy
-	// with a fetch's long poll.
-	lister := coordinatorClient(h.client)
-	var resolved []topicPartition
-	for _, tp := range missing {
-		off, err := lister.GetOffset(tp.topic, tp.partition, h.consumer.Consumer.Offsets.Initial)
-		if err != nil {
-			h.log.Warn("cannot resolve the starting offset; it is committed with the first message",
-				"topic", tp.topic, "partition", tp.partition, "err", err)
-			continue
-		}
-		req.AddBlockWithLeaderEpoch(tp.topic, tp.partition, off, -1, 0, meta)
-		resolved = append(resolved, tp)
+	for _, st := range starts {
+		req.AddBlockWithLeaderEpoch(st.topic, st.partition, st.offset, -1, 0, meta)
 	}
-	if len(resolved) == 0 || ctx.Err() != nil {
-		return
-	}
-	h.sendStarts(req, resolved)
+	h.sendStarts(req, starts)
 }
 
 // sendStarts sends the commit of the starts resolved and logs its outcome.
-func (h *claims) sendStarts(req *sarama.OffsetCommitRequest, resolved []topicPartition) {
+func (h *claims) sendStarts(req *sarama.OffsetCommitRequest, starts []startOffset) {
 	coordinator, err := h.client.Coordinator(h.set.group)
 	if err == nil {
 		var resp *sarama.OffsetCommitResponse
 		resp, err = coordinator.CommitOffset(req)
-		err = errors.Join(err, offsetCommitError(resp, resolved))
+		err = errors.Join(err, offsetCommitError(resp, starts))
 	}
 	if err != nil {
 		h.log.Warn("cannot commit the start of the added partitions; it is committed with their first message", "err", err)
 		return
 	}
-	for _, tp := range resolved {
-		off, _, _ := req.Offset(tp.topic, tp.partition)
+	for _, st := range starts {
 		h.log.Info("added partition without a committed offset: committed where it starts",
-			"topic", tp.topic, "partition", tp.partition, "offset", off)
+			"topic", st.topic, "partition", st.partition, "offset", st.offset)
 	}
 }
 
 // offsetCommitError is the first error of resp for the partitions committed.
-func offsetCommitError(resp *sarama.OffsetCommitResponse, committed []topicPartition) error {
+func offsetCommitError(resp *sarama.OffsetCommitResponse, committed []startOffset) error {
 	if resp == nil {
 		return nil
 	}

@@ -152,7 +152,11 @@ func MeasuredCapacity(records map[TopicPartition]*telemetry.Record, hp HealthPar
 	byReplica := map[string]*replica{}
 	latest := latestCommits(records, hp)
 	for _, r := range records {
-		if r = hp.Fresh(r); r == nil || r.Replica == "" || !r.At.Equal(latest[r.Replica]) {
+		if r == nil || r.Replica == "" {
+			continue
+		}
+		// latest holds fresh times only: a record written at one is fresh too.
+		if at, ok := latest[r.Replica]; !ok || !r.At.Equal(at) {
 			continue
 		}
 		rp := byReplica[r.Replica]
