@@ -35,6 +35,9 @@ type claims struct {
 	// back); a session has its own.
 	consumer *sarama.Config
 	inbound  atomic.Pointer[inbound]
+	// decoded accounts for what the fetches hold decoded (decompressed) beyond the fetch
+	// share: it sizes the fetches and takes the excess from the pool and the window.
+	decoded *decodedFetches
 
 	// client is the consumer group's: Setup resolves the starting offsets with it
 	// (startoffset.go).
@@ -103,7 +106,10 @@ func (h *claims) sizeFetches(sess sarama.ConsumerGroupSession) {
 	for _, ps := range sess.Claims() {
 		n += len(ps)
 	}
-	fetch := h.set.memory.partitionFetch(n)
+	fetch := h.set.memory.partitionFetch(n, 1)
+	if h.decoded != nil {
+		fetch = h.decoded.session(n)
+	}
 	h.consumer.Consumer.Fetch.Default = fetch
 	h.inbound.Store(newInbound(h.set.memory.inbound, sess.Context().Done()))
 	h.log.Info("consumer group session started", "generation", sess.GenerationID(), "claims", sess.Claims(),
@@ -114,8 +120,12 @@ func (h *claims) sizeFetches(sess sarama.ConsumerGroupSession) {
 // channel: it takes the message's bytes from the session's inbound gate, waiting while
 // the messages delivered and not admitted hold the inbound share.
 func (h *claims) OnConsume(m *sarama.ConsumerMessage) {
+	n := messageSize(m)
+	if h.decoded != nil {
+		h.decoded.delivered(n)
+	}
 	if in := h.inbound.Load(); in != nil {
-		in.take(m)
+		in.take(m, n)
 	}
 }
 

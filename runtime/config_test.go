@@ -155,7 +155,7 @@ func TestLoadConfigAppliesDefaultsAndReadsSecrets(t *testing.T) {
 	}
 	cfg, err := LoadConfig(spec, dirs)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(*cfg.Spec.Pool.Buffer).To(Equal(int32(16)))
+	g.Expect(*cfg.Spec.Pool.Buffer).To(Equal(int32(256)))
 	g.Expect(string(cfg.Spec.Pool.Ordering)).To(Equal("Key"))
 	g.Expect(cfg.PoolSize()).To(Equal(goruntime.GOMAXPROCS(0)))
 	g.Expect(cfg.Credentials.TLS.Certificates).To(HaveLen(1))

@@ -46,11 +46,11 @@ func (in *inbound) claim(tp topicPartition) *inboundClaim {
 	return c
 }
 
-// take takes m's bytes for its claim, waiting for room; it gives up when the session or
+// take takes m's bytes (n, its messageSize) for its claim, waiting for room; it gives up when the session or
 // the claim ends. A message of a closed claim passes without taking bytes: it is one sarama
 // delivers while closing the partition, or the first of the partition's next claim before
 // ConsumeClaim opened it (then admitted gives back at most what the claim owes).
-func (in *inbound) take(m *sarama.ConsumerMessage) {
+func (in *inbound) take(m *sarama.ConsumerMessage, n int64) {
 	in.mu.Lock()
 	c := in.claim(topicPartition{m.Topic, m.Partition})
 	closed := c.closed
@@ -58,7 +58,6 @@ func (in *inbound) take(m *sarama.ConsumerMessage) {
 	if closed {
 		return
 	}
-	n := messageSize(m)
 	if !in.gate.acquire(n, in.done, c.released) {
 		return
 	}

@@ -44,7 +44,7 @@ func saramaConfig(cfg *Config, memory *memoryBudget) (*sarama.Config, error) {
 	// the pool rather than detaching after MaxProcessingTime: detaching lets the broker
 	// fetch again while the detached feeder holds the previous response.
 	sc.Consumer.Fetch.MaxBytes = int32(min(memory.fetch, math.MaxInt32))
-	sc.Consumer.Fetch.Default = memory.partitionFetch(1)
+	sc.Consumer.Fetch.Default = memory.partitionFetch(1, 1)
 	sc.Consumer.MaxProcessingTime = time.Hour
 	groupTimeouts(sc)
 

@@ -70,9 +70,9 @@ func newMemoryBudget(total int64, source string, limit int64) memoryBudget {
 }
 
 // partitionFetch is the fetch size of each of n claimed partitions: the fetch share split
-// between them.
-func (b memoryBudget) partitionFetch(n int) int32 {
-	f := b.fetch / int64(max(n, 1))
+// between them, and divided by ratio, the bytes a fetched byte decodes to (decoded.go).
+func (b memoryBudget) partitionFetch(n int, ratio float64) int32 {
+	f := int64(float64(b.fetch) / float64(max(n, 1)) / max(ratio, 1))
 	return int32(min(max(f, minPartitionFetch), maxPartitionFetch))
 }
 
@@ -196,7 +196,7 @@ func readLimit(file string) (int64, error) {
 // a message larger than the limit passes on its own. Without waiters, acquire and release
 // are one atomic operation each.
 type byteGate struct {
-	limit   int64
+	limit   atomic.Int64 // lowered and raised by the decoded fetches' share (decoded.go)
 	used    atomic.Int64
 	waiters atomic.Int32
 
@@ -205,9 +205,23 @@ type byteGate struct {
 	wake  chan struct{} // closed when bytes are released while someone waits
 }
 
-func newByteGate(limit int64) *byteGate { return &byteGate{limit: limit} }
+func newByteGate(limit int64) *byteGate {
+	g := &byteGate{}
+	g.limit.Store(limit)
+	return g
+}
 
-func (g *byteGate) fits(used, n int64) bool { return used == 0 || used+n <= g.limit }
+func (g *byteGate) fits(used, n int64) bool { return used == 0 || used+n <= g.limit.Load() }
+
+// setLimit changes the bound; what is held above a lower bound stays until it is released,
+// and waiters are woken when it is raised.
+func (g *byteGate) setLimit(limit int64) {
+	if g.limit.Swap(limit) < limit && g.waiters.Load() > 0 {
+		g.mu.Lock()
+		g.wakeLocked()
+		g.mu.Unlock()
+	}
+}
 
 // acquire takes n bytes, waiting for room; false when stop or revoked closed first.
 func (g *byteGate) acquire(n int64, stop, revoked <-chan struct{}) bool {

@@ -98,9 +98,9 @@ func TestMemoryBudgetOverrides(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(b.goMemLimit()).To(Equal(int64(400<<20)*85/100), "without a limit, GOMEMLIMIT follows the budget")
 
-	g.Expect(newMemoryBudget(256<<20, "", 0).partitionFetch(12)).To(Equal(int32(maxPartitionFetch)))
-	g.Expect(newMemoryBudget(16<<20, "", 0).partitionFetch(12)).To(Equal(int32(2 << 20 / 12)))
-	g.Expect(newMemoryBudget(1<<20, "", 0).partitionFetch(100)).To(Equal(int32(minPartitionFetch)))
+	g.Expect(newMemoryBudget(256<<20, "", 0).partitionFetch(12, 1)).To(Equal(int32(maxPartitionFetch)))
+	g.Expect(newMemoryBudget(16<<20, "", 0).partitionFetch(12, 1)).To(Equal(int32(2 << 20 / 12)))
+	g.Expect(newMemoryBudget(1<<20, "", 0).partitionFetch(100, 1)).To(Equal(int32(minPartitionFetch)))
 }
 
 // TestPoolBoundsBytes: the pool admits messages while their bytes fit, a message larger

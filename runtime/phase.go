@@ -77,6 +77,7 @@ func (ph *phase) join() error {
 	}
 	ph.group, ph.claims.client = group, client
 	if !p.set.produces() {
+		ph.claims.decoded = newDecodedFetches(p.set.memory, consumer.MetricRegistry, ph.pool, nil)
 		return nil
 	}
 	async, err := sarama.NewAsyncProducer(p.set.brokers, p.sarama)
@@ -88,6 +89,7 @@ func (ph *phase) join() error {
 	ph.out = &producer{set: s, async: async, window: newByteGate(int64(s.producerWindow)),
 		windowBytes: newByteGate(s.memory.window), log: p.log, metrics: p.metrics, ctx: ph.workCtx}
 	ph.worker.out = ph.out
+	ph.claims.decoded = newDecodedFetches(s.memory, consumer.MetricRegistry, ph.pool, ph.out.windowBytes)
 	if s.exactlyOnce {
 		if err := ph.beginTransactions(async); err != nil {
 			_ = async.Close()

@@ -29,9 +29,9 @@ import (
 // if ready messages are left, so a message that hangs holds up its own lane only.
 type pool struct {
 	ordering kpipev1.Ordering
-	capacity int64 // slots: buffer + workers
-	capBytes int64 // bytes of the messages held: the pool's share of the memory budget
-	refill   int64 // free slots that wake the consumers waiting for space (see doneOne)
+	capacity int64        // slots: buffer + workers
+	capBytes atomic.Int64 // bytes of the messages held: the pool's share of the memory budget (see setCapBytes)
+	refill   int64        // free slots that wake the consumers waiting for space (see doneOne)
 
 	// Slots and bytes are taken under mu (acquireUpTo) and given back without it (done).
 	held      atomic.Int64 // slots taken: messages held by the pool
@@ -70,13 +70,13 @@ func newPool(ordering kpipev1.Ordering, buffer, workers int, capBytes int64) *po
 	pl := &pool{
 		ordering: ordering,
 		capacity: int64(buffer + workers),
-		capBytes: capBytes,
 		refill:   int64(max(1, (buffer+workers)/2)),
 		lanes:    map[laneKey]*lane{},
 		sweepAt:  minLaneSweep,
 		gaveUp:   map[uint64]bool{},
 		seed:     maphash.MakeSeed(),
 	}
+	pl.capBytes.Store(capBytes)
 	pl.workReady.L = &pl.mu
 	pl.spaceFreed.L = &pl.mu
 	return pl
@@ -117,7 +117,8 @@ func (pl *pool) acquireUpTo(ctx context.Context, n int, first int64) (int, int64
 		return 0, 0
 	}
 	n = min(n, int(pl.capacity-pl.held.Load()))
-	room := max(first, min(pl.capBytes-pl.heldBytes.Load(), pl.capBytes/8))
+	capBytes := pl.capBytes.Load()
+	room := max(first, min(capBytes-pl.heldBytes.Load(), capBytes/8))
 	pl.held.Add(int64(n))
 	pl.heldBytes.Add(room)
 	return n, room
@@ -131,7 +132,7 @@ func (pl *pool) mayTakeLocked(bytes int64) bool {
 
 func (pl *pool) fitsLocked(bytes int64) bool {
 	held := pl.heldBytes.Load()
-	return pl.held.Load() < pl.capacity && (held == 0 || held+bytes <= pl.capBytes)
+	return pl.held.Load() < pl.capacity && (held == 0 || held+bytes <= pl.capBytes.Load())
 }
 
 // waitLocked waits for a slot, then, when the bytes do not fit or others wait for bytes,
@@ -181,6 +182,15 @@ func (pl *pool) nextTurnLocked() {
 		pl.serving++
 	}
 	pl.spaceFreed.Broadcast()
+}
+
+// setCapBytes changes the pool's bytes (the decoded fetches take part of its share,
+// decoded.go): messages held above a lower bound stay until they are done, and consumers
+// waiting for room are woken when it is raised.
+func (pl *pool) setCapBytes(n int64) {
+	if pl.capBytes.Swap(n) < n && pl.spaceWait.Load() > 0 {
+		pl.wakeConsumers()
+	}
 }
 
 // empty reports whether no slot is taken: no message is waiting in the pool or being

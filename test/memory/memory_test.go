@@ -3,10 +3,16 @@
 // OOM-killed, loses nothing, and stays within its budget plus the documented overhead.
 //
 // It needs root on Linux (to make a memory cgroup) and skips otherwise, and in -short mode.
-// KPIPE_MEMTEST_MIB sets the backlog (default 512; the case is 750).
+// KPIPE_MEMTEST_MIB sets the backlog (default 512; the case is 750),
+// KPIPE_MEMTEST_BUFFER the pool's buffer (default: the API's).
 //
 //	go test ./test/memory -v -count=1
 //	KPIPE_MEMTEST_MIB=750 go test ./test/memory -v -count=1
+//
+// The backlog is written with the Kafka client's default compression (snappy), and its
+// values, a 26-letter pattern, compress about 15:1: the 12 MiB sarama fetches at once decode
+// to about 180 MiB, which the runtime's accounting of decoded fetches has to absorb
+// (runtime/decoded.go).
 package memory
 
 import (
@@ -158,6 +164,7 @@ func startInCgroup(t *testing.T, bin string, cg *memoryCgroup, addrs []string) *
 		"group":         "memtest",
 		"initialOffset": "Earliest",
 		"processor":     map[string]any{"forward": map[string]any{"topic": "out"}},
+		"pool":          poolSpec(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -182,6 +189,16 @@ func startInCgroup(t *testing.T, bin string, cg *memoryCgroup, addrs []string) *
 			t.Logf("kpipe run log (tail):\n%s", tail(string(b), 4000))
 		}
 	})
+	return p
+}
+
+// poolSpec is the pipeline's pool: the defaults, or a buffer of KPIPE_MEMTEST_BUFFER messages.
+func poolSpec() map[string]any {
+	p := map[string]any{}
+	if v := os.Getenv("KPIPE_MEMTEST_BUFFER"); v != "" {
+		b, _ := strconv.Atoi(v)
+		p["buffer"] = b
+	}
 	return p
 }
 
