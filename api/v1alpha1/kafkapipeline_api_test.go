@@ -119,7 +119,7 @@ var _ = Describe("the KafkaPipeline API", func() {
 		var kp kpipev1.KafkaPipeline
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: "default", Name: "orders-enricher"}, &kp)).To(Succeed())
 		s := kp.Spec
-		Expect(s.Pool.Buffer).To(Equal(ptr.To[int32](16)))
+		Expect(s.Pool.Buffer).To(Equal(ptr.To[int32](256)))
 		Expect(s.Pool.Size).To(Equal(ptr.To[int32](8)))
 		Expect(s.Pool.Ordering).To(Equal(kpipev1.OrderingKey))
 		Expect(s.Idle.Window.Duration).To(Equal(time.Minute))

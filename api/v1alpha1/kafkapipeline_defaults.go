@@ -9,7 +9,7 @@ import (
 // Defaults of the KafkaPipeline spec. The schema markers on the types carry the same values,
 // and the API test suite checks that the API server and Default agree.
 const (
-	DefaultPoolBuffer             int32 = 16
+	DefaultPoolBuffer             int32 = 256
 	DefaultIdleWindow                   = time.Minute
 	DefaultIdlePenalty                  = 5 * time.Minute
 	DefaultHTTPTimeout                  = 5 * time.Second

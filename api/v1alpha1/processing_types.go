@@ -15,9 +15,9 @@ type PoolSpec struct {
 	Size *int32 `json:"size,omitempty"`
 
 	// buffer is the capacity of the bounded buffer between the consumer and the workers, in
-	// messages. What it holds is also bounded in bytes by memoryBudget. Default 16.
+	// messages. What it holds is also bounded in bytes by memoryBudget. Default 256.
 	// +optional
-	// +kubebuilder:default=16
+	// +kubebuilder:default=256
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65536
 	Buffer *int32 `json:"buffer,omitempty"`
