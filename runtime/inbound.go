@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/IBM/sarama"
 )
@@ -15,8 +16,9 @@ type inbound struct {
 	gate *byteGate
 	done <-chan struct{} // the session's: waits end with it
 
-	mu     sync.Mutex
-	claims map[topicPartition]*inboundClaim
+	// claims maps a partition to its current claim: a sync.Map, so that sarama's feeders,
+	// one per partition, find theirs for every message without a lock they would share.
+	claims sync.Map // topicPartition -> *inboundClaim
 }
 
 type topicPartition struct {
@@ -26,83 +28,79 @@ type topicPartition struct {
 
 // inboundClaim is one claim's share of the gate.
 type inboundClaim struct {
-	owed     int64         // taken for delivered messages, not given back yet; under inbound.mu
-	closed   bool          // the claim ended; under inbound.mu
+	mu       sync.Mutex
+	owed     int64         // taken for delivered messages, not given back yet; under mu
+	closed   atomic.Bool   // the claim ended; set under mu
 	released chan struct{} // closed with it: a wait for room for its messages ends
 }
 
 func newInbound(limit int64, done <-chan struct{}) *inbound {
-	return &inbound{gate: newByteGate(limit), done: done, claims: map[topicPartition]*inboundClaim{}}
+	return &inbound{gate: newByteGate(limit), done: done}
 }
 
 // claim is the partition's current claim, created on first use: sarama starts fetching
 // before ConsumeClaim runs.
 func (in *inbound) claim(tp topicPartition) *inboundClaim {
-	c := in.claims[tp]
-	if c == nil {
-		c = &inboundClaim{released: make(chan struct{})}
-		in.claims[tp] = c
+	if c, ok := in.claims.Load(tp); ok {
+		return c.(*inboundClaim)
 	}
-	return c
+	c, _ := in.claims.LoadOrStore(tp, &inboundClaim{released: make(chan struct{})})
+	return c.(*inboundClaim)
 }
 
-// take takes m's bytes (n, its messageSize) for its claim, waiting for room; it gives up when the session or
-// the claim ends. A message of a closed claim passes without taking bytes: it is one sarama
-// delivers while closing the partition, or the first of the partition's next claim before
-// ConsumeClaim opened it (then admitted gives back at most what the claim owes).
+// take takes m's bytes (n, its messageSize) for its claim, waiting for room; it gives up
+// when the session or the claim ends. A message of a closed claim passes without taking
+// bytes: it is one sarama delivers while closing the partition, or the first of the
+// partition's next claim before ConsumeClaim opened it (then admitted gives back at most
+// what the claim owes).
 func (in *inbound) take(m *sarama.ConsumerMessage, n int64) {
-	in.mu.Lock()
 	c := in.claim(topicPartition{m.Topic, m.Partition})
-	closed := c.closed
-	in.mu.Unlock()
-	if closed {
+	if c.closed.Load() {
 		return
 	}
 	if !in.gate.acquire(n, in.done, c.released) {
 		return
 	}
-	in.mu.Lock()
-	if c.closed {
+	c.mu.Lock()
+	if c.closed.Load() {
 		n, c.owed = c.owed+n, 0
-		in.mu.Unlock()
+		c.mu.Unlock()
 		in.gate.release(n)
 		return
 	}
 	c.owed += n
-	in.mu.Unlock()
+	c.mu.Unlock()
 }
 
 // open starts the partition's claim in ConsumeClaim; a closed one of an earlier claim of
 // the partition is replaced.
 func (in *inbound) open(tp topicPartition) *inboundClaim {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if c := in.claims[tp]; c != nil && c.closed {
-		delete(in.claims, tp)
+	if c, ok := in.claims.Load(tp); ok && c.(*inboundClaim).closed.Load() {
+		in.claims.CompareAndDelete(tp, c)
 	}
 	return in.claim(tp)
 }
 
 // admitted gives back the bytes of admitted messages, at most what the claim owes.
 func (in *inbound) admitted(c *inboundClaim, n int64) {
-	in.mu.Lock()
+	c.mu.Lock()
 	n = min(n, c.owed)
 	c.owed -= n
-	in.mu.Unlock()
+	c.mu.Unlock()
 	in.gate.release(n)
 }
 
 // close ends the claim and gives back what it still owes.
 func (in *inbound) close(c *inboundClaim) {
-	in.mu.Lock()
-	if c.closed {
-		in.mu.Unlock()
+	c.mu.Lock()
+	if c.closed.Load() {
+		c.mu.Unlock()
 		return
 	}
-	c.closed = true
+	c.closed.Store(true)
 	n := c.owed
 	c.owed = 0
-	in.mu.Unlock()
+	c.mu.Unlock()
 	close(c.released)
 	in.gate.release(n)
 }

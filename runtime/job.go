@@ -40,6 +40,9 @@ type job struct {
 type handlerOut struct {
 	msg Message
 	hdr [2]Header
+	// keys are the first header keys of an earlier message: the same keys come back message
+	// after message, and a key equal to its predecessor is not allocated again.
+	keys [2]string
 }
 
 // newJobs makes the jobs of one partition's messages admitted together (sizes are their
@@ -103,24 +106,37 @@ func (j *job) message() *Message {
 	if cap(hs) == 0 {
 		hs = j.out.hdr[:0]
 	}
-	fillMessage(&j.out.msg, j.msg, j.attempt, hs)
+	fillMessage(&j.out.msg, j.msg, j.attempt, hs, &j.out.keys)
 	return &j.out.msg
 }
 
-// fillMessage sets *out from m; the headers go in hs's array when they fit.
-func fillMessage(out *Message, m *sarama.ConsumerMessage, attempt int, hs []Header) {
+// fillMessage sets *out from m; the headers go in hs's array when they fit, and their keys
+// are taken from keys when equal (else kept there for the next message).
+func fillMessage(out *Message, m *sarama.ConsumerMessage, attempt int, hs []Header, keys *[2]string) {
 	if cap(hs) < len(m.Headers) {
 		hs = make([]Header, 0, len(m.Headers))
 	}
 	for _, h := range m.Headers {
 		if h != nil {
-			hs = append(hs, Header{Key: string(h.Key), Value: h.Value})
+			hs = append(hs, Header{Key: headerKey(h.Key, keys, len(hs)), Value: h.Value})
 		}
 	}
 	*out = Message{
 		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
 		Key: m.Key, Value: m.Value, Headers: hs, Timestamp: m.Timestamp, Attempt: attempt,
 	}
+}
+
+// headerKey is the i-th header's key as a string: keys[i] when it is equal (comparing
+// allocates nothing), else a new string, kept in keys[i].
+func headerKey(b []byte, keys *[2]string, i int) string {
+	if i >= len(keys) {
+		return string(b)
+	}
+	if keys[i] != string(b) {
+		keys[i] = string(b)
+	}
+	return keys[i]
 }
 
 // wait waits d before the next attempt; false when the message should be given up instead:

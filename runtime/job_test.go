@@ -45,3 +45,17 @@ func TestMessageCloneIsDeep(t *testing.T) {
 	g.Expect(string(m.Key) + string(m.Value) + string(m.Headers[0].Value)).To(Equal("kv1"))
 	g.Expect((&Message{}).Clone().Headers).To(BeNil())
 }
+
+// TestHeaderKeysOfTheLastMessageAreReused: refilling a job's Message whose header keys are
+// those of its last message allocates nothing; a changed key is a new string.
+func TestHeaderKeysOfTheLastMessageAreReused(t *testing.T) {
+	g := NewWithT(t)
+	m := &sarama.ConsumerMessage{Topic: "a", Value: []byte("v"), Headers: []*sarama.RecordHeader{
+		{Key: []byte("trace"), Value: []byte("1")}, {Key: []byte("seq"), Value: []byte("2")}}}
+	j := newJobs(nil, []*sarama.ConsumerMessage{m}, []int64{messageSize(m)}, time.Now())[0]
+	g.Expect(j.message().Headers).To(Equal([]Header{{"trace", []byte("1")}, {"seq", []byte("2")}}))
+	g.Expect(testing.AllocsPerRun(100, func() { j.message() })).To(BeZero())
+
+	m.Headers[1].Key = []byte("seq2")
+	g.Expect(j.message().Headers).To(Equal([]Header{{"trace", []byte("1")}, {"seq2", []byte("2")}}))
+}

@@ -425,6 +425,10 @@ func TestPoolSweepsIdleLanes(t *testing.T) {
 		pl.submitAll(js)
 	}
 	done.Wait()
+	// A worker leaves a message's lane after process returns: once the workers stopped,
+	// every lane was left.
+	cancel()
+	pl.wait()
 	pl.mu.Lock()
 	n := len(pl.lanes)
 	pl.mu.Unlock()
