@@ -6,7 +6,7 @@
 // A sarama consumer group (spec.kafka.rebalanceStrategy, default cooperative-sticky: one
 // session while the replica is in the group, revoked partitions drain on their own; Range
 // and RoundRobin: one session per rebalance) feeds a bounded
-// buffer (spec.pool.buffer, default 16); a fixed pool of workers (spec.pool.size, default
+// buffer (spec.pool.buffer, default 256); a fixed pool of workers (spec.pool.size, default
 // the CPUs available, runtime.GOMAXPROCS) takes messages from it and runs the processor.
 // One sarama AsyncProducer, shared by all workers, writes forwarded messages and dead
 // letters; its acks and errors are drained on a goroutine of their own.
@@ -63,9 +63,11 @@
 // Memory is bounded in bytes, not by lag nor by message size: a memory budget
 // (WithMemoryBudget, else KPIPE_MEMORY_BUDGET, else half of the cgroup's memory limit, else
 // 256 MiB) is split between sarama's fetches (sized per claimed partition at every
-// rebalance), the messages sarama delivered and not yet admitted, the pool (at most
+// rebalance, and counted decoded: what compressed fetches decode to beyond their share is
+// taken from the pool's and the window's), the messages sarama delivered and not yet
+// admitted, the pool (at most
 // buffer + size messages and its share in bytes) and the producer window (at most
-// WithProducerWindow messages, default 1024, and its share in bytes). A message larger than
+// WithProducerWindow messages, default 8192, and its share in bytes). A message larger than
 // a share goes through alone. kpipe run sets GOMEMLIMIT to 85% of the memory limit unless it
 // is set. docs/runtime.md has the numbers.
 //
