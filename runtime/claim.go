@@ -106,14 +106,14 @@ func (h *claims) sizeFetches(sess sarama.ConsumerGroupSession) {
 	for _, ps := range sess.Claims() {
 		n += len(ps)
 	}
-	fetch := h.set.memory.partitionFetch(n, 1)
+	fetch, ratio := h.set.memory.partitionFetch(n, 1), 1.0
 	if h.decoded != nil {
-		fetch = h.decoded.session(n)
+		fetch, ratio = h.decoded.session(n)
 	}
 	h.consumer.Consumer.Fetch.Default = fetch
 	h.inbound.Store(newInbound(h.set.memory.inbound, sess.Context().Done()))
 	h.log.Info("consumer group session started", "generation", sess.GenerationID(), "claims", sess.Claims(),
-		"fetchBytesPerPartition", fetch, "memoryBudget", h.set.memory.total)
+		"fetchBytesPerPartition", fetch, "decodeRatio", ratio, "memoryBudget", h.set.memory.total)
 }
 
 // OnConsume is called by sarama for every message before it enters the partition's

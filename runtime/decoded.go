@@ -88,14 +88,16 @@ func (d *decodedFetches) ratioLocked() float64 {
 }
 
 // session sizes the fetches of a session's partitions: the fetch share split between them
-// and divided by the ratio (partitionFetch). It returns each partition's fetch size.
-func (d *decodedFetches) session(partitions int) int32 {
+// and divided by the ratio (partitionFetch). It returns each partition's fetch size and the
+// ratio.
+func (d *decodedFetches) session(partitions int) (int32, float64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	f := d.budget.partitionFetch(partitions, d.ratioLocked())
+	ratio := d.ratioLocked()
+	f := d.budget.partitionFetch(partitions, ratio)
 	d.span.Store(int64(max(partitions, 1)) * int64(f))
 	d.estimateLocked()
-	return f
+	return f, ratio
 }
 
 // delivered counts a message sarama delivers (n bytes, its messageSize); now and then it

@@ -23,7 +23,9 @@ func TestDecodedFetchesTakeTheExcessFromPoolAndWindow(t *testing.T) {
 	window := newByteGate(b.window)
 	d := newDecodedFetches(b, reg, pl, window)
 
-	g.Expect(d.session(12)).To(Equal(int32(1<<20)), "nothing read yet: the fetch share split, 1 MiB at most")
+	f, ratio := d.session(12)
+	g.Expect(f).To(Equal(int32(1<<20)), "nothing read yet: the fetch share split, 1 MiB at most")
+	g.Expect(ratio).To(Equal(1.0))
 	g.Expect(pl.capBytes.Load()).To(Equal(b.pool))
 	g.Expect(window.limit.Load()).To(Equal(b.window))
 
@@ -47,7 +49,8 @@ func TestDecodedFetchesTakeTheExcessFromPoolAndWindow(t *testing.T) {
 	readAndDeliver(12<<20, 720)
 	g.Expect(pl.capBytes.Load()).To(Equal(b.pool/4), "the ratio is still 15:1 over both meters")
 
-	f := d.session(12)
+	f, ratio = d.session(12)
+	g.Expect(ratio).To(BeNumerically("~", 15, 0.1))
 	g.Expect(f).To(BeNumerically("~", float64(b.fetch)/12/15, 1<<10), "the next session fetches what decodes to the share")
 	g.Expect(pl.capBytes.Load()).To(BeNumerically(">", b.pool-(2<<20)), "and the pool has its share back")
 	g.Expect(window.limit.Load()).To(BeNumerically(">", b.window-(2<<20)))
