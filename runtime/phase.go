@@ -88,6 +88,9 @@ func (ph *phase) join() error {
 	ph.out = &producer{set: s, async: async, window: newByteGate(int64(s.producerWindow)),
 		windowBytes: newByteGate(s.memory.window), log: p.log, metrics: p.metrics, ctx: ph.workCtx}
 	ph.worker.out = ph.out
+	if s.claimForwards() {
+		ph.claims.fast = ph.out
+	}
 	if s.exactlyOnce {
 		if err := ph.beginTransactions(async); err != nil {
 			_ = async.Close()
@@ -108,6 +111,10 @@ func (p *Pipeline) newPhase(runCtx, workCtx context.Context) *phase {
 	ph.worker = &worker{set: s, handler: p.handler, log: p.log, metrics: p.metrics, ctx: workCtx}
 	ph.claims = &claims{set: s, pool: ph.pool, log: p.log, metrics: p.metrics, sessions: &p.sessions,
 		runCtx: runCtx, workCtx: workCtx, tel: newTelemetryWriter(replicaName(p.opts.instance), s.commitInterval, ph.pool)}
+	if s.claimForwards() {
+		ph.claims.clock = &claimClock{}
+		ph.claims.tel.claims = ph.claims.clock
+	}
 	return ph
 }
 
