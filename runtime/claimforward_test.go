@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	. "github.com/onsi/gomega"
@@ -101,4 +103,28 @@ func TestClaimForwardReleasesWithStuckProducer(t *testing.T) {
 	a.stop(t)
 	b.stop(t)
 	checkAllPresent(t, out, n)
+}
+
+// TestClaimForwardDeadLetters: the forward topic refuses every write (an error sarama does not
+// retry), so each message the claims forwarded is retried by the producer up to
+// retry.maxAttempts (3) and then written to the dead-letter topic with its source and
+// attempts; the group commits the end of the input only once they all are.
+func TestClaimForwardDeadLetters(t *testing.T) {
+	g := NewWithT(t)
+	const n = 300
+	tc := newTestCluster(t, map[string]int32{"in": 3, "out": 3, "dlq": 1})
+	tc.produce(input{topic: "in", n: n, keys: 30, partitions: 3}, 0, n)
+	tc.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "out", Err: kerr.TopicAuthorizationFailed, Count: -1})
+	spec := tc.baseSpec("fwdlq")
+	spec["deadLetter"] = map[string]any{"topic": "dlq"}
+	r := start(t, specJSON(t, spec))
+	dead := tc.readAll("dlq", n, 2*time.Minute)
+	tc.expectCommittedAtEnd(g, "fwdlq", "in")
+	r.stop(t)
+	checkAllPresent(t, dead, n)
+	for _, rec := range dead {
+		g.Expect(rec.headers[HeaderAttempts]).To(Equal("3"), "value %d", rec.value)
+		g.Expect(rec.headers[HeaderSourceTopic]).To(Equal("in"), "value %d", rec.value)
+	}
+	g.Expect(tc.countOutput("out")).To(BeZero())
 }
