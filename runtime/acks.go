@@ -55,19 +55,30 @@ func (pr *producer) ackedRun(m *sarama.ProducerMessage, succ <-chan *sarama.Prod
 // finishAcked finishes acknowledged first forwards as finish does one: counted ok, offsets
 // completed in their partitions, window slots and bytes given back; then the jobs are reused
 // (recycle). js is reordered.
+//
+// The window's share is summed first, in a loop of plain loads: the jobs were last touched
+// by the claims long before, and their cache misses then overlap, where the compare-and-swap
+// of each settle would wait for the one before. A first forward's job is the ack
+// goroutine's alone from its write to its ack, so reading it before settling is safe.
 func (pr *producer) finishAcked(js []*job) {
-	now := time.Now()
-	n := 0
 	var slots, bytes int64
 	for _, j := range js {
-		if !j.settle(pr.metrics) {
-			continue
-		}
-		pr.metrics.latency.Observe(now.Sub(j.start).Seconds())
 		if j.ackSlot {
 			slots++
 			bytes += j.size
 		}
+	}
+	now := time.Now()
+	n := 0
+	for _, j := range js {
+		if !j.settle(pr.metrics) {
+			if j.ackSlot { // never for a first forward (see above); kept as finish would
+				slots--
+				bytes -= j.size
+			}
+			continue
+		}
+		pr.metrics.latency.Observe(now.Sub(j.start).Seconds())
 		js[n] = j
 		n++
 	}

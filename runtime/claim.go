@@ -48,6 +48,10 @@ type claims struct {
 	// tx commits offsets in ExactlyOnce, in the transaction of the messages written; nil in
 	// AtLeastOnce, where the consumer group commits them.
 	tx *transaction
+	// fast is the producer the claims forward to themselves, nil when the pool does
+	// (claimforward.go); clock then measures the claims' time waiting for messages.
+	fast  *producer
+	clock *claimClock
 
 	mu         sync.Mutex
 	parts      map[*partition]struct{}
@@ -158,17 +162,13 @@ func (h *claims) feed(ctx context.Context, pt *partition, msgs <-chan *sarama.Co
 		b    batch
 		next *sarama.ConsumerMessage // taken, did not fit in the last batch
 	)
+	h.clock.change(1, 0)
+	defer h.clock.change(-1, 0)
 	for {
 		first := next
 		if first == nil {
-			select {
-			case <-ctx.Done():
+			if first = h.receive(ctx, msgs); first == nil {
 				return
-			case m, ok := <-msgs:
-				if !ok {
-					return
-				}
-				first = m
 			}
 		}
 		// Take slots and room for the messages already waiting too, and admit them together.
@@ -187,12 +187,32 @@ func (h *claims) feed(ctx context.Context, pt *partition, msgs <-chan *sarama.Co
 		var open bool
 		next, open = b.takeWaiting(msgs, n, room)
 		h.pool.release(n-len(b.ms), room-b.bytes)
-		h.admit(pt, &b)
+		h.admit(ctx, pt, &b)
 		admitted()
 		in.admitted(ic, b.bytes)
 		if !open {
 			return
 		}
+	}
+}
+
+// receive waits for the partition's next message; nil when ctx ended or msgs closed. The
+// claim clock, when there is one, counts the wait.
+func (h *claims) receive(ctx context.Context, msgs <-chan *sarama.ConsumerMessage) *sarama.ConsumerMessage {
+	if h.clock != nil {
+		select {
+		case m := <-msgs:
+			return m
+		default:
+		}
+		h.clock.change(0, 1)
+		defer h.clock.change(0, -1)
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case m := <-msgs:
+		return m
 	}
 }
 
@@ -234,7 +254,7 @@ func (b *batch) takeWaiting(msgs <-chan *sarama.ConsumerMessage, n int, room int
 
 // admit takes consumed messages of one partition into the pool, in order; each holds one
 // of the slots and its size of the bytes the caller took for them.
-func (h *claims) admit(pt *partition, b *batch) {
+func (h *claims) admit(ctx context.Context, pt *partition, b *batch) {
 	now := time.Now()
 	n, skipped := pt.addAll(b.ms, b.sizes, now)
 	h.pool.release(len(b.ms)-n, skipped)
@@ -242,7 +262,12 @@ func (h *claims) admit(pt *partition, b *batch) {
 		return
 	}
 	h.idle.consumed(now)
-	h.pool.submitAll(newJobs(pt, b.ms[:n], b.sizes[:n], now))
+	js := newJobs(pt, b.ms[:n], b.sizes[:n], now)
+	if h.fast != nil {
+		h.forwardAll(ctx, js)
+		return
+	}
+	h.pool.submitAll(js)
 }
 
 // release drains a partition that is no longer consumed and commits what finished. A

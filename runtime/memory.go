@@ -259,6 +259,20 @@ func (g *byteGate) acquire(n int64, stop, revoked <-chan struct{}) bool {
 	}
 }
 
+// tryAcquire takes n bytes if they fit now and no one waits for them; it never waits.
+func (g *byteGate) tryAcquire(n int64) bool {
+	for g.waiters.Load() == 0 {
+		u := g.used.Load()
+		if !g.fits(u, n) {
+			return false
+		}
+		if g.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+	return false
+}
+
 func (g *byteGate) giveUp(me *struct{}) {
 	g.mu.Lock()
 	g.leaveLocked(me)

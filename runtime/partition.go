@@ -113,7 +113,7 @@ func (pt *partition) completeAll(js []*job) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	for _, j := range js {
-		pt.completeLocked(j.msg.Offset)
+		pt.completeLocked(j.offset)
 	}
 	pt.signal()
 }

@@ -90,6 +90,9 @@ func (ph *phase) join() error {
 		windowBytes: newByteGate(s.memory.window), log: p.log, metrics: p.metrics, ctx: ph.workCtx}
 	ph.worker.out = ph.out
 	ph.claims.decoded = newDecodedFetches(s.memory, consumer.MetricRegistry, ph.pool, ph.out.windowBytes)
+	if s.claimForwards() {
+		ph.claims.fast = ph.out
+	}
 	if s.exactlyOnce {
 		if err := ph.beginTransactions(async); err != nil {
 			_ = async.Close()
@@ -110,6 +113,10 @@ func (p *Pipeline) newPhase(runCtx, workCtx context.Context) *phase {
 	ph.worker = &worker{set: s, handler: p.handler, log: p.log, metrics: p.metrics, ctx: workCtx}
 	ph.claims = &claims{set: s, pool: ph.pool, log: p.log, metrics: p.metrics, sessions: &p.sessions,
 		runCtx: runCtx, workCtx: workCtx, tel: newTelemetryWriter(replicaName(p.opts.instance), s.commitInterval, ph.pool)}
+	if s.claimForwards() {
+		ph.claims.clock = &claimClock{}
+		ph.claims.tel.claims = ph.claims.clock
+	}
 	return ph
 }
 

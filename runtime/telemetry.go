@@ -28,11 +28,14 @@ type telemetryWriter struct {
 	replica string
 	tau     time.Duration
 	pool    *pool
+	claims  *claimClock // when the claims forward (claimforward.go); nil otherwise
 
 	mu       sync.Mutex
 	busy     ewma
 	idleSeen int64 // the pool's idle worker-nanoseconds at seenAt
-	seenAt   int64 // monoNow of the last window's end, 0 before the first
+	// the claims' feeding and waiting claim-nanoseconds at seenAt (claimClock)
+	feedSeen, waitSeen int64
+	seenAt             int64 // monoNow of the last window's end, 0 before the first
 	// windowAt is the wall-clock time of seenAt: a partition taken on starts its rate's
 	// window there, as the busy share's window does (adopt).
 	windowAt time.Time
@@ -54,8 +57,14 @@ func (w *telemetryWriter) minWindow() time.Duration { return w.tau / 8 }
 // 1 - (worker time parked waiting for work) / (workers x wall time): a worker counts as busy
 // from the moment it takes a message until it parks, so handler calls, their retry waits and
 // the hand-off to the producer all count. It costs nothing per message (see occupancy).
+//
+// When the claims forward (claimforward.go) the workers sit idle while the pod forwards at
+// full speed: the share is then the larger of the workers' and the claims' (1 - time claims
+// waited for messages / time they fed), so a pod whose claims always have a message at hand,
+// or wait for the producer, reads busy.
 func (w *telemetryWriter) sample() {
 	idle, workers, at := w.pool.idleTime()
+	feed, wait := w.claims.totals()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	dt := time.Duration(at - w.seenAt)
@@ -68,9 +77,13 @@ func (w *telemetryWriter) sample() {
 			w.epoch++
 		}
 		share := 1 - float64(idle-w.idleSeen)/(float64(workers)*float64(dt))
+		if fed := feed - w.feedSeen; fed > 0 {
+			share = max(share, 1-float64(wait-w.waitSeen)/float64(fed))
+		}
 		w.busy.add(min(max(share, 0), 1), dt, w.tau)
 	}
 	w.idleSeen, w.seenAt, w.windowAt = idle, at, time.Now()
+	w.feedSeen, w.waitSeen = feed, wait
 }
 
 // averages are the busy share and the restarts of the averages so far.
@@ -278,6 +291,50 @@ func (pl *pool) idleTime() (idle int64, workers int, at int64) {
 	defer pl.mu.Unlock()
 	pl.idleChangingLocked()
 	return pl.occupancy.idleNanos, pl.workers, pl.occupancy.at
+}
+
+// claimClock integrates, over time, the claims feeding their partitions and those of them
+// waiting for a message, for the busy share when the claims forward (claimforward.go). A claim changes it
+// when it starts and stops feeding and around a wait for a message it did not find at hand,
+// which parks the claim anyway; a nil clock does nothing.
+type claimClock struct {
+	mu               sync.Mutex
+	feeding, waiting int64
+	fedNanos         int64 // claim-nanoseconds feeding, up to at
+	waitNanos        int64 // of them, waiting for a message
+	at               int64 // monoNow of the last change
+}
+
+// change adds dFeeding claims feeding and dWaiting waiting, from now.
+func (c *claimClock) change(dFeeding, dWaiting int64) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.advanceLocked()
+	c.feeding += dFeeding
+	c.waiting += dWaiting
+}
+
+func (c *claimClock) advanceLocked() {
+	now := monoNow()
+	if c.at != 0 {
+		c.fedNanos += c.feeding * (now - c.at)
+		c.waitNanos += c.waiting * (now - c.at)
+	}
+	c.at = now
+}
+
+// totals are the claim-nanoseconds fed and waited up to now; 0 for a nil clock.
+func (c *claimClock) totals() (fed, waited int64) {
+	if c == nil {
+		return 0, 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.advanceLocked()
+	return c.fedNanos, c.waitNanos
 }
 
 var monoBase = time.Now()

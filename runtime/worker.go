@@ -10,10 +10,10 @@ import (
 	"github.com/kpipe-io/kpipe/internal/telemetry"
 )
 
-// worker is what the pool's workers do with a message: forward it (through the producer) or
-// call the handler, retrying with backoff, and dead-letter it after its last attempt. It
-// holds no state of its own besides what it was built with; the pool runs it on
-// settings.poolSize goroutines.
+// worker is what the pool's workers do with a message: forward it (through the producer; in
+// ExactlyOnce only, AtLeastOnce forwards on the claims: claimforward.go) or call the handler,
+// retrying with backoff, and dead-letter it after its last attempt. It holds no state of its
+// own besides what it was built with; the pool runs it on settings.poolSize goroutines.
 type worker struct {
 	set     *settings
 	handler Handler // nil when forwarding
