@@ -8,7 +8,9 @@ import (
 // PoolSpec sizes the worker pool of each replica.
 type PoolSpec struct {
 	// size is the number of workers per replica. Default: the number of CPUs available to
-	// the pod (its CPU limit, rounded up, or the node's CPUs without a limit).
+	// the pod (its CPU limit, rounded up, or the node's CPUs without a limit). A forward
+	// pipeline in AtLeastOnce leaves its workers idle: its consumer hands each message to
+	// the producer itself, in each partition's order.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=4096
