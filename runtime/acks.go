@@ -12,6 +12,32 @@ import (
 // processed counter and one release of the producer window per batch instead of per message.
 // Dead letters, retried forwards and ExactlyOnce's writes are settled one by one (acked).
 
+// sarama hands the acks over on an unbuffered channel, one message at a time, from its
+// goroutine for the broker, and that goroutine takes no new messages for the broker and sends
+// no next request until it handed over every ack of the response. Settling on the goroutine
+// that receives them would stall it every other message (the receiver takes the ack it
+// waited for and the one sender already blocked, then settles while sarama waits), so a relay
+// goroutine does nothing but move the acks into a buffered channel, as a handler's loop that
+// drains the successes does, and the settling takes them from there in batches.
+
+// maxRelayedAcks bounds the relay's buffer. Every message kpipe writes holds a slot of the
+// producer window until its ack is settled, so a buffer of the window's size never fills;
+// a larger window gets this many, and the relay then waits as the settling did.
+const maxRelayedAcks = 8192
+
+// relayAcks moves the acks from succ into the returned channel, which it closes once succ
+// closed.
+func relayAcks(succ <-chan *sarama.ProducerMessage, window int) <-chan *sarama.ProducerMessage {
+	out := make(chan *sarama.ProducerMessage, min(window, maxRelayedAcks))
+	go func() {
+		defer close(out)
+		for m := range succ {
+			out <- m
+		}
+	}()
+	return out
+}
+
 // maxAckBatch bounds the acks settled together, so the window is given back at least this
 // often while acks keep arriving.
 const maxAckBatch = 256

@@ -152,3 +152,45 @@ func TestAckBatchSettlesBeforeClose(t *testing.T) {
 	}
 	f.expect(t, "after close", [2]int64{2, 1}, [2]int64{0, 1})
 }
+
+// ackSource is an AsyncProducer that only returns acks and errors, on the channels given.
+type ackSource struct {
+	sarama.AsyncProducer
+	succ chan *sarama.ProducerMessage
+	errs chan *sarama.ProducerError
+}
+
+func (s ackSource) Successes() <-chan *sarama.ProducerMessage { return s.succ }
+func (s ackSource) Errors() <-chan *sarama.ProducerError      { return s.errs }
+
+// sarama hands the acks over on an unbuffered channel, from the goroutine that sends the
+// broker's next request: they are taken while the settling waits (here for a partition's
+// lock), so sarama never waits for it. Settling on the receiving goroutine took two acks
+// and blocked the third send until the lock was free.
+func TestAcksAreTakenWhileSettlingWaits(t *testing.T) {
+	f := newAckFixture(t, 5)
+	f.pr.set.producerWindow = 10
+	succ, errs := make(chan *sarama.ProducerMessage), make(chan *sarama.ProducerError)
+	f.pr.async = ackSource{succ: succ, errs: errs}
+	f.parts[0].mu.Lock()
+	done := make(chan struct{})
+	go func() { f.pr.run(); close(done) }()
+	for o := range 5 {
+		for p := range 2 {
+			select {
+			case succ <- &sarama.ProducerMessage{Metadata: f.jobs[p][o]}:
+			case <-time.After(10 * time.Second): // not a speed bound: the send never completes
+				f.parts[0].mu.Unlock()
+				t.Fatalf("the ack of partition %d offset %d was not taken while settling waited", p, o)
+			}
+		}
+	}
+	f.parts[0].mu.Unlock()
+	close(succ)
+	close(errs)
+	<-done
+	f.expect(t, "after the run", [2]int64{5, 5}, [2]int64{0, 0})
+	if got := f.pr.unacked(); got != 0 {
+		t.Errorf("window: %d slots taken after every ack, want 0", got)
+	}
+}

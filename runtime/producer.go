@@ -192,10 +192,11 @@ func appendHeaders(out []sarama.RecordHeader, in []*sarama.RecordHeader) []saram
 	return out
 }
 
-// run reads the producer's acks and errors until both channels close (close). It never
-// blocks on anything else: a failed message is retried on a goroutine of its own.
+// run reads the producer's acks (through relayAcks, acks.go) and errors until both channels
+// close (close). It never blocks on anything else: a failed message is retried on a
+// goroutine of its own.
 func (pr *producer) run() {
-	succ, errs := pr.async.Successes(), pr.async.Errors()
+	succ, errs := relayAcks(pr.async.Successes(), pr.set.producerWindow), pr.async.Errors()
 	acks := newAckBatch()
 	for succ != nil || errs != nil {
 		select {
