@@ -48,7 +48,7 @@ func newAckFixture(t *testing.T, perPartition int) *ackFixture {
 		}
 		f.parts[p], f.jobs[p] = pt, newJobs(pt, ms, sizes, now)
 		for _, j := range f.jobs[p] {
-			if !f.pr.acquire(j) {
+			if !f.pr.acquire(j, waiter{stop: j.part.revoked}) {
 				t.Fatal("window refused a slot")
 			}
 		}

@@ -1,10 +1,6 @@
 package runtime
 
-import (
-	"context"
-
-	"github.com/IBM/sarama"
-)
+import "context"
 
 // Forwarding on the claim goroutine. A forward pipeline in AtLeastOnce has no user handler:
 // the work of a message is its hand-off to the producer (a slot of the producer window, the
@@ -66,51 +62,18 @@ func (b *handing) giveBack() {
 	b.n, b.bytes = 0, 0
 }
 
-// forwardFrom writes a message to the forward topic, as forward does, but for the claim: it
-// waits for the window and sarama's Input (after b.giveBack) until done (the claim's
+// forwardFrom writes a message to the forward topic, as forward does, but for the claim: its
+// waits for the window and sarama's input (after b.giveBack) end when done (the claim's
 // context) closes, or the work's context ends; it then abandons the message and returns
 // false. The job finishes on its ack.
 func (pr *producer) forwardFrom(done <-chan struct{}, j *job, b *handing) bool {
-	if !pr.window.tryAcquire(1) {
-		b.giveBack()
-		if !pr.window.acquire(1, pr.ctx.Done(), done) {
-			pr.finish(j, resultAbandoned)
-			return false
-		}
+	w := waiter{stop: done, before: b.giveBack}
+	if !pr.acquire(j, w) {
+		pr.finish(j, resultAbandoned)
+		return false
 	}
-	if !pr.windowBytes.tryAcquire(j.size) {
-		b.giveBack()
-		if !pr.windowBytes.acquire(j.size, pr.ctx.Done(), done) {
-			pr.window.release(1)
-			pr.finish(j, resultAbandoned)
-			return false
-		}
-	}
-	j.ackSlot = true
 	j.attempt = 1
 	pm := pr.forwardMessage(j)
 	pm.Metadata = j
-	return pr.sendFrom(done, j, pm, b)
-}
-
-// sendFrom puts pm on sarama's Input, waiting for room (after b.giveBack) until done closes
-// or the work's context ends; j is then abandoned.
-func (pr *producer) sendFrom(done <-chan struct{}, j *job, pm *sarama.ProducerMessage, b *handing) bool {
-	in := pr.async.Input()
-	select {
-	case in <- pm: // room in sarama's queue: no select over three channels
-		return true
-	default:
-	}
-	b.giveBack()
-	if pr.ctx.Err() == nil {
-		select {
-		case in <- pm:
-			return true
-		case <-pr.ctx.Done():
-		case <-done:
-		}
-	}
-	pr.finish(j, resultAbandoned)
-	return false
+	return pr.send(j, pm, w)
 }

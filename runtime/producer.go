@@ -58,7 +58,7 @@ func (pr *producer) unacked() int { return int(pr.window.used.Load()) }
 // ExactlyOnce, a message whose writes aborted maxAttempts transactions goes to the
 // dead-letter topic instead.
 func (pr *producer) forward(j *job) {
-	if !pr.acquire(j) {
+	if !pr.acquire(j, waiter{stop: j.part.revoked}) {
 		pr.finish(j, resultAbandoned)
 		return
 	}
@@ -76,25 +76,45 @@ func (pr *producer) forward(j *job) {
 
 // deadLetter writes a message to the dead-letter topic; its job finishes on the ack.
 func (pr *producer) deadLetter(j *job, cause error) {
-	if !pr.acquire(j) {
+	if !pr.acquire(j, waiter{stop: j.part.revoked}) {
 		pr.finish(j, resultAbandoned)
 		return
 	}
 	pr.produce(j, pr.deadLetterMessage(j, cause), &delivery{job: j, deadLetter: true, cause: cause})
 }
 
+// waiter is how a wait for the producer (window, sarama's input) may end besides the work's
+// context, and what to do first when one is about to begin.
+type waiter struct {
+	stop   <-chan struct{} // the wait ends when it closes; nil: only with the work's context
+	before func()          // called before waiting; nil: nothing to do
+}
+
+func (w waiter) waiting() {
+	if w.before != nil {
+		w.before()
+	}
+}
+
 // acquire takes a slot of the producer window and the message's bytes of it, which bound
-// the messages waiting for a broker ack in number and in bytes.
-func (pr *producer) acquire(j *job) bool {
+// the messages waiting for a broker ack in number and in bytes; false when w.stop or the
+// work's context ended first.
+func (pr *producer) acquire(j *job, w waiter) bool {
 	if j.ackSlot {
 		return true
 	}
-	if !pr.window.acquire(1, pr.ctx.Done(), j.part.revoked) {
-		return false
+	if !pr.window.tryAcquire(1) {
+		w.waiting()
+		if !pr.window.acquire(1, pr.ctx.Done(), w.stop) {
+			return false
+		}
 	}
-	if !pr.windowBytes.acquire(j.size, pr.ctx.Done(), j.part.revoked) {
-		pr.window.release(1)
-		return false
+	if !pr.windowBytes.tryAcquire(j.size) {
+		w.waiting()
+		if !pr.windowBytes.acquire(j.size, pr.ctx.Done(), w.stop) {
+			pr.window.release(1)
+			return false
+		}
 	}
 	j.ackSlot = true
 	return true
@@ -116,16 +136,29 @@ func (pr *producer) produce(j *job, pm *sarama.ProducerMessage, meta any) {
 		pr.finish(j, resultAbandoned)
 		return
 	}
+	pr.send(j, pm, waiter{})
+}
+
+// send puts pm on sarama's input, waiting for room until w.stop closes or the work's context
+// ends; j is then abandoned and send returns false.
+func (pr *producer) send(j *job, pm *sarama.ProducerMessage, w waiter) bool {
+	in := pr.async.Input()
 	select {
-	case pr.async.Input() <- pm: // room in sarama's queue: no select over two channels
-		return
+	case in <- pm: // room in sarama's queue: no select over several channels
+		return true
 	default:
 	}
-	select {
-	case pr.async.Input() <- pm:
-	case <-pr.ctx.Done():
-		pr.finish(j, resultAbandoned)
+	w.waiting()
+	if pr.ctx.Err() == nil {
+		select {
+		case in <- pm:
+			return true
+		case <-pr.ctx.Done():
+		case <-w.stop:
+		}
 	}
+	pr.finish(j, resultAbandoned)
+	return false
 }
 
 // forwardMessage is the message of a forward's write: for the first, the job's own (kept
