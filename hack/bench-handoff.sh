@@ -3,6 +3,8 @@
 # main), interleaved, PAIRS pairs (default 5), and prints medians:
 #   consume-only (BenchmarkConsume, no-op handler): kpipe / plain sarama for both commits,
 #     and kpipe new / old;
+#   cpu: the same runs' CPU time per message (the process's; lower is better), kpipe / plain
+#     sarama and kpipe new / old;
 #   forward (BenchmarkForwardPipeline, KPIPE_BENCH_FORWARDERS=kpipe,sarama-async): kpipe /
 #     the AsyncProducer handler without ack tracking for both commits, and the loss lines
 #     of the kill scenario (first run of each binary).
@@ -29,6 +31,7 @@ run() { # side pair
 	local side=$1 i=$2 log
 	log=$(cd runtime && KPIPE_BENCH_ONLY=sarama,kpipe "$out/$side.test" -test.run '^$' -test.bench '^BenchmarkConsume$' -test.benchtime 1x)
 	echo "$i $side consume kpipe $(metric kpipe-msgs/s <<<"$log") sarama $(metric sarama-msgs/s <<<"$log")" | tee -a "$out/raw.txt"
+	echo "$i $side cpu kpipe $(metric kpipe-cpu-us/msg <<<"$log") sarama $(metric sarama-cpu-us/msg <<<"$log")" | tee -a "$out/raw.txt"
 	log=$(cd runtime && KPIPE_BENCH_FORWARDERS=kpipe,sarama-async "$out/$side.test" -test.run '^$' -test.bench '^BenchmarkForwardPipeline$' -test.benchtime 1x -test.v)
 	echo "$i $side forward kpipe $(metric kpipe-msgs/s <<<"$log") async $(metric async-msgs/s <<<"$log")" | tee -a "$out/raw.txt"
 	grep -o 'after kill.*' <<<"$log" | sed "s/^/$i $side /" >>"$out/raw.txt"
@@ -40,7 +43,7 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 ratios() { # kind side: per-run kpipe / peer
 	awk -v k="$1" -v s="$2" '$3 == k && $2 == s { printf "%.3f\n", $5 / $7 }' "$out/raw.txt"
 }
-for kind in consume forward; do
+for kind in consume cpu forward; do
 	for side in old new; do
 		r=$(ratios "$kind" "$side")
 		echo "$kind $side kpipe/peer: median $(median <<<"$r") (sorted: $(sort -n <<<"$r" | tr '\n' ' '))"

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,13 +49,17 @@ func ratio(a, b float64) string {
 
 // counter counts handled messages; done closes when want were handled. The clock starts when
 // the count first reaches max(warm, 1), so joining the group (and, with a warm-up, the first
-// fetches, which batching consumers answer from one buffer) is not what is measured.
+// fetches, which batching consumers answer from one buffer) is not what is measured. It also
+// reads the process's CPU time where the clock starts and stops (see cpuPerMessage).
 type counter struct {
-	want, warm  int64
-	count       atomic.Int64
-	first, last atomic.Int64 // unix nanoseconds
-	firstCount  atomic.Int64 // the count when the clock started
-	done        chan struct{}
+	want, warm        int64
+	count             atomic.Int64
+	first, last       atomic.Int64 // unix nanoseconds; each stored after the CPU time read with it
+	firstCount        atomic.Int64 // the count when the clock started
+	cpuFirst, cpuLast atomic.Int64 // the process's CPU time at first and last, in nanoseconds
+	done              chan struct{}
+	spanCPU           time.Duration // set by rateWithin: CPU time over the span it measured
+	spanMessages      int64         // and the messages handled in it
 }
 
 func newCounter(want int) *counter { return &counter{want: int64(want), done: make(chan struct{})} }
@@ -64,12 +69,34 @@ func (c *counter) add(k int64) {
 	w := max(c.warm, 1)
 	if v-k < w && v >= w {
 		c.firstCount.Store(v)
+		c.cpuFirst.Store(int64(processCPU()))
 		c.first.Store(time.Now().UnixNano())
 	}
 	if v-k < c.want && v >= c.want {
+		c.cpuLast.Store(int64(processCPU()))
 		c.last.Store(time.Now().UnixNano())
 		close(c.done)
 	}
+}
+
+// processCPU is the CPU time, user and system, the benchmark's process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuPerMessage is the process's CPU time per message handled over the span rateWithin
+// measured, in microseconds. It counts every goroutine of the process, kfake's answers to the
+// fetches included: it compares consumers that run alike in one process, one after the
+// other, and reads steadier than their rates on a machine whose cores other work shares.
+func (c *counter) cpuPerMessage() float64 {
+	if c.spanMessages <= 0 {
+		return 0
+	}
+	return float64(c.spanCPU.Microseconds()) / float64(c.spanMessages)
 }
 
 // rateWithin waits until every message was handled or window passed since the clock started,
@@ -90,9 +117,11 @@ func (c *counter) rateWithin(b *testing.B, window time.Duration) float64 {
 		for c.last.Load() == 0 {
 			time.Sleep(time.Millisecond)
 		}
-		return float64(c.want-c.firstCount.Load()) / time.Duration(c.last.Load()-c.first.Load()).Seconds()
+		c.spanMessages, c.spanCPU = c.want-c.firstCount.Load(), time.Duration(c.cpuLast.Load()-c.cpuFirst.Load())
+		return float64(c.spanMessages) / time.Duration(c.last.Load()-c.first.Load()).Seconds()
 	case <-time.After(time.Until(first.Add(window))):
-		return float64(c.count.Load()-c.firstCount.Load()) / time.Since(first).Seconds()
+		c.spanMessages, c.spanCPU = c.count.Load()-c.firstCount.Load(), processCPU()-time.Duration(c.cpuFirst.Load())
+		return float64(c.spanMessages) / time.Since(first).Seconds()
 	}
 }
 
@@ -248,7 +277,7 @@ func BenchmarkConsume(b *testing.B) {
 	registerBenchHandlers()
 	tc := newTestCluster(b, map[string]int32{"consume": 6})
 	tc.produce(input{topic: "consume", n: n, keys: 600, partitions: 6}, 0, n)
-	best := map[string]float64{}
+	best, cpu := map[string]float64{}, map[string]float64{}
 	runs := 0
 	for b.Loop() {
 		for _, name := range []string{"sarama", "kpipe", "kgo"} {
@@ -272,6 +301,9 @@ func BenchmarkConsume(b *testing.B) {
 			r := c.rateWithin(b, time.Minute)
 			stop()
 			best[name] = max(best[name], r)
+			if u := c.cpuPerMessage(); u > 0 && (cpu[name] == 0 || u < cpu[name]) {
+				cpu[name] = u
+			}
 		}
 		runs++
 	}
@@ -279,14 +311,22 @@ func BenchmarkConsume(b *testing.B) {
 		// With the default -benchtime b.Loop already ran the comparison more than once.
 		b.Logf("runs: %d", runs)
 	}
-	b.ReportMetric(best["kpipe"], "kpipe-msgs/s")
-	b.ReportMetric(best["sarama"], "sarama-msgs/s")
-	b.ReportMetric(best["kgo"], "kgo-msgs/s")
+	reportConsume(b, best, cpu)
+}
+
+// reportConsume reports BenchmarkConsume's best rates and lowest CPU times per message.
+func reportConsume(b *testing.B, best, cpu map[string]float64) {
+	for _, name := range []string{"kpipe", "sarama", "kgo"} {
+		b.ReportMetric(best[name], name+"-msgs/s")
+		b.ReportMetric(cpu[name], name+"-cpu-us/msg")
+	}
 	met := "target >= 0.90x: MISSED"
 	if best["kpipe"] >= 0.9*best["sarama"] {
 		met = "target >= 0.90x: met"
 	}
+	us := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) + " µs" }
 	benchRow(b, "1 consume-only", "kpipe no-op handler vs plain sarama", rate(best["kpipe"]), rate(best["sarama"]), ratio(best["kpipe"], best["sarama"]), met)
+	benchRow(b, "1 consume-only", "CPU per message (the process's, kfake's answers included; lower is better)", us(cpu["kpipe"]), us(cpu["sarama"]), ratio(cpu["kpipe"], cpu["sarama"]), "")
 	benchRow(b, "1 consume-only", "kpipe no-op handler vs franz-go kgo (ceiling)", rate(best["kpipe"]), rate(best["kgo"]), ratio(best["kpipe"], best["kgo"]), "")
 }
 
