@@ -91,7 +91,7 @@ func processCPU() time.Duration {
 // cpuPerMessage is the process's CPU time per message handled over the span rateWithin
 // measured, in microseconds. It counts every goroutine of the process, kfake's answers to the
 // fetches included: it compares consumers that run alike in one process, one after the
-// other, and reads steadier than their rates on a machine whose cores other work shares.
+// other, by the work each does per message.
 func (c *counter) cpuPerMessage() float64 {
 	if c.spanMessages <= 0 {
 		return 0
