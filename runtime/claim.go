@@ -36,7 +36,8 @@ type claims struct {
 	consumer *sarama.Config
 	inbound  atomic.Pointer[inbound]
 	// decoded accounts for what the fetches hold decoded (decompressed) beyond the fetch
-	// share: it sizes the fetches and takes the excess from the pool and the window.
+	// share: it sizes the fetches and takes the excess from the pool and the window. join
+	// sets it before the group consumes.
 	decoded *decodedFetches
 
 	// client is the consumer group's: Setup resolves the starting offsets with it
@@ -110,10 +111,7 @@ func (h *claims) sizeFetches(sess sarama.ConsumerGroupSession) {
 	for _, ps := range sess.Claims() {
 		n += len(ps)
 	}
-	fetch, ratio := h.set.memory.partitionFetch(n, 1), 1.0
-	if h.decoded != nil {
-		fetch, ratio = h.decoded.session(n)
-	}
+	fetch, ratio := h.decoded.session(n)
 	h.consumer.Consumer.Fetch.Default = fetch
 	h.inbound.Store(newInbound(h.set.memory.inbound, sess.Context().Done()))
 	h.log.Info("consumer group session started", "generation", sess.GenerationID(), "claims", sess.Claims(),
@@ -125,9 +123,7 @@ func (h *claims) sizeFetches(sess sarama.ConsumerGroupSession) {
 // the messages delivered and not admitted hold the inbound share.
 func (h *claims) OnConsume(m *sarama.ConsumerMessage) {
 	n := messageSize(m)
-	if h.decoded != nil {
-		h.decoded.delivered(n)
-	}
+	h.decoded.delivered(n)
 	if in := h.inbound.Load(); in != nil {
 		in.take(m, n)
 	}

@@ -96,7 +96,7 @@ func (d *decodedFetches) session(partitions int) (int32, float64) {
 	ratio := d.ratioLocked()
 	f := d.budget.partitionFetch(partitions, ratio)
 	d.span.Store(int64(max(partitions, 1)) * int64(f))
-	d.estimateLocked()
+	d.estimateLocked(ratio)
 	return f, ratio
 }
 
@@ -105,18 +105,18 @@ func (d *decodedFetches) session(partitions int) (int32, float64) {
 func (d *decodedFetches) delivered(n int64) {
 	if d.decoded.Add(n) >= d.next.Load() {
 		d.mu.Lock()
-		d.estimateLocked()
+		d.estimateLocked(d.ratioLocked())
 		d.mu.Unlock()
 	}
 }
 
 // estimateLocked sets the pool's and the window's bytes to their shares less what the
-// fetches may decode to beyond the fetch share, half from each when both are there. d.mu
-// is held.
-func (d *decodedFetches) estimateLocked() {
+// fetches may decode to at ratio beyond the fetch share, half from each when both are
+// there. d.mu is held.
+func (d *decodedFetches) estimateLocked(ratio float64) {
 	b := d.budget
 	d.next.Store(d.decoded.Load() + max(b.fetch/8, 64<<10))
-	held := math.Min(d.ratioLocked()*float64(d.span.Load()), math.MaxInt64/2)
+	held := math.Min(ratio*float64(d.span.Load()), math.MaxInt64/2)
 	excess := max(int64(held)-b.fetch, 0)
 	if excess == d.excess {
 		return

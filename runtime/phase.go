@@ -76,10 +76,21 @@ func (ph *phase) join() error {
 		return fmt.Errorf("create consumer group: %w", err)
 	}
 	ph.group, ph.claims.client = group, client
-	if !p.set.produces() {
-		ph.claims.decoded = newDecodedFetches(p.set.memory, consumer.MetricRegistry, ph.pool, nil)
-		return nil
+	var window *byteGate // the producer window's bytes, which the decoded fetches draw on too
+	if p.set.produces() {
+		if err := ph.openProducer(); err != nil {
+			return err
+		}
+		window = ph.out.windowBytes
 	}
+	ph.claims.decoded = newDecodedFetches(p.set.memory, consumer.MetricRegistry, ph.pool, window)
+	return nil
+}
+
+// openProducer creates the phase's producer, and in ExactlyOnce begins its transactions; on
+// an error it closes what it opened and the group.
+func (ph *phase) openProducer() error {
+	p := ph.p
 	async, err := sarama.NewAsyncProducer(p.set.brokers, p.sarama)
 	if err != nil {
 		ph.closeGroup()
@@ -89,7 +100,6 @@ func (ph *phase) join() error {
 	ph.out = &producer{set: s, async: async, window: newByteGate(int64(s.producerWindow)),
 		windowBytes: newByteGate(s.memory.window), log: p.log, metrics: p.metrics, ctx: ph.workCtx}
 	ph.worker.out = ph.out
-	ph.claims.decoded = newDecodedFetches(s.memory, consumer.MetricRegistry, ph.pool, ph.out.windowBytes)
 	if s.claimForwards() {
 		ph.claims.fast = ph.out
 	}

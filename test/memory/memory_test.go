@@ -164,7 +164,7 @@ func startInCgroup(t *testing.T, bin string, cg *memoryCgroup, addrs []string) *
 		"group":         "memtest",
 		"initialOffset": "Earliest",
 		"processor":     map[string]any{"forward": map[string]any{"topic": "out"}},
-		"pool":          poolSpec(),
+		"pool":          poolSpec(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -193,10 +193,13 @@ func startInCgroup(t *testing.T, bin string, cg *memoryCgroup, addrs []string) *
 }
 
 // poolSpec is the pipeline's pool: the defaults, or a buffer of KPIPE_MEMTEST_BUFFER messages.
-func poolSpec() map[string]any {
+func poolSpec(t *testing.T) map[string]any {
 	p := map[string]any{}
 	if v := os.Getenv("KPIPE_MEMTEST_BUFFER"); v != "" {
-		b, _ := strconv.Atoi(v)
+		b, err := strconv.Atoi(v)
+		if err != nil || b <= 0 {
+			t.Fatalf("KPIPE_MEMTEST_BUFFER=%q: a positive number of messages is required", v)
+		}
 		p["buffer"] = b
 	}
 	return p
