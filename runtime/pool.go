@@ -24,7 +24,8 @@ import (
 // The hand-off costs no lock per message (see handoff.go): a consumer submits the messages
 // it admitted together as one chunk of the ready queue, and workers take the chunk's
 // messages one at a time with an atomic counter; a worker takes the pool's lock only when
-// its chunk runs out, when a lane it finished has a message waiting, and to wake or park.
+// its chunk runs out and to wake or park, and a lane's own lock when the lane it finished
+// has a message waiting.
 // Every worker takes one message at a time and, before it starts one, wakes an idle worker
 // if ready messages are left, so a message that hangs holds up its own lane only.
 type pool struct {
