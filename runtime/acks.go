@@ -104,15 +104,13 @@ func (pr *producer) finishAcked(js []*job) {
 			}
 			continue
 		}
-		pr.metrics.latency.Observe(now.Sub(j.start).Seconds())
 		js[n] = j
 		n++
 	}
 	if n == 0 {
 		return
 	}
-	pr.metrics.processedOK.Add(float64(n))
-	completeByPartition(js[:n])
+	completeByPartition(js[:n], now)
 	pr.windowBytes.release(bytes)
 	pr.window.release(slots)
 	for _, j := range js[:n] {
@@ -120,9 +118,9 @@ func (pr *producer) finishAcked(js []*job) {
 	}
 }
 
-// completeByPartition completes the jobs' offsets, under one lock of each partition. The
-// jobs of a partition keep their order; js is reordered.
-func completeByPartition(js []*job) {
+// completeByPartition completes the jobs' offsets, finished at now, under one lock of each
+// partition. The jobs of a partition keep their order; js is reordered.
+func completeByPartition(js []*job, now time.Time) {
 	for len(js) > 0 {
 		pt := js[0].part
 		k := 0
@@ -132,7 +130,7 @@ func completeByPartition(js []*job) {
 				k++
 			}
 		}
-		pt.completeAll(js[:k])
+		pt.completeAll(js[:k], now)
 		js = js[k:]
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 type ackClaim struct {
@@ -108,10 +107,10 @@ func TestAckBatchNeverMarksPastUnacked(t *testing.T) {
 	if got := f.pr.windowBytes.used.Load(); got != 0 {
 		t.Errorf("window: %d bytes taken after every ack, want 0", got)
 	}
-	if got := testutil.ToFloat64(f.pr.metrics.processedOK); got != 10 {
+	if got := scraped(t, f.pr.metrics, "kpipe_messages_processed_total", resultOK); got != 10 {
 		t.Errorf("processed ok %v, want 10", got)
 	}
-	if got := testutil.ToFloat64(f.pr.metrics.inFlight); got != 0 {
+	if got := scraped(t, f.pr.metrics, "kpipe_messages_in_flight", ""); got != 0 {
 		t.Errorf("in flight gauge %v, want 0", got)
 	}
 }
@@ -133,7 +132,7 @@ func TestAckBatchIsBounded(t *testing.T) {
 	f.expect(t, "first batch", [2]int64{half, half}, [2]int64{int64(per) - half, int64(per) - half})
 	f.settle(t, ch)
 	f.expect(t, "second batch", [2]int64{int64(per), int64(per)}, [2]int64{0, 0})
-	if got := testutil.ToFloat64(f.pr.metrics.processedOK); got != float64(2*per) {
+	if got := scraped(t, f.pr.metrics, "kpipe_messages_processed_total", resultOK); got != float64(2*per) {
 		t.Errorf("processed ok %v, want %d", got, 2*per)
 	}
 	if got := f.pr.unacked(); got != 0 {

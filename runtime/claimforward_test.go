@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -85,7 +84,7 @@ func TestClaimForwardReleasesWithStuckProducer(t *testing.T) {
 	opts := []Option{WithProducerWindow(10), WithDrainTimeout(2 * time.Second), WithShutdownTimeout(time.Second)}
 	a := start(t, specJSON(t, tc.baseSpec("stuck")), opts...)
 	inFlight := func(r *running) func() float64 {
-		return func() float64 { return testutil.ToFloat64(r.p.metrics.inFlight) }
+		return func() float64 { return scraped(t, r.p.metrics, "kpipe_messages_in_flight", "") }
 	}
 	g.Eventually(inFlight(a)).WithTimeout(time.Minute).Should(BeNumerically(">=", 10), "the window never filled")
 

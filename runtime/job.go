@@ -174,20 +174,18 @@ func (j *job) stall(m *metrics, log *slog.Logger, err error) {
 }
 
 // finish ends the message's life in the runtime: its partition completes its offset (or
-// gives up on it) and the result is counted. Only the first call does anything; it returns
+// gives up on it) and counts the result in its metrics (finished.go). Only the first call does anything; it returns
 // whether this was that call. A job holding a producer window slot is finished by the
 // producer, which gives the slot back.
 func (j *job) finish(result string, m *metrics) bool {
 	if !j.settle(m) {
 		return false
 	}
-	m.processedCounter(result).Inc()
 	if result == resultAbandoned {
 		j.part.abandon(j.offset)
 		return true
 	}
-	m.latency.Observe(time.Since(j.start).Seconds())
-	j.part.complete(j.offset)
+	j.part.complete(j.offset, result == resultOK, time.Since(j.start))
 	return true
 }
 

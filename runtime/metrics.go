@@ -19,20 +19,15 @@ type metrics struct {
 	registry     *prometheus.Registry
 	constLabels  prometheus.Labels // pipeline and namespace
 	consumed     *prometheus.CounterVec
-	processed    *prometheus.CounterVec
+	finished     *finishedMetrics // processed_total, in_flight, processing_seconds (finished.go)
 	retries      prometheus.Counter
 	deadLettered prometheus.Counter
-	inFlight     prometheus.Gauge
 	stalled      prometheus.Gauge
-	latency      prometheus.Histogram
 	committed    *prometheus.GaugeVec
 	idle         prometheus.Gauge
 	idlePeriods  prometheus.Counter
 	session      prometheus.Gauge
 	transactions *prometheus.CounterVec // ExactlyOnce: by result, committed or aborted
-
-	// children of processed, looked up once: finish runs for every message
-	processedOK, processedDead, processedAbandoned prometheus.Counter
 }
 
 func newMetrics(name, namespace string) *metrics {
@@ -49,24 +44,15 @@ func newMetrics(name, namespace string) *metrics {
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kpipe_messages_consumed_total", Help: "Messages read from Kafka and handed to the worker pool.", ConstLabels: labels,
 		}, []string{"topic"}),
-		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kpipe_messages_processed_total", Help: "Messages finished, by result: ok, dead_lettered, abandoned (redelivered later).", ConstLabels: labels,
-		}, []string{"result"}),
+		finished: newFinishedMetrics(labels),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kpipe_retries_total", Help: "Attempts that failed and were retried.", ConstLabels: labels,
 		}),
 		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kpipe_dead_lettered_total", Help: "Messages written to the dead-letter topic.", ConstLabels: labels,
 		}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kpipe_messages_in_flight", Help: "Messages consumed and not yet finished.", ConstLabels: labels,
-		}),
 		stalled: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kpipe_messages_stalled", Help: "Messages past retry.maxAttempts with no dead-letter topic, retried until they succeed; their partitions do not advance.", ConstLabels: labels,
-		}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "kpipe_processing_seconds", Help: "Time from consuming a message to finishing it, retries and acks included.",
-			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
 		}),
 		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kpipe_committed_offset", Help: "Offset last committed for a partition this replica owns (the next offset to consume).", ConstLabels: labels,
@@ -84,10 +70,7 @@ func newMetrics(name, namespace string) *metrics {
 			Name: "kpipe_transactions_total", Help: "ExactlyOnce transactions ended, by result: committed, aborted (their messages are consumed again).", ConstLabels: labels,
 		}, []string{"result"}),
 	}
-	m.processedOK = m.processed.WithLabelValues(resultOK)
-	m.processedDead = m.processed.WithLabelValues(resultDeadLettered)
-	m.processedAbandoned = m.processed.WithLabelValues(resultAbandoned)
-	m.registry.MustRegister(m.consumed, m.processed, m.retries, m.deadLettered, m.inFlight, m.stalled, m.latency,
+	m.registry.MustRegister(m.consumed, m.finished, m.retries, m.deadLettered, m.stalled,
 		m.committed, m.idle, m.idlePeriods, m.session, m.transactions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -95,15 +78,4 @@ func newMetrics(name, namespace string) *metrics {
 
 func (m *metrics) setCommitted(topic string, partition int32, offset int64) {
 	m.committed.WithLabelValues(topic, strconv.Itoa(int(partition))).Set(float64(offset))
-}
-
-func (m *metrics) processedCounter(result string) prometheus.Counter {
-	switch result {
-	case resultOK:
-		return m.processedOK
-	case resultDeadLettered:
-		return m.processedDead
-	default:
-		return m.processedAbandoned
-	}
 }

@@ -13,8 +13,9 @@ import (
 )
 
 // partition is one claimed partition of one consumer group session. It owns the
-// partition's offset tracker and the count of its messages in flight, both under mu: the
-// count is what drain waits on, and kpipe_messages_in_flight reports its changes.
+// partition's offset tracker, the count of its messages in flight and the tally of those
+// finished, all under mu: the count is what drain waits on, and with the tally it is what
+// the metrics of finished messages are collected from (finished.go).
 type partition struct {
 	topic string
 	id    int32
@@ -25,7 +26,6 @@ type partition struct {
 	group    sarama.ConsumerGroupSession
 	log      *slog.Logger
 	consumed prometheus.Counter // kpipe_messages_consumed_total of the topic
-	gauge    prometheus.Gauge   // kpipe_messages_in_flight, shared by every partition
 	revoked  chan struct{}      // closed when the partition starts to drain
 	changed  chan struct{}      // signalled whenever a message finishes while draining
 	// ctx is what handlers of the partition's messages get: it ends when the runtime gives
@@ -47,24 +47,26 @@ type partition struct {
 	// of an unmoved offset can be refreshed (ResetOffset) without moving it back.
 	handed int64
 	tel    partitionTelemetry // telemetry.go
+	fin    finishedTally      // finished.go
 }
 
 func newPartition(ctx context.Context, sess, group sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, log *slog.Logger, m *metrics) *partition {
 	ctx, cancel := context.WithCancel(ctx)
 	topic, id := claim.Topic(), claim.Partition()
 	start := max(claim.InitialOffset(), -1) // sarama's OffsetNewest and OffsetOldest are negative
-	return &partition{
+	pt := &partition{
 		ctx: ctx, cancel: cancel,
 		topic: topic, id: id, sess: sess, group: group, start: start, handed: start,
 		tel:      newPartitionTelemetry(time.Now()),
 		consumed: m.consumed.WithLabelValues(topic),
-		gauge:    m.inFlight,
 		tracker:  offsets.New(),
 		log:      log.With("topic", topic, "partition", id),
 		revoked:  make(chan struct{}),
 		changed:  make(chan struct{}, 1),
 		marked:   -1,
 	}
+	m.finished.add(pt)
+	return pt
 }
 
 // addAll starts tracking the offsets of consumed messages, admitted at now, and counts them
@@ -90,29 +92,32 @@ func (pt *partition) addAll(ms []*sarama.ConsumerMessage, sizes []int64, now tim
 	pt.mu.Unlock()
 	if n > 0 {
 		pt.consumed.Add(float64(n))
-		pt.gauge.Add(float64(n))
 	}
 	return n, skipped
 }
 
-// complete records a finished message and moves the offset to mark when it advanced. The
-// offset is handed to sarama (MarkOffset) only before a commit (markForCommit), not for
-// every message.
-func (pt *partition) complete(offset int64) {
-	pt.gauge.Dec()
+// complete records a finished message, ok or dead-lettered, that took took since it was
+// admitted, and moves the offset to mark when it advanced. The offset is handed to sarama
+// (MarkOffset) only before a commit (markForCommit), not for every message.
+func (pt *partition) complete(offset int64, ok bool, took time.Duration) {
+	result := resultIndexOK
+	if !ok {
+		result = resultIndexDeadLettered
+	}
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
+	pt.fin.observe(result, took)
 	pt.completeLocked(offset)
 	pt.signal()
 }
 
-// completeAll is complete for messages of the partition finished together (acks.go): one
-// lock for all of them.
-func (pt *partition) completeAll(js []*job) {
-	pt.gauge.Sub(float64(len(js)))
+// completeAll is complete for messages of the partition that succeeded together, finished
+// at now (acks.go): one lock for all of them.
+func (pt *partition) completeAll(js []*job, now time.Time) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	for _, j := range js {
+		pt.fin.observe(resultIndexOK, now.Sub(j.start))
 		pt.completeLocked(j.offset)
 	}
 	pt.signal()
@@ -181,9 +186,9 @@ func (pt *partition) handLocked(sess sarama.ConsumerGroupSession, off int64, met
 // abandon records a message given up on: its offset is never marked, so neither is any
 // later one of this claim, and the message is consumed again after the partition is released.
 func (pt *partition) abandon(offset int64) {
-	pt.gauge.Dec()
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
+	pt.fin.results[resultIndexAbandoned]++
 	pt.inFlight--
 	pt.tel.finished(offset, false)
 	pt.signal()

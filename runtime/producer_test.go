@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	. "github.com/onsi/gomega"
@@ -35,7 +34,7 @@ func TestProducerWindowBoundsUnacked(t *testing.T) {
 	})
 
 	a := start(t, specJSON(t, tc.baseSpec("window")), WithProducerWindow(window))
-	inFlight := func() float64 { return testutil.ToFloat64(a.p.metrics.inFlight) }
+	inFlight := func() float64 { return scraped(t, a.p.metrics, "kpipe_messages_in_flight", "") }
 	g.Eventually(inFlight).WithTimeout(time.Minute).Should(BeNumerically(">=", window),
 		"the window never filled")
 	// Long enough for several periodic commits (200 ms) and for the pipeline to take in
