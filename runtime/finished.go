@@ -23,6 +23,18 @@ const (
 	resultIndexAbandoned
 )
 
+// resultIndex is the index of result in finishedTally.results.
+func resultIndex(result string) int {
+	switch result {
+	case resultOK:
+		return resultIndexOK
+	case resultDeadLettered:
+		return resultIndexDeadLettered
+	default:
+		return resultIndexAbandoned
+	}
+}
+
 // finishedTally is what one partition's finished messages add to the metrics:
 // kpipe_messages_processed_total by result, and kpipe_processing_seconds. The partition
 // keeps it under its lock, which finishing a message takes anyway (partition.go).

@@ -91,11 +91,11 @@ func admitted(t *testing.T, m *metrics, id int32, n int) *partition {
 func TestFinishedMetricsSumPartitions(t *testing.T) {
 	m := newMetrics("p", "ns")
 	a, b := admitted(t, m, 0, 4), admitted(t, m, 1, 3)
-	a.complete(0, true, 200*time.Microsecond)
-	a.complete(1, true, 3*time.Millisecond)
-	a.complete(2, false, 100*time.Second) // dead-lettered, past the last bound
+	a.complete(0, resultIndexOK, 200*time.Microsecond)
+	a.complete(1, resultIndexOK, 3*time.Millisecond)
+	a.complete(2, resultIndexDeadLettered, 100*time.Second) // dead-lettered, past the last bound
 	b.abandon(0)
-	b.complete(1, true, time.Millisecond) // at a bound: counted in it, as Prometheus does
+	b.complete(1, resultIndexOK, time.Millisecond) // at a bound: counted in it, as Prometheus does
 
 	for name, want := range map[string]float64{resultOK: 3, resultDeadLettered: 1, resultAbandoned: 1} {
 		if got := scraped(t, m, "kpipe_messages_processed_total", name); got != want {
@@ -125,13 +125,13 @@ func TestFinishedMetricsSumPartitions(t *testing.T) {
 func TestFinishedMetricsKeepReleasedPartitions(t *testing.T) {
 	m := newMetrics("p", "ns")
 	pt := admitted(t, m, 0, 2)
-	pt.complete(0, true, time.Millisecond)
+	pt.complete(0, resultIndexOK, time.Millisecond)
 	pt.close()
 	m.finished.sweep()
 	if got := scraped(t, m, "kpipe_messages_in_flight", ""); got != 1 {
 		t.Errorf("in flight after release: %v, want 1 (offset 1 still runs)", got)
 	}
-	pt.complete(1, true, time.Millisecond) // finishes after its partition was released
+	pt.complete(1, resultIndexOK, time.Millisecond) // finishes after its partition was released
 	m.finished.sweep()
 	if n := len(m.finished.live); n != 0 {
 		t.Errorf("%d partitions still collected after the last finished, want 0", n)
@@ -143,7 +143,7 @@ func TestFinishedMetricsKeepReleasedPartitions(t *testing.T) {
 		t.Errorf("in flight: %v, want 0", got)
 	}
 	next := admitted(t, m, 0, 1) // the partition claimed again
-	next.complete(0, true, time.Millisecond)
+	next.complete(0, resultIndexOK, time.Millisecond)
 	if got := scraped(t, m, "kpipe_messages_processed_total", resultOK); got != 3 {
 		t.Errorf("processed ok after the partition came back: %v, want 3", got)
 	}

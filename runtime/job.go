@@ -174,8 +174,8 @@ func (j *job) stall(m *metrics, log *slog.Logger, err error) {
 }
 
 // finish ends the message's life in the runtime: its partition completes its offset (or
-// gives up on it) and counts the result in its metrics (finished.go). Only the first call does anything; it returns
-// whether this was that call. A job holding a producer window slot is finished by the
+// gives up on it) and counts the result (finished.go). Only the first call does anything;
+// it returns whether this was that call. A job holding a producer window slot is finished by the
 // producer, which gives the slot back.
 func (j *job) finish(result string, m *metrics) bool {
 	if !j.settle(m) {
@@ -185,7 +185,7 @@ func (j *job) finish(result string, m *metrics) bool {
 		j.part.abandon(j.offset)
 		return true
 	}
-	j.part.complete(j.offset, result == resultOK, time.Since(j.start))
+	j.part.complete(j.offset, resultIndex(result), time.Since(j.start))
 	return true
 }
 

@@ -96,14 +96,11 @@ func (pt *partition) addAll(ms []*sarama.ConsumerMessage, sizes []int64, now tim
 	return n, skipped
 }
 
-// complete records a finished message, ok or dead-lettered, that took took since it was
-// admitted, and moves the offset to mark when it advanced. The offset is handed to sarama
-// (MarkOffset) only before a commit (markForCommit), not for every message.
-func (pt *partition) complete(offset int64, ok bool, took time.Duration) {
-	result := resultIndexOK
-	if !ok {
-		result = resultIndexDeadLettered
-	}
+// complete records a finished message, its result (resultIndexOK or
+// resultIndexDeadLettered) and the time it took since it was admitted, and moves the offset
+// to mark when it advanced. The offset is handed to sarama (MarkOffset) only before a commit
+// (markForCommit), not for every message.
+func (pt *partition) complete(offset int64, result int, took time.Duration) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	pt.fin.observe(result, took)

@@ -36,7 +36,7 @@ func BenchmarkPartitionBookkeeping(b *testing.B) {
 		}
 		pt.addAll(ms, sizes, now)
 		for _, o := range offsets {
-			pt.complete(o, true, 0)
+			pt.complete(o, resultIndexOK, 0)
 		}
 	}
 }
