@@ -276,7 +276,7 @@ func (h *claims) release(sess sarama.ConsumerGroupSession, pt *partition) {
 	}
 	pt.drain(h.workCtx, bound)
 	pt.close()
-	h.metrics.finished.sweep()
+	h.metrics.finished.release(pt)
 	h.commit(sess)
 	// The partition is not this replica's any more: its offset gauge goes with it.
 	h.metrics.committed.DeleteLabelValues(pt.topic, strconv.Itoa(int(pt.id)))

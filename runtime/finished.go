@@ -84,9 +84,10 @@ func (t *finishedTally) add(o *finishedTally) {
 type finishedMetrics struct {
 	processed, inFlight, latency *prometheus.Desc
 
-	mu   sync.Mutex
-	live map[*partition]struct{}
-	gone finishedTally // of the partitions no longer live
+	mu       sync.Mutex
+	live     map[*partition]struct{}
+	released map[*partition]struct{} // of live, those released with messages still in flight
+	gone     finishedTally           // of the partitions no longer live
 }
 
 func newFinishedMetrics(labels prometheus.Labels) *finishedMetrics {
@@ -97,7 +98,8 @@ func newFinishedMetrics(labels prometheus.Labels) *finishedMetrics {
 			"Messages consumed and not yet finished.", nil, labels),
 		latency: prometheus.NewDesc("kpipe_processing_seconds",
 			"Time from consuming a message to finishing it, retries and acks included.", nil, labels),
-		live: map[*partition]struct{}{},
+		live:     map[*partition]struct{}{},
+		released: map[*partition]struct{}{},
 	}
 }
 
@@ -108,17 +110,20 @@ func (f *finishedMetrics) add(pt *partition) {
 	f.mu.Unlock()
 }
 
-// sweep stops collecting the partitions released with nothing in flight, keeping their
-// tallies. It runs when a partition is released, so the live partitions stay those of
-// the current assignment and the few with messages still running.
-func (f *finishedMetrics) sweep() {
+// release stops collecting pt, released (closed), once nothing of it is in flight, and the
+// partitions released before it whose last messages have finished since; their tallies
+// are kept. The live partitions stay those of the current assignment and the few released
+// with messages still running, and a release looks only at the latter.
+func (f *finishedMetrics) release(pt *partition) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for pt := range f.live {
+	f.released[pt] = struct{}{}
+	for pt := range f.released {
 		pt.mu.Lock()
 		if pt.closed && pt.inFlight == 0 {
 			f.gone.add(&pt.fin)
 			delete(f.live, pt)
+			delete(f.released, pt)
 		}
 		pt.mu.Unlock()
 	}

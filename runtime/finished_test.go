@@ -127,12 +127,14 @@ func TestFinishedMetricsKeepReleasedPartitions(t *testing.T) {
 	pt := admitted(t, m, 0, 2)
 	pt.complete(0, resultIndexOK, time.Millisecond)
 	pt.close()
-	m.finished.sweep()
+	m.finished.release(pt)
 	if got := scraped(t, m, "kpipe_messages_in_flight", ""); got != 1 {
 		t.Errorf("in flight after release: %v, want 1 (offset 1 still runs)", got)
 	}
 	pt.complete(1, resultIndexOK, time.Millisecond) // finishes after its partition was released
-	m.finished.sweep()
+	other := admitted(t, m, 1, 0)
+	other.close()
+	m.finished.release(other) // the next release also lets go of pt
 	if n := len(m.finished.live); n != 0 {
 		t.Errorf("%d partitions still collected after the last finished, want 0", n)
 	}
