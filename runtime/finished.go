@@ -58,6 +58,11 @@ func (t *finishedTally) observe(result int, took time.Duration) {
 	t.buckets[i]++
 }
 
+// finished is the messages finished, dead letters included, not those given up on.
+func (t *finishedTally) finished() int64 {
+	return int64(t.results[resultIndexOK] + t.results[resultIndexDeadLettered])
+}
+
 // add adds o to t.
 func (t *finishedTally) add(o *finishedTally) {
 	for i := range t.results {

@@ -123,7 +123,7 @@ func (pt *partition) completeAll(js []*job, now time.Time) {
 // completeLocked records one finished message; pt.mu is held.
 func (pt *partition) completeLocked(offset int64) {
 	pt.inFlight--
-	pt.tel.finished(offset, true)
+	pt.tel.finished(offset)
 	if !pt.closed {
 		pt.doneLocked(offset)
 	}
@@ -187,7 +187,7 @@ func (pt *partition) abandon(offset int64) {
 	defer pt.mu.Unlock()
 	pt.fin.results[resultIndexAbandoned]++
 	pt.inFlight--
-	pt.tel.finished(offset, false)
+	pt.tel.finished(offset)
 	pt.signal()
 }
 

@@ -125,7 +125,7 @@ func (w *telemetryWriter) partitionsChanged() {
 func (w *telemetryWriter) encodeLocked(pt *partition, now time.Time) string {
 	busy, epoch := w.averages()
 	r := telemetry.Record{At: now, Replica: w.replica, Busy: busy, State: telemetry.StateOK,
-		Rate: pt.tel.rate(now, epoch, w.tau, w.minWindow()), InFlight: pt.inFlight}
+		Rate: pt.tel.rate(pt.fin.finished(), now, epoch, w.tau, w.minWindow()), InFlight: pt.inFlight}
 	if oldest, ok := pt.tracker.Oldest(); ok && pt.inFlight > 0 {
 		if at, ok := pt.tel.admittedAt(oldest); ok {
 			r.OldestInFlight = now.Sub(at)
@@ -149,9 +149,8 @@ func (w *telemetryWriter) encode(pt *partition, now time.Time) string {
 
 // partitionTelemetry is what a partition measures for its records; under partition.mu.
 type partitionTelemetry struct {
-	done     int64     // messages finished in the claim (not those given up on)
 	avg      ewma      // messages per second
-	avgDone  int64     // done at avgSince
+	avgDone  int64     // messages finished in the claim at avgSince (finishedTally.finished)
 	avgSince time.Time // start of the current rate window
 	epoch    int64     // the telemetryWriter's epoch the average belongs to
 	// admits holds the first offset and the admission time of each batch admitted with
@@ -172,24 +171,22 @@ func newPartitionTelemetry(now time.Time) partitionTelemetry {
 	return partitionTelemetry{avgSince: now}
 }
 
-// rate adds the window since the last one to the rate's average, when it is long enough. A
-// new epoch (the writer restarted its averages, see adopt) starts the average afresh.
-func (t *partitionTelemetry) rate(now time.Time, epoch int64, tau, minWindow time.Duration) float64 {
+// rate adds the window since the last one to the rate's average, when it is long enough;
+// done is the messages finished in the claim so far (not those given up on). A new epoch
+// (the writer restarted its averages, see adopt) starts the average afresh.
+func (t *partitionTelemetry) rate(done int64, now time.Time, epoch int64, tau, minWindow time.Duration) float64 {
 	if dt := now.Sub(t.avgSince); dt >= minWindow {
 		if t.epoch != epoch {
 			t.avg.primed, t.epoch = false, epoch
 		}
-		t.avg.add(float64(t.done-t.avgDone)/dt.Seconds(), dt, tau)
-		t.avgDone, t.avgSince = t.done, now
+		t.avg.add(float64(done-t.avgDone)/dt.Seconds(), dt, tau)
+		t.avgDone, t.avgSince = done, now
 	}
 	return t.avg.value
 }
 
-// finished records a message finished (ok) or given up on.
-func (t *partitionTelemetry) finished(offset int64, ok bool) {
-	if ok {
-		t.done++
-	}
+// finished records a message finished or given up on: it is no longer paused.
+func (t *partitionTelemetry) finished(offset int64) {
 	if len(t.paused) > 0 {
 		delete(t.paused, offset)
 	}

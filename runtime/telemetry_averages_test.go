@@ -35,7 +35,7 @@ func setParked(pl *pool, n int32) {
 func finish(pt *partition, n int64) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	pt.tel.done += n
+	pt.fin.results[resultIndexOK] += uint64(n)
 }
 
 func recordAt(t *testing.T, w *telemetryWriter, pt *partition, now time.Time) telemetry.Record {
