@@ -41,8 +41,10 @@ type claims struct {
 	decoded *decodedFetches
 
 	// client is the consumer group's: Setup resolves the starting offsets with it
-	// (startoffset.go).
+	// (startoffset.go). group pauses the partitions that track too many offsets
+	// (uncommitted.go).
 	client sarama.Client
+	group  pauser
 	// tel makes the telemetry records of the commits.
 	tel *telemetryWriter
 
@@ -137,6 +139,7 @@ func (h *claims) OnConsume(m *sarama.ConsumerMessage) {
 // (partition.ctx).
 func (h *claims) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	pt := newPartition(h.workCtx, h.tx.session(sess), sess, claim, h.log, h.metrics)
+	pt.bound = uncommittedBound{group: h.group, max: h.set.maxUncommitted, gauge: h.metrics.paused}
 	h.tel.adopt(&pt.tel)
 	h.track(pt, true)
 	defer h.track(pt, false)

@@ -23,6 +23,7 @@ type metrics struct {
 	retries      prometheus.Counter
 	deadLettered prometheus.Counter
 	stalled      prometheus.Gauge
+	paused       prometheus.Gauge
 	committed    *prometheus.GaugeVec
 	idle         prometheus.Gauge
 	idlePeriods  prometheus.Counter
@@ -54,6 +55,9 @@ func newMetrics(name, namespace string) *metrics {
 		stalled: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kpipe_messages_stalled", Help: "Messages past retry.maxAttempts with no dead-letter topic, retried until they succeed; their partitions do not advance.", ConstLabels: labels,
 		}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kpipe_partitions_paused", Help: "Partitions whose fetching is paused because too many of their finished offsets wait behind one that has not finished (WithMaxUncommitted).", ConstLabels: labels,
+		}),
 		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kpipe_committed_offset", Help: "Offset last committed for a partition this replica owns (the next offset to consume).", ConstLabels: labels,
 		}, []string{"topic", "partition"}),
@@ -70,7 +74,7 @@ func newMetrics(name, namespace string) *metrics {
 			Name: "kpipe_transactions_total", Help: "ExactlyOnce transactions ended, by result: committed, aborted (their messages are consumed again).", ConstLabels: labels,
 		}, []string{"result"}),
 	}
-	m.registry.MustRegister(m.consumed, m.finished, m.retries, m.deadLettered, m.stalled,
+	m.registry.MustRegister(m.consumed, m.finished, m.retries, m.deadLettered, m.stalled, m.paused,
 		m.committed, m.idle, m.idlePeriods, m.session, m.transactions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -48,6 +48,7 @@ type partition struct {
 	handed int64
 	tel    partitionTelemetry // telemetry.go
 	fin    finishedTally      // finished.go
+	bound  uncommittedBound   // uncommitted.go: set before the claim admits anything
 }
 
 func newPartition(ctx context.Context, sess, group sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, log *slog.Logger, m *metrics) *partition {
@@ -88,6 +89,7 @@ func (pt *partition) addAll(ms []*sarama.ConsumerMessage, sizes []int64, now tim
 	pt.inFlight += n
 	if n > 0 {
 		pt.tel.admitted(ms[0].Offset, now)
+		pt.pauseIfFullLocked()
 	}
 	pt.mu.Unlock()
 	if n > 0 {
@@ -139,6 +141,7 @@ func (pt *partition) doneLocked(offset int64) {
 	}
 	if advanced {
 		pt.marked = next
+		pt.resumeIfRoomLocked()
 	}
 }
 
@@ -243,11 +246,13 @@ func (pt *partition) drain(ctx context.Context, bound time.Duration) {
 	}
 }
 
-// close stops marking offsets for the partition and cancels the context of its messages
-// still running; the commit that follows marks the last offset.
+// close stops marking offsets for the partition, cancels the context of its messages
+// still running and resumes its fetching if it was paused; the commit that follows marks the
+// last offset.
 func (pt *partition) close() {
 	pt.cancel()
 	pt.mu.Lock()
 	pt.closed = true
+	pt.resumeLocked()
 	pt.mu.Unlock()
 }

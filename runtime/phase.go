@@ -75,7 +75,7 @@ func (ph *phase) join() error {
 	if err != nil {
 		return fmt.Errorf("create consumer group: %w", err)
 	}
-	ph.group, ph.claims.client = group, client
+	ph.group, ph.claims.client, ph.claims.group = group, client, group
 	var window *byteGate // the producer window's bytes, which the decoded fetches draw on too
 	if p.set.produces() {
 		if err := ph.openProducer(); err != nil {

@@ -46,6 +46,7 @@ type options struct {
 	drainTimeout    time.Duration
 	commitInterval  time.Duration
 	producerWindow  int
+	maxUncommitted  int
 	memoryBudget    int64
 	saramaHook      func(*sarama.Config)
 	instance        string
@@ -78,6 +79,15 @@ func WithCommitInterval(d time.Duration) Option { return func(o *options) { o.co
 // keeps the batches small and the forward rate low.
 func WithProducerWindow(n int) Option { return func(o *options) { o.producerWindow = n } }
 
+// WithMaxUncommitted bounds the offsets a partition tracks beyond the offset it can commit
+// (default 65 536, 24 bytes each; never below twice the pool's buffer and workers). In
+// Unordered and Key ordering the messages after one that has not finished (a slow handler,
+// a message retried with no dead-letter topic) go on and finish, and each stays tracked until
+// the one before it finishes. Once n are, the partition's fetching pauses (sarama's Pause)
+// until it finishes, so a message that never does costs bounded memory and holds up only its
+// partition.
+func WithMaxUncommitted(n int) Option { return func(o *options) { o.maxUncommitted = n } }
+
 // WithMemoryBudget sets the bound in bytes of what the pipeline holds (messages fetched,
 // waiting, processed and written), instead of the share of the container's memory limit
 // or KPIPE_MEMORY_BUDGET.
@@ -102,6 +112,8 @@ func (o *options) validate() error {
 		return errors.New("WithCommitInterval: must be positive")
 	case o.producerWindow < 1:
 		return errors.New("WithProducerWindow: must be at least 1")
+	case o.maxUncommitted < 1:
+		return errors.New("WithMaxUncommitted: must be at least 1")
 	case o.memoryBudget < 0:
 		return errors.New("WithMemoryBudget: must not be negative")
 	}
@@ -126,6 +138,7 @@ func New(cfg *Config, opts ...Option) (*Pipeline, error) {
 		drainTimeout:    10 * time.Second,
 		commitInterval:  time.Second,
 		producerWindow:  8192,
+		maxUncommitted:  1 << 16,
 	}
 	for _, opt := range opts {
 		opt(&o)

@@ -34,6 +34,9 @@ type settings struct {
 	shutdownTimeout time.Duration // the grace period after Run's context ends
 	commitInterval  time.Duration
 	producerWindow  int // messages written and not yet acknowledged
+	// maxUncommitted is the offsets a partition tracks beyond its committable one before its
+	// fetching pauses (partition.go, WithMaxUncommitted).
+	maxUncommitted int
 
 	memory memoryBudget // the bound in bytes of what the stages hold, and its shares
 }
@@ -57,6 +60,7 @@ func newSettings(cfg *Config, o *options, memory memoryBudget) settings {
 		shutdownTimeout: o.shutdownTimeout,
 		commitInterval:  o.commitInterval,
 		producerWindow:  o.producerWindow,
+		maxUncommitted:  max(o.maxUncommitted, 2*(int(*spec.Pool.Buffer)+cfg.PoolSize())),
 		memory:          memory,
 	}
 	if spec.Processor.Forward != nil {

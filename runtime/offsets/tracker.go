@@ -12,8 +12,10 @@ import (
 	"slices"
 )
 
-// Tracker holds the offsets of one partition that were handed out and not yet finished.
-// Its memory is bounded by the number of messages in flight, not by lag. It is not safe for
+// Tracker holds the offsets of one partition that were handed out and not yet finished, and
+// those finished after the oldest one not finished. Its memory grows with those (Len), not
+// with lag: when one offset never finishes while later ones do, it grows with every offset
+// added, and the caller bounds it (the runtime pauses the partition). It is not safe for
 // concurrent use: the caller serializes the calls (the runtime makes them under the lock of
 // the partition the Tracker belongs to).
 type Tracker struct {
@@ -58,7 +60,10 @@ func (t *Tracker) AddStamped(offset, stamp int64) error {
 // Done records that offset finished. It returns the offset to commit (one past the highest
 // offset below which everything finished) and whether that offset moved forward.
 func (t *Tracker) Done(offset int64) (next int64, advanced bool, err error) {
-	i, found := slices.BinarySearchFunc(t.pending, offset, func(e entry, o int64) int { return cmp.Compare(e.offset, o) })
+	i, found := 0, len(t.pending) > 0 && t.pending[0].offset == offset // the oldest: messages mostly finish in order
+	if !found {
+		i, found = slices.BinarySearchFunc(t.pending, offset, func(e entry, o int64) int { return cmp.Compare(e.offset, o) })
+	}
 	if !found {
 		return t.next, false, fmt.Errorf("offset %d is not in flight", offset)
 	}
@@ -99,6 +104,13 @@ func (t *Tracker) Oldest() (int64, bool) {
 		return 0, false
 	}
 	return t.pending[0].offset, true
+}
+
+// Len is the number of offsets tracked: those not finished, and those finished after the
+// oldest one not finished (the offsets the caller cannot commit yet), 24 bytes each plus the
+// spare room of the array they live in.
+func (t *Tracker) Len() int {
+	return len(t.pending)
 }
 
 // InFlight is the number of offsets added and not finished.

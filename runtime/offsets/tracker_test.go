@@ -126,3 +126,26 @@ func TestTrackerStampAndOldest(t *testing.T) {
 		t.Fatalf("after all done: Oldest present %v, Stamp %d; want none, 107", ok, tr.Stamp())
 	}
 }
+
+func TestLenCountsFinishedBehindTheOldest(t *testing.T) {
+	tr := New()
+	for o := range int64(5) {
+		if err := tr.Add(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range []int64{1, 2, 4} {
+		if _, advanced, err := tr.Done(o); err != nil || advanced {
+			t.Fatalf("Done(%d) = advanced %v, err %v; offset 0 is still running", o, advanced, err)
+		}
+	}
+	if tr.Len() != 5 || tr.InFlight() != 2 {
+		t.Fatalf("Len %d, InFlight %d; want 5 tracked (0 and 3 running, 1, 2 and 4 behind 0), 2 in flight", tr.Len(), tr.InFlight())
+	}
+	if next, advanced, err := tr.Done(0); err != nil || !advanced || next != 3 {
+		t.Fatalf("Done(0) = %d, %v, %v; want 3, true", next, advanced, err)
+	}
+	if tr.Len() != 2 {
+		t.Fatalf("Len %d after the oldest finished; want 2 (3 running, 4 behind it)", tr.Len())
+	}
+}
