@@ -41,8 +41,7 @@ type claims struct {
 	decoded *decodedFetches
 
 	// client is the consumer group's: Setup resolves the starting offsets with it
-	// (startoffset.go). group pauses the partitions that track too many offsets
-	// (uncommitted.go).
+	// (startoffset.go). group pauses partitions (pause.go).
 	client sarama.Client
 	group  pauser
 	// tel makes the telemetry records of the commits.
@@ -55,6 +54,8 @@ type claims struct {
 	// (claimforward.go); clock then measures the claims' time waiting for messages.
 	fast  *producer
 	clock *claimClock
+
+	claimed atomic.Int32 // len(parts), read without the lock (laneShare)
 
 	mu         sync.Mutex
 	parts      map[*partition]struct{}
@@ -139,7 +140,7 @@ func (h *claims) OnConsume(m *sarama.ConsumerMessage) {
 // (partition.ctx).
 func (h *claims) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	pt := newPartition(h.workCtx, h.tx.session(sess), sess, claim, h.log, h.metrics)
-	pt.bound = uncommittedBound{group: h.group, max: h.set.maxUncommitted, gauge: h.metrics.paused}
+	pt.fetch = fetchPause{group: h.group, max: h.set.maxUncommitted, gauge: h.metrics.paused}
 	h.tel.adopt(&pt.tel)
 	h.track(pt, true)
 	defer h.track(pt, false)
@@ -158,15 +159,17 @@ func (h *claims) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 // msgs closes.
 func (h *claims) feed(ctx context.Context, pt *partition, msgs <-chan *sarama.ConsumerMessage, in *inbound, ic *inboundClaim) {
 	var (
-		b    batch
-		next *sarama.ConsumerMessage // taken, did not fit in the last batch
+		b        batch
+		src      = source{msgs: msgs, in: in, ic: ic}
+		next     *sarama.ConsumerMessage // taken, did not fit in the last batch
+		nextHeld bool                    // next was held back (holdback.go)
 	)
 	h.clock.change(1, 0)
 	defer h.clock.change(-1, 0)
 	for {
-		first := next
+		first, firstHeld := next, nextHeld
 		if first == nil {
-			if first = h.receive(ctx, msgs); first == nil {
+			if first, firstHeld = h.receive(ctx, &src); first == nil {
 				return
 			}
 		}
@@ -182,73 +185,78 @@ func (h *claims) feed(ctx context.Context, pt *partition, msgs <-chan *sarama.Co
 			admitted()
 			return
 		}
-		b.reset(first, firstSize)
+		b.reset(first, firstSize, firstHeld)
 		var open bool
-		next, open = b.takeWaiting(msgs, n, room)
+		next, nextHeld, open = b.takeWaiting(&src, n, room)
 		h.pool.release(n-len(b.ms), room-b.bytes)
 		h.admit(ctx, pt, &b)
 		admitted()
-		in.admitted(ic, b.bytes)
-		if !open {
+		in.admitted(ic, b.bytes-b.heldBytes)
+		if !open || !h.holdBack(ctx, pt, &src) {
 			return
 		}
 	}
 }
 
-// receive waits for the partition's next message; nil when ctx ended or msgs closed. The
-// claim clock, when there is one, counts the wait.
-func (h *claims) receive(ctx context.Context, msgs <-chan *sarama.ConsumerMessage) *sarama.ConsumerMessage {
+// receive waits for the partition's next message, and reports whether it was held back;
+// nil when ctx ended or sarama closed the channel. The claim clock, when there is one,
+// counts the wait.
+func (h *claims) receive(ctx context.Context, src *source) (*sarama.ConsumerMessage, bool) {
+	if m, held, open := src.poll(); m != nil || !open {
+		return m, held
+	}
 	if h.clock != nil {
-		select {
-		case m := <-msgs:
-			return m
-		default:
-		}
 		h.clock.change(0, 1)
 		defer h.clock.change(0, -1)
 	}
 	select {
 	case <-ctx.Done():
-		return nil
-	case m := <-msgs:
-		return m
+		return nil, false
+	case m := <-src.msgs:
+		return m, false
 	}
 }
 
-// batch is the messages of one partition admitted together and their sizes.
+// batch is the messages of one partition admitted together and their sizes; heldBytes are
+// those of the messages that were held back, which the inbound gate no longer counts.
 type batch struct {
-	ms    []*sarama.ConsumerMessage
-	sizes []int64
-	bytes int64
+	ms        []*sarama.ConsumerMessage
+	sizes     []int64
+	bytes     int64
+	heldBytes int64
 }
 
-func (b *batch) reset(first *sarama.ConsumerMessage, size int64) {
+func (b *batch) reset(first *sarama.ConsumerMessage, size int64, held bool) {
 	clear(b.ms)
-	b.ms, b.sizes = append(b.ms[:0], first), append(b.sizes[:0], size)
-	b.bytes = size
+	b.ms, b.sizes = b.ms[:0], b.sizes[:0]
+	b.bytes, b.heldBytes = 0, 0
+	b.add(first, size, held)
 }
 
-// takeWaiting adds the messages waiting in msgs to the batch, without blocking, up to n
-// messages and room bytes; next is a message taken that did not fit, open is false when
-// msgs closed.
-func (b *batch) takeWaiting(msgs <-chan *sarama.ConsumerMessage, n int, room int64) (next *sarama.ConsumerMessage, open bool) {
-	for len(b.ms) < n {
-		select {
-		case m, ok := <-msgs:
-			if !ok {
-				return nil, false
-			}
-			size := messageSize(m)
-			if b.bytes+size > room {
-				return m, true
-			}
-			b.ms, b.sizes = append(b.ms, m), append(b.sizes, size)
-			b.bytes += size
-		default:
-			return nil, true
-		}
+func (b *batch) add(m *sarama.ConsumerMessage, size int64, held bool) {
+	b.ms, b.sizes = append(b.ms, m), append(b.sizes, size)
+	b.bytes += size
+	if held {
+		b.heldBytes += size
 	}
-	return nil, true
+}
+
+// takeWaiting adds the messages waiting in src to the batch, without blocking, up to n
+// messages and room bytes; next is a message taken that did not fit (held: it was held
+// back), open is false when sarama closed the channel.
+func (b *batch) takeWaiting(src *source, n int, room int64) (next *sarama.ConsumerMessage, held, open bool) {
+	for len(b.ms) < n {
+		m, held, open := src.poll()
+		if m == nil {
+			return nil, false, open
+		}
+		size := messageSize(m)
+		if b.bytes+size > room {
+			return m, held, true
+		}
+		b.add(m, size, held)
+	}
+	return nil, false, true
 }
 
 // admit takes consumed messages of one partition into the pool, in order; each holds one
@@ -294,6 +302,7 @@ func (h *claims) track(pt *partition, add bool) {
 		delete(h.parts, pt)
 		h.tel.partitionsChanged()
 	}
+	h.claimed.Store(int32(len(h.parts)))
 }
 
 // commitEvery commits the marked offsets of the session on a ticker: batched commits, not

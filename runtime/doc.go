@@ -129,7 +129,7 @@
 //	kpipe_retries_total, kpipe_dead_lettered_total
 //	kpipe_messages_in_flight
 //	kpipe_messages_stalled (past retry.maxAttempts without a dead-letter topic)
-//	kpipe_partitions_paused (fetching paused: too many offsets wait behind one not finished)
+//	kpipe_partitions_paused (fetching paused behind a message that has not finished)
 //	kpipe_processing_seconds (histogram: consumed to finished, retries and acks included)
 //	kpipe_committed_offset{topic,partition}
 //	kpipe_idle, kpipe_idle_periods_total, kpipe_consumer_session_active

@@ -174,6 +174,9 @@ func (pl *pool) done(ln *lane, size int64) *job {
 	ln.mu.Lock()
 	next := ln.waiting.pop()
 	ln.mu.Unlock()
+	if pt := next.part; pt != nil {
+		pt.leftLane()
+	}
 	return next
 }
 
@@ -208,6 +211,9 @@ func (ln *lane) enter(j *job) bool {
 		return true
 	}
 	ln.waiting.push(j)
+	if pt := j.part; pt != nil {
+		pt.waiting.Add(1)
+	}
 	return false
 }
 

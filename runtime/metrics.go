@@ -56,7 +56,7 @@ func newMetrics(name, namespace string) *metrics {
 			Name: "kpipe_messages_stalled", Help: "Messages past retry.maxAttempts with no dead-letter topic, retried until they succeed; their partitions do not advance.", ConstLabels: labels,
 		}),
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kpipe_partitions_paused", Help: "Partitions whose fetching is paused because too many of their finished offsets wait behind one that has not finished (WithMaxUncommitted).", ConstLabels: labels,
+			Name: "kpipe_partitions_paused", Help: "Partitions whose fetching is paused behind a message that has not finished: too many of their offsets are tracked (WithMaxUncommitted), or their messages waiting in lanes hold their share of the pool.", ConstLabels: labels,
 		}),
 		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kpipe_committed_offset", Help: "Offset last committed for a partition this replica owns (the next offset to consume).", ConstLabels: labels,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -32,6 +33,12 @@ type partition struct {
 	// up on them (drain timeout after revocation, end of the shutdown grace period).
 	ctx    context.Context
 	cancel context.CancelFunc
+	// waiting counts the partition's messages waiting in busy lanes of the pool (handoff.go);
+	// while its claim holds its messages back, a worker that takes one out and leaves resumeAt
+	// or fewer signals room (holdback.go). resumeAt is -1 otherwise.
+	waiting  atomic.Int32
+	resumeAt atomic.Int32
+	room     chan struct{}
 
 	mu       sync.Mutex
 	tracker  *offsets.Tracker // not safe for concurrent use: only called under mu
@@ -48,7 +55,7 @@ type partition struct {
 	handed int64
 	tel    partitionTelemetry // telemetry.go
 	fin    finishedTally      // finished.go
-	bound  uncommittedBound   // uncommitted.go: set before the claim admits anything
+	fetch  fetchPause         // pause.go: set before the claim admits anything
 }
 
 func newPartition(ctx context.Context, sess, group sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, log *slog.Logger, m *metrics) *partition {
@@ -64,8 +71,10 @@ func newPartition(ctx context.Context, sess, group sarama.ConsumerGroupSession, 
 		log:      log.With("topic", topic, "partition", id),
 		revoked:  make(chan struct{}),
 		changed:  make(chan struct{}, 1),
+		room:     make(chan struct{}, 1),
 		marked:   -1,
 	}
+	pt.resumeAt.Store(-1)
 	m.finished.add(pt)
 	return pt
 }
@@ -253,6 +262,6 @@ func (pt *partition) close() {
 	pt.cancel()
 	pt.mu.Lock()
 	pt.closed = true
-	pt.resumeLocked()
+	pt.unpauseLocked()
 	pt.mu.Unlock()
 }

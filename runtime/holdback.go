@@ -1,0 +1,107 @@
+package runtime
+
+import (
+	"context"
+
+	"github.com/IBM/sarama"
+)
+
+// Holding back a partition whose lanes hold its share of the pool. A message waiting in a
+// busy lane holds one of the pool's slots. When a message does not finish (retried with no
+// dead-letter topic, or with a long backoff; a slow handler), the messages of its partition
+// (Partition ordering) or of its key (Key ordering) that follow it pile up in its lane, and
+// they filled the pool: every other partition of the replica stopped until it finished.
+//
+// A partition's messages waiting in lanes may now hold at most the pool's slots divided by
+// one more than the partitions the replica claims (laneShare): one such partition leaves
+// most of the pool to the others, and all of them stuck still leave room. Past its share the
+// claim holds the partition's next messages back: it pauses the partition's fetching (pause.go)
+// and reads what sarama had fetched already into its source, so that sarama's fetches for the
+// other partitions go on, until a worker has taken the waiting messages down to half the
+// share. Messages held back are not admitted: not tracked, so nothing is committed past them,
+// and the partition's next owner consumes them again if the partition is released meanwhile.
+// Their bytes stay in the session's inbound gate, as every message delivered and not admitted.
+
+// source is a partition's messages as its claim takes them: those it held back first, then
+// sarama's channel.
+type source struct {
+	msgs <-chan *sarama.ConsumerMessage
+	held fifo[*sarama.ConsumerMessage]
+	in   *inbound
+	ic   *inboundClaim
+}
+
+// poll returns the next message without waiting, and whether it was held back: nil when
+// none is there now, and open false once sarama closed the channel.
+func (s *source) poll() (m *sarama.ConsumerMessage, held, open bool) {
+	if s.held.len() > 0 {
+		return s.held.pop(), true, true
+	}
+	select {
+	case m, ok := <-s.msgs:
+		return m, false, ok
+	default:
+		return nil, false, true
+	}
+}
+
+// hold keeps m back, and gives its bytes back to the session's inbound gate: the gate is
+// shared by the feeders of every partition, which would otherwise wait for the messages a
+// held-back partition does not admit. What a claim holds back is bounded by the pause
+// instead (see above).
+func (s *source) hold(m *sarama.ConsumerMessage) {
+	s.held.push(m)
+	s.in.admitted(s.ic, messageSize(m))
+}
+
+// laneShare is the messages of one partition that may wait in the pool's lanes.
+func (h *claims) laneShare() int32 {
+	return int32(max(1, h.pool.capacity/int64(h.claimed.Load()+1)))
+}
+
+// holdBack waits while the partition's messages waiting in lanes hold its share of the pool
+// (see above), reading the messages sarama delivers meanwhile into src; false when ctx ended
+// or sarama closed the channel first.
+func (h *claims) holdBack(ctx context.Context, pt *partition, src *source) bool {
+	share := h.laneShare()
+	if pt.waiting.Load() < share {
+		return true
+	}
+	low := share / 2
+	pt.resumeAt.Store(low)
+	defer pt.resumeAt.Store(-1)
+	defer pt.hold(false)
+	for pt.waiting.Load() > low {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-pt.room:
+		case m, ok := <-src.msgs:
+			if !ok {
+				return false
+			}
+			if src.hold(m); src.held.len() == holdBeforePause {
+				pt.hold(true)
+				h.log.Info("partition paused: its messages waiting in lanes hold its share of the pool; it resumes when they are run",
+					"topic", pt.topic, "partition", pt.id, "waiting", pt.waiting.Load(), "share", share)
+			}
+		}
+	}
+	return true
+}
+
+// holdBeforePause is the messages a claim holds back before it pauses the partition: a short
+// hold, as Partition ordering makes one whenever its lane is fed faster than it runs, costs
+// no pause, and a long one is bounded by what sarama fetched before the pause.
+const holdBeforePause = 256
+
+// leftLane counts a message of the partition taken out of its lane to run, and wakes the
+// claim holding the partition back once few enough wait.
+func (pt *partition) leftLane() {
+	if pt.waiting.Add(-1) <= pt.resumeAt.Load() {
+		select {
+		case pt.room <- struct{}{}:
+		default:
+		}
+	}
+}
