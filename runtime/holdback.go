@@ -71,6 +71,7 @@ func (h *claims) holdBack(ctx context.Context, pt *partition, src *source) bool 
 	pt.resumeAt.Store(low)
 	defer pt.resumeAt.Store(-1)
 	defer pt.hold(false)
+	paused := false
 	for pt.waiting.Load() > low {
 		select {
 		case <-ctx.Done():
@@ -80,7 +81,10 @@ func (h *claims) holdBack(ctx context.Context, pt *partition, src *source) bool 
 			if !ok {
 				return false
 			}
-			if src.hold(m); src.held.len() == holdBeforePause {
+			// Messages held back by an earlier hold may not all be admitted yet: at or
+			// above the mark, not at it.
+			if src.hold(m); !paused && src.held.len() >= holdBeforePause {
+				paused = true
 				pt.hold(true)
 				h.log.Info("partition paused: its messages waiting in lanes hold its share of the pool; it resumes when they are run",
 					"topic", pt.topic, "partition", pt.id, "waiting", pt.waiting.Load(), "share", share)

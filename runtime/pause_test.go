@@ -3,6 +3,8 @@ package runtime
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -157,4 +160,45 @@ func TestMaxUncommittedMustBePositive(t *testing.T) {
 	if got := p.set.maxUncommitted; got != 2*(16+8) {
 		t.Errorf("maxUncommitted %d with WithMaxUncommitted(10), buffer 16 and 8 workers; want twice the pool's slots, 48", got)
 	}
+}
+
+// recordingPauser counts what a partition asked sarama's consumer group.
+type recordingPauser struct {
+	paused, resumed atomic.Int32
+}
+
+func (p *recordingPauser) Pause(map[string][]int32)  { p.paused.Add(1) }
+func (p *recordingPauser) Resume(map[string][]int32) { p.resumed.Add(1) }
+
+// A claim that starts holding back with messages of an earlier hold still not admitted
+// pauses as soon as more arrive: the mark is a floor, not a count to reach exactly, or the
+// partition would keep being fetched, and held back, for ever.
+func TestHoldBackPausesWithMessagesLeftFromAnEarlierHold(t *testing.T) {
+	g := NewWithT(t)
+	m := newMetrics("t", "t")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := &claims{pool: newPool("Partition", 16, 4, 1<<20), log: log}
+	h.claimed.Store(1) // share: 20 slots / 2 = 10
+	pt := newPartition(context.Background(), nil, nil, ackClaim{id: 0}, log, m)
+	rp := &recordingPauser{}
+	pt.fetch = fetchPause{group: rp, gauge: m.paused}
+	pt.waiting.Store(50)
+	in := newInbound(1<<20, make(chan struct{}))
+	msgs := make(chan *sarama.ConsumerMessage, 1)
+	src := source{msgs: msgs, in: in, ic: in.open(topicPartition{"t", 0})}
+	for i := range holdBeforePause + 44 {
+		src.held.push(&sarama.ConsumerMessage{Topic: "t", Offset: int64(i)})
+	}
+	done := make(chan bool)
+	go func() { done <- h.holdBack(context.Background(), pt, &src) }()
+	msgs <- &sarama.ConsumerMessage{Topic: "t", Offset: 1000}
+	g.Eventually(rp.paused.Load).To(BeNumerically(">=", 1), "paused with the earlier hold's messages and one more held")
+	g.Expect(testutil.ToFloat64(m.paused)).To(BeEquivalentTo(1))
+
+	pt.waiting.Store(6)
+	pt.leftLane() // a worker takes the next one out: 5 wait, half the share
+	g.Eventually(done).Should(Receive(BeTrue()))
+	g.Expect(rp.resumed.Load()).To(BeEquivalentTo(1))
+	g.Expect(testutil.ToFloat64(m.paused)).To(BeZero())
+	g.Expect(src.held.len()).To(Equal(holdBeforePause+45), "nothing held back is dropped")
 }
