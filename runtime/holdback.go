@@ -15,12 +15,14 @@ import (
 // A partition's messages waiting in lanes may now hold at most the pool's slots divided by
 // one more than the partitions the replica claims (laneShare): one such partition leaves
 // most of the pool to the others, and all of them stuck still leave room. Past its share the
-// claim holds the partition's next messages back: it pauses the partition's fetching (pause.go)
-// and reads what sarama had fetched already into its source, so that sarama's fetches for the
-// other partitions go on, until a worker has taken the waiting messages down to half the
-// share. Messages held back are not admitted: not tracked, so nothing is committed past them,
-// and the partition's next owner consumes them again if the partition is released meanwhile.
-// Their bytes stay in the session's inbound gate, as every message delivered and not admitted.
+// claim holds the partition's next messages back until a worker has taken the waiting ones
+// down to half the share. Meanwhile it reads what sarama delivers into its source, so that
+// sarama's fetches for the other partitions go on, gives those messages' bytes back to the
+// session's inbound gate (which every partition's feeder shares), and pauses the partition's
+// fetching (pause.go) once it holds holdBeforePause of them: what it holds is what sarama had
+// fetched before the pause. Messages held back are not admitted: not tracked, so nothing is
+// committed past them, and the partition's next owner consumes them again if the partition is
+// released meanwhile.
 
 // source is a partition's messages as its claim takes them: those it held back first, then
 // sarama's channel.
