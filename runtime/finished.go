@@ -123,14 +123,14 @@ func (f *finishedMetrics) release(pt *partition) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.released[pt] = struct{}{}
-	for pt := range f.released {
-		pt.mu.Lock()
-		if pt.closed && pt.inFlight == 0 {
-			f.gone.add(&pt.fin)
-			delete(f.live, pt)
-			delete(f.released, pt)
+	for r := range f.released {
+		r.mu.Lock()
+		if r.closed && r.inFlight == 0 {
+			f.gone.add(&r.fin)
+			delete(f.live, r)
+			delete(f.released, r)
 		}
-		pt.mu.Unlock()
+		r.mu.Unlock()
 	}
 }
 

@@ -72,8 +72,12 @@ func (h *claims) holdBack(ctx context.Context, pt *partition, src *source) bool 
 	low := share / 2
 	pt.resumeAt.Store(low)
 	defer pt.resumeAt.Store(-1)
-	defer pt.hold(false)
 	paused := false
+	defer func() {
+		if paused {
+			pt.hold(false)
+		}
+	}()
 	for pt.waiting.Load() > low {
 		select {
 		case <-ctx.Done():

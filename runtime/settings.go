@@ -35,7 +35,7 @@ type settings struct {
 	commitInterval  time.Duration
 	producerWindow  int // messages written and not yet acknowledged
 	// maxUncommitted is the offsets a partition tracks beyond its committable one before its
-	// fetching pauses (partition.go, WithMaxUncommitted).
+	// fetching pauses (pause.go, WithMaxUncommitted).
 	maxUncommitted int
 
 	memory memoryBudget // the bound in bytes of what the stages hold, and its shares
