@@ -47,14 +47,35 @@ func (s *source) poll() (m *sarama.ConsumerMessage, held, open bool) {
 	}
 }
 
-// hold keeps m back, and gives its bytes back to the session's inbound gate: the gate is
-// shared by the feeders of every partition, which would otherwise wait for the messages a
-// held-back partition does not admit. What a claim holds back is bounded by the pause
-// instead (see above).
-func (s *source) hold(m *sarama.ConsumerMessage) {
-	s.held.push(m)
-	s.in.admitted(s.ic, messageSize(m))
+// hold keeps m back, with every message already behind it in sarama's channel, and gives
+// their bytes back to the session's inbound gate: the gate is shared by the feeders of every
+// partition, which would otherwise wait for the messages a held-back partition does not
+// admit. What a claim holds back is bounded by the pause instead (see above). Taking what is
+// already there without a select over the hold's other channels, and giving the bytes back
+// once, matters: while workers run a partition's busy lanes, its claim holds back most of
+// the time, and nearly every message it admits was held first. open is false once sarama
+// closed the channel.
+func (s *source) hold(m *sarama.ConsumerMessage) (open bool) {
+	bytes := int64(0)
+	open = true
+	for n := 1; m != nil; n++ {
+		s.held.push(m)
+		bytes += messageSize(m)
+		m = nil
+		if n < maxHeldAtOnce {
+			select {
+			case m, open = <-s.msgs:
+			default:
+			}
+		}
+	}
+	s.in.admitted(s.ic, bytes)
+	return open
 }
+
+// maxHeldAtOnce is the most messages one hold takes from sarama's channel before the claim
+// looks at its other channels again (the room it waits for, the end of its context).
+const maxHeldAtOnce = 64
 
 // laneShare is the messages of one partition that may wait in the pool's lanes.
 func (h *claims) laneShare() int32 {
@@ -87,13 +108,17 @@ func (h *claims) holdBack(ctx context.Context, pt *partition, src *source) bool 
 			if !ok {
 				return false
 			}
+			open := src.hold(m)
 			// Messages held back by an earlier hold may not all be admitted yet: at or
 			// above the mark, not at it.
-			if src.hold(m); !paused && src.held.len() >= holdBeforePause {
+			if !paused && src.held.len() >= holdBeforePause {
 				paused = true
 				pt.hold(true)
 				h.log.Info("partition paused: its messages waiting in lanes hold its share of the pool; it resumes when they are run",
 					"topic", pt.topic, "partition", pt.id, "waiting", pt.waiting.Load(), "share", share)
+			}
+			if !open {
+				return false
 			}
 		}
 	}

@@ -202,3 +202,36 @@ func TestHoldBackPausesWithMessagesLeftFromAnEarlierHold(t *testing.T) {
 	g.Expect(testutil.ToFloat64(m.paused)).To(BeZero())
 	g.Expect(src.held.len()).To(Equal(holdBeforePause+45), "nothing held back is dropped")
 }
+
+// A claim holding back takes what sarama already delivered in one go: every message in the
+// channel, in order, their bytes given back to the inbound gate that sarama's feeders share,
+// and the channel's close reported.
+func TestHoldTakesWhatSaramaDeliveredAndGivesItsBytesBack(t *testing.T) {
+	g := NewWithT(t)
+	in := newInbound(1<<20, make(chan struct{}))
+	msgs := make(chan *sarama.ConsumerMessage, 8)
+	src := source{msgs: msgs, in: in, ic: in.open(topicPartition{"t", 0})}
+	delivered := func(offset int64) *sarama.ConsumerMessage {
+		m := &sarama.ConsumerMessage{Topic: "t", Offset: offset, Value: make([]byte, 100)}
+		in.take(m, messageSize(m)) // as sarama's feeder does before the channel
+		return m
+	}
+	first := delivered(0)
+	for i := range int64(4) {
+		msgs <- delivered(i + 1)
+	}
+	g.Expect(in.gate.used.Load()).To(Equal(5 * messageSize(first)))
+
+	g.Expect(src.hold(first)).To(BeTrue())
+	g.Expect(src.held.len()).To(Equal(5), "the one received and the 4 already in the channel")
+	g.Expect(msgs).To(BeEmpty())
+	g.Expect(in.gate.used.Load()).To(BeZero(), "held messages' bytes go back to the gate")
+	for i := range int64(5) {
+		g.Expect(src.held.pop().Offset).To(Equal(i), "in the partition's order")
+	}
+
+	close(msgs)
+	g.Expect(src.hold(delivered(5))).To(BeFalse(), "sarama closed the channel")
+	g.Expect(src.held.len()).To(Equal(1))
+	g.Expect(in.gate.used.Load()).To(BeZero())
+}
