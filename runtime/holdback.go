@@ -108,7 +108,9 @@ func (h *claims) holdBack(ctx context.Context, pt *partition, src *source) bool 
 			if !ok {
 				return false
 			}
-			open := src.hold(m)
+			if !src.hold(m) {
+				return false // sarama closed the channel: nothing to pause for
+			}
 			// Messages held back by an earlier hold may not all be admitted yet: at or
 			// above the mark, not at it.
 			if !paused && src.held.len() >= holdBeforePause {
@@ -116,9 +118,6 @@ func (h *claims) holdBack(ctx context.Context, pt *partition, src *source) bool 
 				pt.hold(true)
 				h.log.Info("partition paused: its messages waiting in lanes hold its share of the pool; it resumes when they are run",
 					"topic", pt.topic, "partition", pt.id, "waiting", pt.waiting.Load(), "share", share)
-			}
-			if !open {
-				return false
 			}
 		}
 	}
