@@ -50,15 +50,18 @@ type lane struct {
 
 // work is one worker: it takes the next ready message, runs it, and then the lane's next
 // one while one waits (at most maxRun in a row), until ctx ends.
-func (pl *pool) work(ctx context.Context, process func(*job)) {
+func (pl *pool) work(ctx context.Context, process func(*job, *completions)) {
 	var (
-		c   *chunk // the chunk this worker last took a message from
-		j   *job
-		run int // messages of j's lane run in a row
+		c    *chunk // the chunk this worker last took a message from
+		j    *job
+		run  int         // messages of j's lane run in a row
+		fins completions // finished messages not recorded yet: see completions.go
 	)
+	defer fins.record()
 	for {
 		if j == nil {
 			if j = c.take(); j == nil {
+				fins.record() // before waiting for work
 				if c, j = pl.next(); j == nil {
 					return
 				}
@@ -69,8 +72,9 @@ func (pl *pool) work(ctx context.Context, process func(*job)) {
 		if ctx.Err() != nil {
 			return
 		}
+		fins.recordBefore(j)
 		ln, size := j.lane, j.size // j may be reused once process finished it
-		process(j)
+		process(j, &fins)
 		if j = pl.done(ln, size); j != nil {
 			if run++; run >= maxRun {
 				pl.pushReady(j)

@@ -84,7 +84,7 @@ func newPool(ordering kpipev1.Ordering, buffer, workers int, capBytes int64) *po
 }
 
 // start runs n workers until ctx ends. process must not block past ctx.
-func (pl *pool) start(ctx context.Context, n int, process func(*job)) {
+func (pl *pool) start(ctx context.Context, n int, process func(*job, *completions)) {
 	context.AfterFunc(ctx, func() {
 		pl.mu.Lock()
 		pl.stopped = true

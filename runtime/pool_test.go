@@ -40,7 +40,7 @@ func TestPoolLanes(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			var done sync.WaitGroup
 			done.Add(partitions * perPartition)
-			pl.start(ctx, 8, func(j *job) {
+			pl.start(ctx, 8, func(j *job, _ *completions) {
 				mu.Lock()
 				atOnce++
 				maxAtOnce = max(maxAtOnce, atOnce)
@@ -124,7 +124,7 @@ func TestPoolBatches(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			var done sync.WaitGroup
 			done.Add(partitions * perPartition)
-			pl.start(ctx, workers, func(j *job) {
+			pl.start(ctx, workers, func(j *job, _ *completions) {
 				lane := testLane{partition: j.msg.Partition}
 				if ordering == kpipev1.OrderingKey {
 					lane.key = string(j.msg.Key)
@@ -230,7 +230,7 @@ func BenchmarkPoolHandoff(b *testing.B) {
 	pl := newPool(kpipev1.OrderingKey, buffer, workers, 1<<30)
 	ctx := b.Context()
 	var done sync.WaitGroup
-	pl.start(ctx, workers, func(*job) { done.Done() })
+	pl.start(ctx, workers, func(*job, *completions) { done.Done() })
 	keys := make([][]byte, 100)
 	for i := range keys {
 		keys[i] = []byte(strconv.Itoa(i))
@@ -266,7 +266,7 @@ func TestPoolHangingMessageHoldsOnlyItsLane(t *testing.T) {
 	hang := make(chan struct{})
 	var others sync.WaitGroup
 	others.Add(10)
-	pl.start(ctx, 2, func(j *job) {
+	pl.start(ctx, 2, func(j *job, _ *completions) {
 		if string(j.msg.Key) == "hang" {
 			<-hang
 			return
@@ -340,7 +340,7 @@ func TestPoolWakesConsumerWhenNothingIsReady(t *testing.T) {
 	defer cancel()
 	hang := make(chan struct{})
 	defer close(hang)
-	pl.start(ctx, 2, func(j *job) {
+	pl.start(ctx, 2, func(j *job, _ *completions) {
 		if string(j.msg.Key) == "hang" {
 			<-hang
 			return
@@ -382,7 +382,7 @@ func TestPoolLaneContinuationSharesWorkers(t *testing.T) {
 	var done sync.WaitGroup
 	done.Add(201)
 	release := make(chan struct{})
-	pl.start(ctx, 1, func(j *job) {
+	pl.start(ctx, 1, func(j *job, _ *completions) {
 		<-release
 		order = append(order, j.msg.Partition) // one worker: no other goroutine writes
 		done.Done()
@@ -414,7 +414,7 @@ func TestPoolSweepsIdleLanes(t *testing.T) {
 	defer cancel()
 	var done sync.WaitGroup
 	done.Add(keys)
-	pl.start(ctx, 4, func(*job) { done.Done() })
+	pl.start(ctx, 4, func(*job, *completions) { done.Done() })
 	for o := 0; o < keys; {
 		n := acquireSlots(ctx, pl, min(64, keys-o))
 		js := make([]*job, 0, n)

@@ -28,14 +28,18 @@ type worker struct {
 // A job finished here, on the worker, is recycled: nothing else holds it any more. One
 // handed to the producer (forwarded, dead-lettered) is finished by the producer, which
 // recycles it only after a first write's ack (acks.go).
-func (w *worker) process(j *job) {
+//
+// c holds the messages of the partition the worker's handler finished so far, not recorded
+// yet (completions.go); what may wait or block records them first.
+func (w *worker) process(j *job, c *completions) {
 	switch {
 	case j.part.isRevoked():
 		j.finish(resultAbandoned, w.metrics)
 	case w.set.forwardTopic != "":
+		c.record()
 		w.out.forward(j)
 		return
-	case !w.runHandler(j):
+	case !w.runHandler(j, c):
 		return
 	}
 	j.recycle()
@@ -43,15 +47,19 @@ func (w *worker) process(j *job) {
 
 // runHandler calls the handler until it succeeds, the message is dead-lettered, or the
 // runtime gives up on it (revocation, end of the grace period). It reports whether it
-// finished the job itself, false when it handed it to the producer.
-func (w *worker) runHandler(j *job) bool {
+// finished the job itself, false when it handed it to the producer. A message that succeeds
+// is held in c; c is recorded before a failed attempt waits or is dead-lettered.
+func (w *worker) runHandler(j *job, c *completions) bool {
 	for {
 		j.attempt++
 		err := w.call(j)
 		if err == nil {
-			j.finish(resultOK, w.metrics)
+			if j.settle(w.metrics) {
+				c.add(j)
+			}
 			return true
 		}
+		c.record()
 		if j.part.ctx.Err() != nil {
 			// The runtime gave up on the message while it ran: its failure is not the
 			// message's fault, and the partition's next owner consumes it again.
