@@ -285,7 +285,7 @@ func (h *claims) release(sess sarama.ConsumerGroupSession, pt *partition) {
 	if h.runCtx.Err() != nil {
 		bound = h.set.shutdownTimeout
 	}
-	pt.drain(h.workCtx, bound)
+	pt.drain(h.workCtx, bound, h.pool.recordFinished)
 	pt.close()
 	h.metrics.finished.release(pt)
 	h.commit(sess)
@@ -330,6 +330,7 @@ func (h *claims) commit(sess sarama.ConsumerGroupSession) {
 		parts = append(parts, pt)
 	}
 	h.mu.Unlock()
+	h.pool.recordFinished() // what workers whose handlers hang hold
 	h.tel.sample()
 	now := time.Now()
 	if h.tx != nil {

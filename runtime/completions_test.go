@@ -92,7 +92,7 @@ func TestFinishedMessagesAreRecordedBeforeAnotherPartitionsMessage(t *testing.T)
 
 // A failed attempt records the partition's finished messages before it waits for its
 // backoff, and at most maxPending wait to be recorded: here one message hangs after
-// maxPending+2 that succeeded, and all but those after the last maxPending are recorded.
+// maxPending+2 that succeeded, and all but the one after the last full run are recorded.
 func TestFinishedMessagesAreRecordedBeforeABackoffAndWhenARunIsFull(t *testing.T) {
 	t.Run("backoff", func(t *testing.T) {
 		m := newMetrics("p", "ns")
@@ -119,8 +119,50 @@ func TestFinishedMessagesAreRecordedBeforeABackoffAndWhenARunIsFull(t *testing.T
 		})
 		pt := admitted(t, m, 0, int(last)+1)
 		submitted(t, pl, jobsOf(pt, 0, last+1))
-		// The first maxPending are recorded when the run is full; the 2 after them wait with
-		// the hanging message: the partition's cost of a hang (see completions).
-		waitMarked(t, pt, maxPending, 3)
+		// The first is recorded at once (the worker's first message), the maxPending after it
+		// when the run is full; the one after them waits with the hanging message until the
+		// claims record it, as they do before each commit.
+		waitMarked(t, pt, maxPending+1, 2)
+		pl.recordFinished()
+		waitMarked(t, pt, last, 1)
 	})
+}
+
+// A partition released while a handler of it hangs commits the messages the hung handler's
+// worker finished before it: drain records them once no handler of the partition can start.
+func TestReleaseRecordsWhatAHungHandlersWorkerFinished(t *testing.T) {
+	m := newMetrics("p", "ns")
+	hang, started := make(chan struct{}), make(chan struct{})
+	defer close(hang)
+	pl := oneWorker(t, m, func(_ context.Context, msg *Message) error {
+		if msg.Offset == 2 {
+			close(started)
+			<-hang
+		}
+		return nil
+	})
+	pt := admitted(t, m, 0, 3)
+	submitted(t, pl, jobsOf(pt, 0, 3))
+	<-started
+	waitMarked(t, pt, 1, 2) // 0 recorded at once (the worker's first), 1 held by the worker now running 2
+	pt.drain(context.Background(), 20*time.Millisecond, pl.recordFinished)
+	waitMarked(t, pt, 2, 1)
+}
+
+// A worker whose handler takes longer than heldUnder a message records each message at once:
+// nothing it finished waits on its next message, which here hangs.
+func TestSlowHandlersMessagesAreRecordedAtOnce(t *testing.T) {
+	m := newMetrics("p", "ns")
+	hang := make(chan struct{})
+	defer close(hang)
+	pl := oneWorker(t, m, func(_ context.Context, msg *Message) error {
+		if msg.Offset == 3 {
+			<-hang
+		}
+		time.Sleep(2 * heldUnder)
+		return nil
+	})
+	pt := admitted(t, m, 0, 4)
+	submitted(t, pl, jobsOf(pt, 0, 4))
+	waitMarked(t, pt, 3, 1)
 }

@@ -50,12 +50,11 @@ type lane struct {
 
 // work is one worker: it takes the next ready message, runs it, and then the lane's next
 // one while one waits (at most maxRun in a row), until ctx ends.
-func (pl *pool) work(ctx context.Context, process func(*job, *completions)) {
+func (pl *pool) work(ctx context.Context, fins *completions, process func(*job, *completions)) {
 	var (
-		c    *chunk // the chunk this worker last took a message from
-		j    *job
-		run  int         // messages of j's lane run in a row
-		fins completions // finished messages not recorded yet: see completions.go
+		c   *chunk // the chunk this worker last took a message from
+		j   *job
+		run int // messages of j's lane run in a row
 	)
 	defer fins.record()
 	for {
@@ -74,7 +73,7 @@ func (pl *pool) work(ctx context.Context, process func(*job, *completions)) {
 		}
 		fins.recordBefore(j)
 		ln, size := j.lane, j.size // j may be reused once process finished it
-		process(j, &fins)
+		process(j, fins)
 		if j = pl.done(ln, size); j != nil {
 			if run++; run >= maxRun {
 				pl.pushReady(j)

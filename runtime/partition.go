@@ -242,9 +242,13 @@ func (pt *partition) markedOffset() int64 {
 }
 
 // drain stops new work for the partition (messages not yet started are abandoned) and waits
-// for the messages in flight to finish, at most bound or until ctx ends.
-func (pt *partition) drain(ctx context.Context, bound time.Duration) {
+// for the messages in flight to finish, at most bound or until ctx ends. recordFinished
+// records what the workers finished and hold (completions.go), once no handler of the
+// partition can start any more: a worker whose handler hangs holds the partition's messages
+// it finished before.
+func (pt *partition) drain(ctx context.Context, bound time.Duration, recordFinished func()) {
 	close(pt.revoked)
+	recordFinished()
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
 	for {

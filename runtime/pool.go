@@ -52,6 +52,7 @@ type pool struct {
 	seed       maphash.Seed      // of the key hashes in laneKey
 	stopped    bool              // the workers' context ended
 	workers    int               // started by start
+	finishing  []*completions    // each worker's finished messages not recorded yet (completions.go); only appended to
 	occupancy  occupancy         // idle worker time, for the telemetry's busy share (telemetry.go)
 	workReady  sync.Cond         // signalled when a message becomes ready or the workers stop
 	spaceFreed sync.Cond         // broadcast when slots are given back or a waiting consumer's ctx ends
@@ -91,11 +92,28 @@ func (pl *pool) start(ctx context.Context, n int, process func(*job, *completion
 		pl.mu.Unlock()
 		pl.workReady.Broadcast()
 	})
+	fins := make([]*completions, n)
+	for i := range fins {
+		fins[i] = new(completions)
+	}
 	pl.mu.Lock()
 	pl.workers += n
+	pl.finishing = append(pl.finishing, fins...)
 	pl.mu.Unlock()
-	for range n {
-		pl.wg.Go(func() { pl.work(ctx, process) })
+	for _, c := range fins {
+		pl.wg.Go(func() { pl.work(ctx, c, process) })
+	}
+}
+
+// recordFinished records the messages the workers finished and still hold (completions.go).
+// The claims call it before every commit and when a partition is released: a worker whose
+// handler hangs cannot record the messages of its partition it finished before.
+func (pl *pool) recordFinished() {
+	pl.mu.Lock()
+	fins := pl.finishing
+	pl.mu.Unlock()
+	for _, c := range fins {
+		c.record()
 	}
 }
 
