@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	. "github.com/onsi/gomega"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 )
@@ -92,7 +93,7 @@ func TestFinishedMessagesAreRecordedBeforeAnotherPartitionsMessage(t *testing.T)
 
 // A failed attempt records the partition's finished messages before it waits for its
 // backoff, and at most maxPending wait to be recorded: here one message hangs after
-// maxPending+2 that succeeded, and all but the one after the last full run are recorded.
+// maxPending+2 that succeeded, and all but the two after the last full run are recorded.
 func TestFinishedMessagesAreRecordedBeforeABackoffAndWhenARunIsFull(t *testing.T) {
 	t.Run("backoff", func(t *testing.T) {
 		m := newMetrics("p", "ns")
@@ -119,10 +120,9 @@ func TestFinishedMessagesAreRecordedBeforeABackoffAndWhenARunIsFull(t *testing.T
 		})
 		pt := admitted(t, m, 0, int(last)+1)
 		submitted(t, pl, jobsOf(pt, 0, last+1))
-		// The first is recorded at once (the worker's first message), the maxPending after it
-		// when the run is full; the one after them waits with the hanging message until the
-		// claims record it, as they do before each commit.
-		waitMarked(t, pt, maxPending+1, 2)
+		// The first maxPending are recorded when the run is full; the 2 after them wait with
+		// the hanging message until the claims record them, as they do before each commit.
+		waitMarked(t, pt, maxPending, 3)
 		pl.recordFinished()
 		waitMarked(t, pt, last, 1)
 	})
@@ -144,25 +144,35 @@ func TestReleaseRecordsWhatAHungHandlersWorkerFinished(t *testing.T) {
 	pt := admitted(t, m, 0, 3)
 	submitted(t, pl, jobsOf(pt, 0, 3))
 	<-started
-	waitMarked(t, pt, 1, 2) // 0 recorded at once (the worker's first), 1 held by the worker now running 2
+	waitMarked(t, pt, -1, 3) // 0 and 1 finished, held by the worker now running 2
 	pt.drain(context.Background(), 20*time.Millisecond, pl.recordFinished)
 	waitMarked(t, pt, 2, 1)
 }
 
-// A worker whose handler takes longer than heldUnder a message records each message at once:
-// nothing it finished waits on its next message, which here hangs.
-func TestSlowHandlersMessagesAreRecordedAtOnce(t *testing.T) {
-	m := newMetrics("p", "ns")
+// A pipeline commits every message finished before a handler that hangs, though the worker
+// running it holds those of its partition it finished just before: the claims record them
+// before the commit. One partition, Partition ordering: the worker runs offsets 0 to 4 back
+// to back and hangs on 5, and the committed offset must reach 5.
+func TestCommitIncludesWhatAHungHandlersWorkerFinished(t *testing.T) {
+	g := NewWithT(t)
+	tc := newTestCluster(t, map[string]int32{"in": 1})
+	tc.produce(input{topic: "in", n: 10, keys: 1, partitions: 1}, 0, 10)
 	hang := make(chan struct{})
-	defer close(hang)
-	pl := oneWorker(t, m, func(_ context.Context, msg *Message) error {
-		if msg.Offset == 3 {
-			<-hang
+	h := HandlerFunc(func(ctx context.Context, msg *Message) error {
+		if msg.Offset == 5 {
+			select {
+			case <-hang:
+			case <-ctx.Done():
+			}
 		}
-		time.Sleep(2 * heldUnder)
 		return nil
 	})
-	pt := admitted(t, m, 0, 4)
-	submitted(t, pl, jobsOf(pt, 0, 4))
-	waitMarked(t, pt, 3, 1)
+	spec := tc.handlerSpec("hung")
+	spec["pool"] = map[string]any{"size": 1, "ordering": "Partition"}
+	r := start(t, specJSON(t, spec), WithHandler(h))
+	g.Eventually(func(g Gomega) {
+		g.Expect(tc.records(g, "hung", "in", 1)[0].offset).To(Equal(int64(5)))
+	}).WithTimeout(10 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+	close(hang)
+	r.stop(t)
 }
