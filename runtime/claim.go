@@ -330,7 +330,7 @@ func (h *claims) commit(sess sarama.ConsumerGroupSession) {
 		parts = append(parts, pt)
 	}
 	h.mu.Unlock()
-	h.pool.recordFinished() // what workers whose handlers hang hold
+	h.pool.recordFinished() // what workers still in a handler finished before it (completions.go)
 	h.tel.sample()
 	now := time.Now()
 	if h.tx != nil {

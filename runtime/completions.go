@@ -15,11 +15,11 @@ const maxPending = 16
 //
 // The worker records them before it starts a message of another partition, before a failed
 // attempt's backoff or dead letter, before it waits for work, when it stops, and once
-// maxPending are held. A worker in a handler cannot: the messages it finished before, of the same partition, are
-// also recorded by the claims (pool.recordFinished) before every commit and when the
-// partition is released. So a slow or hung handler delays them by at most a commit interval
-// (what the partition reports meanwhile counts them in flight), every commit includes every
-// message finished before it, and a release never waits for them.
+// maxPending are held. It cannot while it is in a handler, so the claims record them too
+// (pool.recordFinished), before every commit and when the partition is released: a slow or
+// hung handler delays them by at most a commit interval (the partition counts them in flight
+// meanwhile), every commit includes every message finished before it, and a release never
+// waits for them.
 type completions struct {
 	// mu is the worker's, uncontended but for the claims' commits and releases. part is
 	// written under it by the worker only, which reads it without.
@@ -47,9 +47,9 @@ func (c *completions) add(j *job) {
 }
 
 // recordBefore records what is held unless j is of the same partition: the worker calls it
-// before it starts j.
+// before it starts j. A worker that never held anything (a forward pipeline's) takes no lock.
 func (c *completions) recordBefore(j *job) {
-	if c.part != j.part {
+	if c.part != nil && c.part != j.part {
 		c.record()
 	}
 }

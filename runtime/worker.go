@@ -29,14 +29,13 @@ type worker struct {
 // handed to the producer (forwarded, dead-lettered) is finished by the producer, which
 // recycles it only after a first write's ack (acks.go).
 //
-// c holds the messages of the partition the worker's handler finished so far, not recorded
-// yet (completions.go); what may wait or block records them first.
+// c holds what the worker's handler finished and the worker has not recorded yet
+// (completions.go); forwarding never adds to it.
 func (w *worker) process(j *job, c *completions) {
 	switch {
 	case j.part.isRevoked():
 		j.finish(resultAbandoned, w.metrics)
 	case w.set.forwardTopic != "":
-		c.record()
 		w.out.forward(j)
 		return
 	case !w.runHandler(j, c):
