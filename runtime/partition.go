@@ -114,8 +114,7 @@ func (pt *partition) addAll(ms []*sarama.ConsumerMessage, sizes []int64, now tim
 func (pt *partition) complete(offset int64, result int, took time.Duration) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	pt.fin.observe(result, took)
-	pt.completeLocked(offset)
+	pt.completeLocked(offset, result, took)
 	pt.signal()
 }
 
@@ -125,8 +124,7 @@ func (pt *partition) completeAll(js []*job, now time.Time) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	for _, j := range js {
-		pt.fin.observe(resultIndexOK, now.Sub(j.start))
-		pt.completeLocked(j.offset)
+		pt.completeLocked(j.offset, resultIndexOK, now.Sub(j.start))
 	}
 	pt.signal()
 }
@@ -137,14 +135,15 @@ func (pt *partition) completeRun(offsets []int64, took []time.Duration) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	for i, off := range offsets {
-		pt.fin.observe(resultIndexOK, took[i])
-		pt.completeLocked(off)
+		pt.completeLocked(off, resultIndexOK, took[i])
 	}
 	pt.signal()
 }
 
-// completeLocked records one finished message; pt.mu is held.
-func (pt *partition) completeLocked(offset int64) {
+// completeLocked records one finished message, its result and the time it took; pt.mu is
+// held.
+func (pt *partition) completeLocked(offset int64, result int, took time.Duration) {
+	pt.fin.observe(result, took)
 	pt.inFlight--
 	pt.tel.finished(offset)
 	if !pt.closed {
