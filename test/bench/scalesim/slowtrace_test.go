@@ -9,14 +9,17 @@ import (
 )
 
 // scripted is a schedule of replica counts fixed in advance: the world's starting count until
-// second at, then to.
+// second at, then to (none when to is 0).
 type scripted struct {
 	at int
 	to int32
 }
 
+// holding keeps the world's starting count for the whole trace.
+func holding(tr Trace) scripted { return scripted{at: int(tr.Duration / time.Second)} }
+
 func (s scripted) Step(now time.Time, _ []scaling.Offsets, current int32) int32 {
-	if int(now.Sub(simStart)/time.Second) >= s.at {
+	if s.to > 0 && int(now.Sub(simStart)/time.Second) >= s.at {
 		return s.to
 	}
 	return current
@@ -52,11 +55,14 @@ func TestSlowHandlerTraceNeedsReplicasNoSignalAsksFor(t *testing.T) {
 		t.Fatal("no slow-handler trace")
 	}
 	keda := Run(w, tr, NewKeda(w.LagPerReplica, w.MinReplicas, w.MaxReplicas))
-	const burst = 300
+	burst := 0
+	for tr.Traffic(burst) <= tr.Traffic(0) {
+		burst++
+	}
 	for n0 := int32(1); n0 <= 3; n0++ {
 		from := w
 		from.MinReplicas = n0 // the world starts with n0 replicas
-		best := Run(from, tr, scripted{at: int(tr.Duration / time.Second), to: n0})
+		best := Run(from, tr, holding(tr))
 		bestAt, bestTo := -1, n0
 		for at := burst; at < burst+30; at++ {
 			for to := n0 + 1; to <= w.MaxReplicas; to++ {
@@ -73,7 +79,7 @@ func TestSlowHandlerTraceNeedsReplicasNoSignalAsksFor(t *testing.T) {
 	}
 	held := w
 	held.MinReplicas = 4
-	r := Run(held, tr, scripted{at: int(tr.Duration / time.Second), to: 4})
+	r := Run(held, tr, holding(tr))
 	t.Logf("4 replicas held: drain %s, %d replica-seconds; KEDA %s, %d", r.Drain, r.ReplicaSeconds, keda.Drain, keda.ReplicaSeconds)
 	if r.Drain >= keda.Drain || r.ReplicaSeconds >= keda.ReplicaSeconds {
 		t.Errorf("4 replicas held: drain %s and %d replica-seconds, against KEDA's %s and %d", r.Drain, r.ReplicaSeconds, keda.Drain, keda.ReplicaSeconds)
