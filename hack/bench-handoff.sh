@@ -8,6 +8,9 @@
 #   forward (BenchmarkForwardPipeline, KPIPE_BENCH_FORWARDERS=kpipe,sarama-async): kpipe /
 #     the AsyncProducer handler without ack tracking for both commits, and the loss lines
 #     of the kill scenario (first run of each binary).
+# Which of kpipe and its peer runs first in a process alternates in pairs of pairs (the one
+# that runs first was measured slower, by about a tenth in forward); the medians are also
+# printed by which ran first.
 # Both sides run this commit's benchmark file (peers_bench_test.go is copied over). Within a
 # pair the side that runs first alternates. Raw lines go to bin/bench-handoff/raw.txt.
 #
@@ -29,11 +32,17 @@ metric() { grep -o "[0-9.]* $1" | head -1 | cut -d' ' -f1; }
 : >"$out/raw.txt"
 run() { # side pair
 	local side=$1 i=$2 log
-	log=$(cd runtime && KPIPE_BENCH_ONLY=sarama,kpipe "$out/$side.test" -test.run '^$' -test.bench '^BenchmarkConsume$' -test.benchtime 1x)
-	echo "$i $side consume kpipe $(metric kpipe-msgs/s <<<"$log") sarama $(metric sarama-msgs/s <<<"$log")" | tee -a "$out/raw.txt"
-	echo "$i $side cpu kpipe $(metric kpipe-cpu-us/msg <<<"$log") sarama $(metric sarama-cpu-us/msg <<<"$log")" | tee -a "$out/raw.txt"
-	log=$(cd runtime && KPIPE_BENCH_FORWARDERS=kpipe,sarama-async "$out/$side.test" -test.run '^$' -test.bench '^BenchmarkForwardPipeline$' -test.benchtime 1x -test.v)
-	echo "$i $side forward kpipe $(metric kpipe-msgs/s <<<"$log") async $(metric async-msgs/s <<<"$log")" | tee -a "$out/raw.txt"
+	local first=sarama
+	if ((i % 4 >= 2)); then first=kpipe; fi
+	local order=sarama,kpipe
+	[[ $first == kpipe ]] && order=kpipe,sarama
+	log=$(cd runtime && KPIPE_BENCH_ONLY=$order "$out/$side.test" -test.run '^$' -test.bench '^BenchmarkConsume$' -test.benchtime 1x)
+	echo "$i $side consume kpipe $(metric kpipe-msgs/s <<<"$log") sarama $(metric sarama-msgs/s <<<"$log") first $first" | tee -a "$out/raw.txt"
+	echo "$i $side cpu kpipe $(metric kpipe-cpu-us/msg <<<"$log") sarama $(metric sarama-cpu-us/msg <<<"$log") first $first" | tee -a "$out/raw.txt"
+	order=sarama-async,kpipe
+	[[ $first == kpipe ]] && order=kpipe,sarama-async
+	log=$(cd runtime && KPIPE_BENCH_FORWARDERS=$order "$out/$side.test" -test.run '^$' -test.bench '^BenchmarkForwardPipeline$' -test.benchtime 1x -test.v)
+	echo "$i $side forward kpipe $(metric kpipe-msgs/s <<<"$log") async $(metric async-msgs/s <<<"$log") first $first" | tee -a "$out/raw.txt"
 	grep -o 'after kill.*' <<<"$log" | sed "s/^/$i $side /" >>"$out/raw.txt"
 }
 for i in $(seq "$pairs"); do
@@ -50,5 +59,9 @@ for kind in consume cpu forward; do
 	done
 	r=$(awk -v k="$kind" '$3 == k { v[$1 " " $2] = $5 } END { for (p in v) { split(p, a, " "); if (a[2] == "new") printf "%.3f\n", v[p] / v[a[1] " old"] } }' "$out/raw.txt")
 	echo "$kind kpipe new/old: median $(median <<<"$r") (sorted: $(sort -n <<<"$r" | tr '\n' ' '))"
+	for first in kpipe peer; do # both sides' runs, by which ran first in the process
+		r=$(awk -v k="$kind" -v f="$first" '$3 == k && ($9 == "kpipe") == (f == "kpipe") { printf "%.3f\n", $5 / $7 }' "$out/raw.txt")
+		echo "$kind kpipe/peer with $first first: median $(median <<<"$r") (sorted: $(sort -n <<<"$r" | tr '\n' ' '))"
+	done
 done
 grep 'after kill' "$out/raw.txt" | grep -v 'sarama-sync' || true

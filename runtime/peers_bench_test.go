@@ -31,11 +31,37 @@ func benchRow(b *testing.B, section, row, kpipe, peer, ratio, note string) {
 	b.Logf("BENCH|%s|%s|%s|%s|%s|%s", section, row, kpipe, peer, ratio, note)
 }
 
-// benchSelected reports whether name is in the comma-separated list of the environment
-// variable env, or env is unset.
-func benchSelected(env, name string) bool {
-	v := os.Getenv(env)
-	return v == "" || slices.Contains(strings.Split(v, ","), name)
+// benchOrder returns the names of all that env (a comma-separated list) selects, in env's
+// order, or all when env is empty; reversed on odd runs, so that -benchtime 2x or more
+// alternates which runs first (hack/bench-handoff.sh alternates it across processes).
+//
+// Whichever consumer ran first in a process, right after the input was produced, ran a fifth
+// slower than when it ran later (docs/benchmarks.md, "Which ran first"); a collection before
+// each run did not change that, a run of another consumer before it did. So the benchmarks
+// start with an unmeasured warm-up run (warmUp), and the order alternates besides.
+func benchOrder(env string, all []string, run int) []string {
+	names := all
+	if v := os.Getenv(env); v != "" {
+		names = nil
+		for name := range strings.SplitSeq(v, ",") {
+			if slices.Contains(all, name) && !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	if run%2 == 1 {
+		names = slices.Clone(names)
+		slices.Reverse(names)
+	}
+	return names
+}
+
+// warmUp runs run once before anything is measured (see benchOrder) and logs how long it took.
+func warmUp(b *testing.B, what string, run func()) {
+	b.Helper()
+	start := time.Now()
+	run()
+	b.Logf("warm-up, %s: %v", what, time.Since(start).Round(time.Millisecond))
 }
 
 func rate(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) + " msg/s" }
@@ -268,8 +294,9 @@ func kgoGroupRun(b *testing.B, addrs []string, topic, group string, c *counter) 
 // Plain sarama reads 3M in one to two seconds: with 500k, as this benchmark had, the clock
 // ran 0.2-0.4 s and mostly measured how the first fetches happened to be answered: kpipe
 // read 1.2M-2.0M msg/s there and 0.65M-0.92M msg/s over 3M (docs/benchmarks.md).
-// KPIPE_BENCH_ONLY=kpipe (or sarama, kgo, or a comma-separated list) runs only those, e.g.
-// for a CPU profile.
+// KPIPE_BENCH_ONLY=kpipe (or sarama, kgo, or a comma-separated list) runs only those, in
+// that order, e.g. for a CPU profile; hack/bench-handoff.sh alternates the order of kpipe and
+// sarama from pair to pair.
 //
 //	go test ./runtime -run '^$' -bench '^BenchmarkConsume$' -benchtime 1x -v
 func BenchmarkConsume(b *testing.B) {
@@ -277,13 +304,16 @@ func BenchmarkConsume(b *testing.B) {
 	registerBenchHandlers()
 	tc := newTestCluster(b, map[string]int32{"consume": 6})
 	tc.produce(input{topic: "consume", n: n, keys: 600, partitions: 6}, 0, n)
+	warmUp(b, "kgo reads the topic", func() {
+		c := newCounter(n)
+		stop := runFor(kgoGroupRun(b, tc.addrs, "consume", "consume-warm-up", c))
+		c.rateWithin(b, time.Minute)
+		stop()
+	})
 	best, cpu := map[string]float64{}, map[string]float64{}
 	runs := 0
 	for b.Loop() {
-		for _, name := range []string{"sarama", "kpipe", "kgo"} {
-			if !benchSelected("KPIPE_BENCH_ONLY", name) {
-				continue // for profiling one of them
-			}
+		for _, name := range benchOrder("KPIPE_BENCH_ONLY", []string{"sarama", "kpipe", "kgo"}, runs) {
 			c := newCounter(n)
 			c.warm = n / 10
 			group := fmt.Sprintf("consume-%s-%d", name, runs)
@@ -300,6 +330,7 @@ func BenchmarkConsume(b *testing.B) {
 			stop := runFor(f)
 			r := c.rateWithin(b, time.Minute)
 			stop()
+			b.Logf("%s: %.0f msg/s", name, r)
 			best[name] = max(best[name], r)
 			if u := c.cpuPerMessage(); u > 0 && (cpu[name] == 0 || u < cpu[name]) {
 				cpu[name] = u
@@ -572,7 +603,8 @@ func (tc *testCluster) committedAtEnd(b *testing.B, group, topic string, partiti
 // with REQUEST_TIMED_OUT) and it is stopped without draining. A fresh instance of the same group then runs until the group committed the end
 // of the input, and the output is checked for every input value.
 //
-// KPIPE_BENCH_FORWARDERS=kpipe,sarama-async runs only those (rows of the others are empty).
+// KPIPE_BENCH_FORWARDERS=kpipe,sarama-async runs only those, in that order (rows of the
+// others are empty); hack/bench-handoff.sh alternates the order from pair to pair.
 //
 //	go test ./runtime -run '^$' -bench '^BenchmarkForwardPipeline$' -benchtime 1x -v
 func BenchmarkForwardPipeline(b *testing.B) {
@@ -580,13 +612,9 @@ func BenchmarkForwardPipeline(b *testing.B) {
 		n     = 300_000
 		nKill = 20_000
 	)
-	var names []string
-	for _, name := range []string{"kpipe", "sarama-sync", "sarama-async"} {
-		if benchSelected("KPIPE_BENCH_FORWARDERS", name) {
-			names = append(names, name)
-		}
-	}
-	topics := map[string]int32{"fwin": 6}
+	all := []string{"kpipe", "sarama-sync", "sarama-async"}
+	names := benchOrder("KPIPE_BENCH_FORWARDERS", all, 0)
+	topics := map[string]int32{"fwin": 6, "fwout-warm-up": 6}
 	for _, name := range names {
 		topics["fwout-"+name] = 6
 		topics["kin-"+name] = 6
@@ -594,16 +622,22 @@ func BenchmarkForwardPipeline(b *testing.B) {
 	}
 	tc := newTestCluster(b, topics)
 	tc.produce(input{topic: "fwin", n: n, keys: 600, partitions: 6}, 0, n)
+	warmUp(b, "the AsyncProducer handler forwards the input", func() {
+		stop := runFor(forwarder(b, tc, "sarama-async", "fwin", "fwout-warm-up", "fw-warm-up"))
+		tc.outputRate(b, "fwout-warm-up", n, 10*time.Second)
+		stop()
+	})
 	rates := map[string]float64{}
 	lost := map[string]string{}
 	runs := 0
 	for b.Loop() {
-		for _, name := range names {
+		for _, name := range benchOrder("KPIPE_BENCH_FORWARDERS", all, runs) {
 			out := "fwout-" + name
 			before := tc.countOutput(out)
 			stop := runFor(forwarder(b, tc, name, "fwin", out, fmt.Sprintf("fw-%s-%d", name, runs)))
 			rates[name] = tc.outputRate(b, out, before+n, 10*time.Second)
 			stop()
+			b.Logf("%s: %.0f msg/s", name, rates[name])
 		}
 		if runs == 0 {
 			for _, name := range names {
