@@ -37,8 +37,9 @@ func benchRow(b *testing.B, section, row, kpipe, peer, ratio, note string) {
 //
 // Whichever consumer ran first in a process, right after the input was produced, ran a fifth
 // slower than when it ran later (docs/benchmarks.md, "Which ran first"); a collection before
-// each run did not change that, a run of another consumer before it did. So the benchmarks
-// start with an unmeasured warm-up run (warmUp), and the order alternates besides.
+// each run did not change that, a run of another consumer before it removed most of it. So
+// the benchmarks start with an unmeasured warm-up run (warmUp), and since some of the effect
+// was left in some series, the order alternates besides.
 func benchOrder(env string, all []string, run int) []string {
 	names := all
 	if v := os.Getenv(env); v != "" {
