@@ -34,14 +34,11 @@ run() { # side pair
 	local side=$1 i=$2 log
 	local first=sarama
 	if ((i % 4 >= 2)); then first=kpipe; fi
-	local order=sarama,kpipe
-	[[ $first == kpipe ]] && order=kpipe,sarama
-	log=$(cd runtime && KPIPE_BENCH_ONLY=$order "$out/$side.test" -test.run '^$' -test.bench '^BenchmarkConsume$' -test.benchtime 1x)
+	order() { if [[ $first == kpipe ]]; then echo "kpipe,$1"; else echo "$1,kpipe"; fi; } # peer
+	log=$(cd runtime && KPIPE_BENCH_ONLY=$(order sarama) "$out/$side.test" -test.run '^$' -test.bench '^BenchmarkConsume$' -test.benchtime 1x)
 	echo "$i $side consume kpipe $(metric kpipe-msgs/s <<<"$log") sarama $(metric sarama-msgs/s <<<"$log") first $first" | tee -a "$out/raw.txt"
 	echo "$i $side cpu kpipe $(metric kpipe-cpu-us/msg <<<"$log") sarama $(metric sarama-cpu-us/msg <<<"$log") first $first" | tee -a "$out/raw.txt"
-	order=sarama-async,kpipe
-	[[ $first == kpipe ]] && order=kpipe,sarama-async
-	log=$(cd runtime && KPIPE_BENCH_FORWARDERS=$order "$out/$side.test" -test.run '^$' -test.bench '^BenchmarkForwardPipeline$' -test.benchtime 1x -test.v)
+	log=$(cd runtime && KPIPE_BENCH_FORWARDERS=$(order sarama-async) "$out/$side.test" -test.run '^$' -test.bench '^BenchmarkForwardPipeline$' -test.benchtime 1x -test.v)
 	echo "$i $side forward kpipe $(metric kpipe-msgs/s <<<"$log") async $(metric async-msgs/s <<<"$log") first $first" | tee -a "$out/raw.txt"
 	grep -o 'after kill.*' <<<"$log" | sed "s/^/$i $side /" >>"$out/raw.txt"
 }

@@ -31,33 +31,41 @@ func benchRow(b *testing.B, section, row, kpipe, peer, ratio, note string) {
 	b.Logf("BENCH|%s|%s|%s|%s|%s|%s", section, row, kpipe, peer, ratio, note)
 }
 
-// benchOrder returns the names of all that env (a comma-separated list) selects, in env's
-// order, or all when env is empty; reversed on odd runs, so that -benchtime 2x or more
-// alternates which runs first (hack/bench-handoff.sh alternates it across processes).
+// benchNames returns the names of all that env (a comma-separated list) selects, in env's
+// order, or all when env is empty.
+func benchNames(env string, all []string) []string {
+	v := os.Getenv(env)
+	if v == "" {
+		return all
+	}
+	var names []string
+	for name := range strings.SplitSeq(v, ",") {
+		if slices.Contains(all, name) && !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// inTurn returns names for run number run: as they are on even runs, reversed on odd ones,
+// so that -benchtime 2x or more alternates which runs first (hack/bench-handoff.sh
+// alternates it across processes).
 //
 // Whichever consumer ran first in a process, right after the input was produced, ran a fifth
 // slower than when it ran later (docs/benchmarks.md, "Which ran first"); a collection before
 // each run did not change that, a run of another consumer before it removed most of it. So
 // the benchmarks start with an unmeasured warm-up run (warmUp), and since some of the effect
 // was left in some series, the order alternates besides.
-func benchOrder(env string, all []string, run int) []string {
-	names := all
-	if v := os.Getenv(env); v != "" {
-		names = nil
-		for name := range strings.SplitSeq(v, ",") {
-			if slices.Contains(all, name) && !slices.Contains(names, name) {
-				names = append(names, name)
-			}
-		}
+func inTurn(names []string, run int) []string {
+	if run%2 == 0 {
+		return names
 	}
-	if run%2 == 1 {
-		names = slices.Clone(names)
-		slices.Reverse(names)
-	}
-	return names
+	r := slices.Clone(names)
+	slices.Reverse(r)
+	return r
 }
 
-// warmUp runs run once before anything is measured (see benchOrder) and logs how long it took.
+// warmUp runs run once before anything is measured (see inTurn) and logs how long it took.
 func warmUp(b *testing.B, what string, run func()) {
 	b.Helper()
 	start := time.Now()
@@ -311,10 +319,11 @@ func BenchmarkConsume(b *testing.B) {
 		c.rateWithin(b, time.Minute)
 		stop()
 	})
+	names := benchNames("KPIPE_BENCH_ONLY", []string{"sarama", "kpipe", "kgo"})
 	best, cpu := map[string]float64{}, map[string]float64{}
 	runs := 0
 	for b.Loop() {
-		for _, name := range benchOrder("KPIPE_BENCH_ONLY", []string{"sarama", "kpipe", "kgo"}, runs) {
+		for _, name := range inTurn(names, runs) {
 			c := newCounter(n)
 			c.warm = n / 10
 			group := fmt.Sprintf("consume-%s-%d", name, runs)
@@ -613,8 +622,7 @@ func BenchmarkForwardPipeline(b *testing.B) {
 		n     = 300_000
 		nKill = 20_000
 	)
-	all := []string{"kpipe", "sarama-sync", "sarama-async"}
-	names := benchOrder("KPIPE_BENCH_FORWARDERS", all, 0)
+	names := benchNames("KPIPE_BENCH_FORWARDERS", []string{"kpipe", "sarama-sync", "sarama-async"})
 	topics := map[string]int32{"fwin": 6, "fwout-warm-up": 6}
 	for _, name := range names {
 		topics["fwout-"+name] = 6
@@ -632,7 +640,7 @@ func BenchmarkForwardPipeline(b *testing.B) {
 	lost := map[string]string{}
 	runs := 0
 	for b.Loop() {
-		for _, name := range benchOrder("KPIPE_BENCH_FORWARDERS", all, runs) {
+		for _, name := range inTurn(names, runs) {
 			out := "fwout-" + name
 			before := tc.countOutput(out)
 			stop := runFor(forwarder(b, tc, name, "fwin", out, fmt.Sprintf("fw-%s-%d", name, runs)))
