@@ -298,12 +298,14 @@ func kgoGroupRun(b *testing.B, addrs []string, topic, group string, c *counter) 
 
 // BenchmarkConsume measures consume-only throughput: 3M messages on 6 partitions, read by
 // kpipe with a registered no-op Go handler (pool 8, Key ordering), by a plain sarama
-// consumer-group handler (MarkMessage per message, auto-commit) and by franz-go's kgo
-// consumer. The clock starts after the first 300k messages of each and stops at the last.
+// consumer-group handler (MarkMessage per message, auto-commit), by franz-go's kgo consumer,
+// and by the two floor peers of floor_peers_bench_test.go: plain sarama handing every batch to
+// a goroutine of its claim (sarama-batches), or every message to one of 8 shared goroutines
+// (sarama-each), and nothing more. The clock starts after the first 300k messages of each and stops at the last.
 // Plain sarama reads 3M in one to two seconds: with 500k, as this benchmark had, the clock
 // ran 0.2-0.4 s and mostly measured how the first fetches happened to be answered: kpipe
 // read 1.2M-2.0M msg/s there and 0.65M-0.92M msg/s over 3M (docs/benchmarks.md).
-// KPIPE_BENCH_ONLY=kpipe (or sarama, kgo, or a comma-separated list) runs only those, in
+// KPIPE_BENCH_ONLY=kpipe (or sarama, kgo, sarama-batches, sarama-each, or a comma-separated list) runs only those, in
 // that order, e.g. for a CPU profile; hack/bench-handoff.sh alternates the order of kpipe and
 // sarama from pair to pair.
 //
@@ -319,7 +321,7 @@ func BenchmarkConsume(b *testing.B) {
 		c.rateWithin(b, time.Minute)
 		stop()
 	})
-	names := benchNames("KPIPE_BENCH_ONLY", []string{"sarama", "kpipe", "kgo"})
+	names := benchNames("KPIPE_BENCH_ONLY", []string{"sarama", "kpipe", "kgo", "sarama-batches", "sarama-each"})
 	best, cpu := map[string]float64{}, map[string]float64{}
 	runs := 0
 	for b.Loop() {
@@ -336,6 +338,10 @@ func BenchmarkConsume(b *testing.B) {
 				f = kpipeHandlerRun(b, tc, "consume", group, "bench-noop", map[string]any{"size": 8, "ordering": "Key"})
 			case "kgo":
 				f = kgoGroupRun(b, tc.addrs, "consume", group, c)
+			case "sarama-batches":
+				f = saramaGroupRun(b, tc.addrs, "consume", group, saramaGroupConfig(), batchHandoffHandler{c: c})
+			case "sarama-each":
+				f = eachHandoffRun(b, tc.addrs, "consume", group, c, 8)
 			}
 			stop := runFor(f)
 			r := c.rateWithin(b, time.Minute)
@@ -357,7 +363,7 @@ func BenchmarkConsume(b *testing.B) {
 
 // reportConsume reports BenchmarkConsume's best rates and lowest CPU times per message.
 func reportConsume(b *testing.B, best, cpu map[string]float64) {
-	for _, name := range []string{"kpipe", "sarama", "kgo"} {
+	for _, name := range []string{"kpipe", "sarama", "kgo", "sarama-batches", "sarama-each"} {
 		b.ReportMetric(best[name], name+"-msgs/s")
 		b.ReportMetric(cpu[name], name+"-cpu-us/msg")
 	}
@@ -369,6 +375,9 @@ func reportConsume(b *testing.B, best, cpu map[string]float64) {
 	benchRow(b, "1 consume-only", "kpipe no-op handler vs plain sarama", rate(best["kpipe"]), rate(best["sarama"]), ratio(best["kpipe"], best["sarama"]), met)
 	benchRow(b, "1 consume-only", "CPU per message (the process's, kfake's answers included; lower is better)", us(cpu["kpipe"]), us(cpu["sarama"]), ratio(cpu["kpipe"], cpu["sarama"]), "")
 	benchRow(b, "1 consume-only", "kpipe no-op handler vs franz-go kgo (ceiling)", rate(best["kpipe"]), rate(best["kgo"]), ratio(best["kpipe"], best["kgo"]), "")
+	for _, floor := range []string{"sarama-batches", "sarama-each"} {
+		benchRow(b, "1 consume-only", "floor: plain sarama with only the hand-off ("+floor+") vs plain sarama", rate(best[floor]), rate(best["sarama"]), ratio(best[floor], best["sarama"]), "")
+	}
 }
 
 // BenchmarkParallelism runs a 2 ms sleeping handler over topics of 1 and 4 partitions (10k
