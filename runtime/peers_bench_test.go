@@ -299,15 +299,16 @@ func kgoGroupRun(b *testing.B, addrs []string, topic, group string, c *counter) 
 // BenchmarkConsume measures consume-only throughput: 3M messages on 6 partitions, read by
 // kpipe with a registered no-op Go handler (pool 8, Key ordering), by a plain sarama
 // consumer-group handler (MarkMessage per message, auto-commit), by franz-go's kgo consumer,
-// and by the two floor peers of floor_peers_bench_test.go: plain sarama handing every batch to
-// a goroutine of its claim (sarama-batches), or every message to one of 8 shared goroutines
-// (sarama-each), and nothing more. The clock starts after the first 300k messages of each and stops at the last.
+// and by the two floor peers of floor_peers_bench_test.go: plain sarama handing every batch
+// to a goroutine of its claim (sarama-batches), or every message to one of 8 shared
+// goroutines (sarama-each), and nothing more. The clock starts after the first 300k messages
+// of each and stops at the last.
 // Plain sarama reads 3M in one to two seconds: with 500k, as this benchmark had, the clock
 // ran 0.2-0.4 s and mostly measured how the first fetches happened to be answered: kpipe
 // read 1.2M-2.0M msg/s there and 0.65M-0.92M msg/s over 3M (docs/benchmarks.md).
-// KPIPE_BENCH_ONLY=kpipe (or sarama, kgo, sarama-batches, sarama-each, or a comma-separated list) runs only those, in
-// that order, e.g. for a CPU profile; hack/bench-handoff.sh alternates the order of kpipe and
-// sarama from pair to pair.
+// KPIPE_BENCH_ONLY=kpipe (or any of consumeContenders, or a comma-separated list of them)
+// runs only those, in that order, e.g. for a CPU profile; hack/bench-handoff.sh alternates the
+// order of kpipe and its peers from pair to pair.
 //
 //	go test ./runtime -run '^$' -bench '^BenchmarkConsume$' -benchtime 1x -v
 func BenchmarkConsume(b *testing.B) {
@@ -321,7 +322,7 @@ func BenchmarkConsume(b *testing.B) {
 		c.rateWithin(b, time.Minute)
 		stop()
 	})
-	names := benchNames("KPIPE_BENCH_ONLY", []string{"sarama", "kpipe", "kgo", "sarama-batches", "sarama-each"})
+	names := benchNames("KPIPE_BENCH_ONLY", consumeContenders)
 	best, cpu := map[string]float64{}, map[string]float64{}
 	runs := 0
 	for b.Loop() {
@@ -361,9 +362,12 @@ func BenchmarkConsume(b *testing.B) {
 	reportConsume(b, best, cpu)
 }
 
+// consumeContenders are BenchmarkConsume's consumers, in the order they run by default.
+var consumeContenders = []string{"sarama", "kpipe", "kgo", "sarama-batches", "sarama-each"}
+
 // reportConsume reports BenchmarkConsume's best rates and lowest CPU times per message.
 func reportConsume(b *testing.B, best, cpu map[string]float64) {
-	for _, name := range []string{"kpipe", "sarama", "kgo", "sarama-batches", "sarama-each"} {
+	for _, name := range consumeContenders {
 		b.ReportMetric(best[name], name+"-msgs/s")
 		b.ReportMetric(cpu[name], name+"-cpu-us/msg")
 	}
