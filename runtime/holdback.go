@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -116,12 +117,40 @@ func (h *claims) holdBack(ctx context.Context, pt *partition, src *source) bool 
 			if !paused && src.held.len() >= holdBeforePause {
 				paused = true
 				pt.hold(true)
-				h.log.Info("partition paused: its messages waiting in lanes hold its share of the pool; it resumes when they are run",
-					"topic", pt.topic, "partition", pt.id, "waiting", pt.waiting.Load(), "share", share)
+				if logged, unlogged := pt.holdLog.due(time.Now()); logged {
+					h.log.Info("partition paused: its messages waiting in lanes hold its share of the pool; it resumes when they are run",
+						"topic", pt.topic, "partition", pt.id, "waiting", pt.waiting.Load(), "share", share,
+						"pausesNotLogged", unlogged)
+				}
 			}
 		}
 	}
 	return true
+}
+
+// pauseLog limits the log lines of a claim's hold-back pauses: the first is logged, then at
+// most one per pauseLogEvery, which counts the pauses not logged since the one before. In Key
+// ordering at full speed a partition's repeated keys make its claim hold back and pause
+// hundreds of times a second (docs/benchmarks.md, "The inbound gate's convoy"): a line each
+// drowned the log.
+type pauseLog struct {
+	last     time.Time // of the last line, zero before the first
+	unlogged int       // pauses since it
+}
+
+// pauseLogEvery is the least time between two log lines of a claim's hold-back pauses.
+const pauseLogEvery = time.Minute
+
+// due records a pause at now and reports whether to log it, with the pauses not logged since
+// the last line.
+func (l *pauseLog) due(now time.Time) (logged bool, unlogged int) {
+	if !l.last.IsZero() && now.Sub(l.last) < pauseLogEvery {
+		l.unlogged++
+		return false, 0
+	}
+	unlogged = l.unlogged
+	l.last, l.unlogged = now, 0
+	return true, unlogged
 }
 
 // holdBeforePause is the messages a claim holds back before it pauses the partition: a short

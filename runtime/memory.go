@@ -224,11 +224,14 @@ func (g *byteGate) setLimit(limit int64) {
 }
 
 // acquire takes n bytes, waiting for room; false when stop or revoked closed first.
+//
+// It queues only when the bytes do not fit or others wait. An acquire that queued after
+// losing a race for used to another acquirer, with room left, made every acquire behind it
+// take the lock until the queue emptied: sarama's feeders, which take the inbound gate for
+// every message, then convoyed on it (docs/benchmarks.md, "The inbound gate's convoy").
 func (g *byteGate) acquire(n int64, stop, revoked <-chan struct{}) bool {
-	if g.waiters.Load() == 0 {
-		if u := g.used.Load(); g.fits(u, n) && g.used.CompareAndSwap(u, u+n) {
-			return true
-		}
+	if g.tryAcquire(n) {
+		return true
 	}
 	me := &struct{}{}
 	g.waiters.Add(1)

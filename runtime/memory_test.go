@@ -157,6 +157,28 @@ func TestByteGate(t *testing.T) {
 	g.Expect(gate.used.Load()).To(Equal(int64(1000)))
 }
 
+// TestByteGateWithRoomNeverQueues: acquirers that race for the same counter while the gate
+// has room retry rather than queue. Once one queued, every acquire behind it took the gate's
+// lock until the queue emptied: sarama's feeders, which take the inbound gate for every
+// message, then spent most of their time on that lock (docs/benchmarks.md, "The inbound
+// gate's convoy").
+func TestByteGateWithRoomNeverQueues(t *testing.T) {
+	gate := newByteGate(1 << 40)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100_000 {
+				gate.acquire(100, nil, nil)
+				gate.release(100)
+			}
+		})
+	}
+	wg.Wait()
+	g := NewWithT(t)
+	g.Expect(gate.used.Load()).To(BeZero())
+	g.Expect(gate.queue).To(HaveCap(0), "an acquire with room joined the queue of waiters")
+}
+
 // TestDetachCopiesLargeMessages: a large message's bytes no longer share the array of the
 // fetch response; a small one's are left alone.
 func TestDetachCopiesLargeMessages(t *testing.T) {

@@ -39,6 +39,9 @@ type partition struct {
 	waiting  atomic.Int32
 	resumeAt atomic.Int32
 	room     chan struct{}
+	// holdLog limits the log lines of the claim's hold-back pauses; only the claim's
+	// goroutine (holdBack) uses it.
+	holdLog pauseLog
 
 	mu       sync.Mutex
 	tracker  *offsets.Tracker // not safe for concurrent use: only called under mu

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -201,6 +202,53 @@ func TestHoldBackPausesWithMessagesLeftFromAnEarlierHold(t *testing.T) {
 	g.Expect(rp.resumed.Load()).To(BeEquivalentTo(1))
 	g.Expect(testutil.ToFloat64(m.paused)).To(BeZero())
 	g.Expect(src.held.len()).To(Equal(holdBeforePause+45), "nothing held back is dropped")
+}
+
+// A claim that pauses again and again logs its first pause, then at most one line a minute
+// with the pauses it did not log: in Key ordering at full speed a claim pauses hundreds of
+// times a second, and a line each drowned the log. Every pause still pauses.
+func TestHoldBackPauseLogIsRateLimited(t *testing.T) {
+	g := NewWithT(t)
+	m := newMetrics("t", "t")
+	var lines bytes.Buffer // written by holdBack, read once it returned
+	log := slog.New(slog.NewTextHandler(&lines, nil))
+	h := &claims{pool: newPool("Partition", 16, 4, 1<<20), log: log}
+	h.claimed.Store(1) // share: 20 slots / 2 = 10
+	pt := newPartition(context.Background(), nil, nil, ackClaim{id: 0}, log, m)
+	rp := &recordingPauser{}
+	pt.fetch = fetchPause{group: rp, gauge: m.paused}
+	in := newInbound(1<<20, make(chan struct{}))
+	msgs := make(chan *sarama.ConsumerMessage, 1)
+	src := source{msgs: msgs, in: in, ic: in.open(topicPartition{"t", 0})}
+	for i := range holdBeforePause {
+		src.held.push(&sarama.ConsumerMessage{Topic: "t", Offset: int64(i)})
+	}
+	pauses := func() int { return strings.Count(lines.String(), "partition paused") }
+	holdOnce := func(offset int64) { // one hold: paused by the next message, resumed by a worker
+		t.Helper()
+		before := rp.paused.Load()
+		pt.waiting.Store(50)
+		done := make(chan bool)
+		go func() { done <- h.holdBack(context.Background(), pt, &src) }()
+		msgs <- &sarama.ConsumerMessage{Topic: "t", Offset: offset}
+		g.Eventually(rp.paused.Load).Should(BeNumerically(">", before), "paused")
+		pt.waiting.Store(6)
+		pt.leftLane()
+		g.Eventually(done).Should(Receive(BeTrue()))
+	}
+
+	for i := range 5 {
+		holdOnce(int64(1000 + i))
+	}
+	g.Expect(rp.paused.Load()).To(BeEquivalentTo(5))
+	g.Expect(rp.resumed.Load()).To(BeEquivalentTo(5))
+	g.Expect(pauses()).To(Equal(1), "the claim's first pause is logged, the next four within the minute are not")
+	g.Expect(lines.String()).To(ContainSubstring("pausesNotLogged=0"))
+
+	pt.holdLog.last = pt.holdLog.last.Add(-pauseLogEvery) // a minute later
+	holdOnce(2000)
+	g.Expect(pauses()).To(Equal(2))
+	g.Expect(lines.String()).To(ContainSubstring("pausesNotLogged=4"))
 }
 
 // A claim holding back takes what sarama already delivered in one go: every message in the
