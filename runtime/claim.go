@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -116,21 +117,34 @@ func (h *claims) sizeFetches(sess sarama.ConsumerGroupSession) {
 	}
 	fetch, ratio := h.decoded.session(n)
 	h.consumer.Consumer.Fetch.Default = fetch
-	h.inbound.Store(newInbound(h.set.memory.inbound, sess.Context().Done()))
+	h.inbound.Store(newInbound(h.set.memory.inbound, n, sess.Context().Done()))
 	h.log.Info("consumer group session started", "generation", sess.GenerationID(), "claims", sess.Claims(),
 		"fetchBytesPerPartition", fetch, "decodeRatio", ratio, "memoryBudget", h.set.memory.total)
 }
 
 // OnConsume is called by sarama for every message before it enters the partition's
 // channel: it takes the message's bytes from the session's inbound gate, waiting while
-// the messages delivered and not admitted hold the inbound share.
+// the messages delivered and not admitted hold the inbound share, and counts them for the
+// decoded fetches' estimate, a partition's deliveredBatch at a time: a count every feeder
+// adds to for every message cost more than the rest of the accounting together
+// (docs/benchmarks.md, "Runs of a partition's batches").
 func (h *claims) OnConsume(m *sarama.ConsumerMessage) {
 	n := messageSize(m)
-	h.decoded.delivered(n)
-	if in := h.inbound.Load(); in != nil {
-		in.take(m, n)
+	in := h.inbound.Load()
+	if in == nil {
+		h.decoded.delivered(n)
+		return
 	}
+	c := in.claim(topicPartition{m.Topic, m.Partition})
+	if c.delivered.Add(n) >= deliveredBatch {
+		h.decoded.delivered(c.delivered.Swap(0))
+	}
+	in.take(c, n)
 }
+
+// deliveredBatch is the bytes a partition's feeder delivers before they are counted in the
+// decoded fetches: their estimate lags by at most this much a partition.
+const deliveredBatch = 16 << 10
 
 // ConsumeClaim feeds one partition's messages to the pool until the partition is revoked
 // or the session ends, then drains the partition and commits what finished. Each claim
@@ -269,6 +283,10 @@ func (h *claims) admit(ctx context.Context, pt *partition, b *batch) {
 		return
 	}
 	h.idle.consumed(now)
+	if h.pool.runs {
+		h.pool.submitRun(pt, slices.Clone(b.ms[:n]), slices.Clone(b.sizes[:n]), now)
+		return
+	}
 	js := newJobs(pt, b.ms[:n], b.sizes[:n], now)
 	if h.fast != nil {
 		h.forwardAll(ctx, js)

@@ -18,6 +18,7 @@ const minLaneSweep = 1024
 type chunk struct {
 	jobs []*job
 	next atomic.Int32 // index of the next message to take (past the end once all are taken)
+	run  *partRun     // instead of jobs: a partition's run (runs.go), taken whole under the pool's lock
 }
 
 // take returns the chunk's next message, nil when none is left (or c is nil).
@@ -32,8 +33,9 @@ func (c *chunk) take() *job {
 	return nil
 }
 
-// left reports whether messages of the chunk are still to be taken.
-func (c *chunk) left() bool { return int(c.next.Load()) < len(c.jobs) }
+// left reports whether messages of the chunk are still to be taken; a run's chunk is left
+// until the pool's lock drops it.
+func (c *chunk) left() bool { return c != nil && (c.run != nil || int(c.next.Load()) < len(c.jobs)) }
 
 // lane is the state of one lane: the count of its messages in the pool and those waiting.
 // queued changes without a lock only when a message is done, so a lane with no message
@@ -49,8 +51,9 @@ type lane struct {
 }
 
 // work is one worker: it takes the next ready message, runs it, and then the lane's next
-// one while one waits (at most maxRun in a row), until ctx ends.
-func (pl *pool) work(ctx context.Context, fins *completions, process func(*job, *completions)) {
+// one while one waits (at most maxRun in a row), until ctx ends; or it takes a ready run and
+// handles its batches (runs.go). slot tells the runs' watchdog which run the worker is in.
+func (pl *pool) work(ctx context.Context, slot *runSlot, fins *completions, process func(*job, *completions)) {
 	var (
 		c   *chunk // the chunk this worker last took a message from
 		j   *job
@@ -59,11 +62,8 @@ func (pl *pool) work(ctx context.Context, fins *completions, process func(*job, 
 	defer fins.record()
 	for {
 		if j == nil {
-			if j = c.take(); j == nil {
-				fins.record() // before waiting for work
-				if c, j = pl.next(); j == nil {
-					return
-				}
+			if c, j = pl.nextJob(ctx, c, slot, fins, process); j == nil {
+				return
 			}
 			run = 0
 			pl.wakeIfLeft(c)
@@ -72,9 +72,12 @@ func (pl *pool) work(ctx context.Context, fins *completions, process func(*job, 
 			return
 		}
 		fins.recordBefore(j)
-		ln, size := j.lane, j.size // j may be reused once process finished it
+		ln, size, r := j.lane, j.size, j.spilledRun() // j may be reused once process finished it
 		process(j, fins)
-		if j = pl.done(ln, size); j != nil {
+		if j = pl.done(ln, size); r != nil {
+			r.inLanes.Add(-1)
+		}
+		if j != nil {
 			if run++; run >= maxRun {
 				pl.pushReady(j)
 				j = nil
@@ -83,16 +86,41 @@ func (pl *pool) work(ctx context.Context, fins *completions, process func(*job, 
 	}
 }
 
-// next waits for a ready message and returns it with its chunk; nil once the pool stopped.
-func (pl *pool) next() (*chunk, *job) {
+// nextJob returns the worker's next message with its chunk: chunk c's next, else the next
+// ready one. A ready run the worker takes on the way it handles first (runPartition), and
+// when the run hands it a lane's next message, that one is next. nil once ctx ended or the
+// pool stopped.
+func (pl *pool) nextJob(ctx context.Context, c *chunk, slot *runSlot, fins *completions, process func(*job, *completions)) (*chunk, *job) {
+	if j := c.take(); j != nil {
+		return c, j
+	}
+	for {
+		fins.record() // before waiting for work
+		c, j, r := pl.next()
+		if r == nil {
+			return c, j
+		}
+		pl.wakeIfReady()
+		if j := pl.runPartition(ctx, r, slot, fins, process); j != nil {
+			return nil, j
+		}
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+	}
+}
+
+// next waits for a ready message and returns it with its chunk, or a ready run; nil once
+// the pool stopped.
+func (pl *pool) next() (*chunk, *job, *partRun) {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	for {
 		if pl.stopped {
-			return nil, nil
+			return nil, nil, nil
 		}
-		if c, j := pl.takeLocked(); j != nil {
-			return c, j
+		if c, j, r := pl.takeLocked(); j != nil || r != nil {
+			return c, j, r
 		}
 		if pl.spaceWait.Load() > 0 && pl.held.Load() < pl.capacity {
 			pl.spaceFreed.Broadcast() // nothing to run: the consumers may refill now
@@ -108,17 +136,23 @@ func (pl *pool) next() (*chunk, *job) {
 	}
 }
 
-// takeLocked takes the first ready message, dropping the chunks all taken; pl.mu is held.
-func (pl *pool) takeLocked() (*chunk, *job) {
+// takeLocked takes the first ready message or run, dropping the chunks all taken; pl.mu is
+// held.
+func (pl *pool) takeLocked() (*chunk, *job, *partRun) {
 	for pl.ready.len() > 0 {
 		c := pl.ready.peek()
-		if j := c.take(); j != nil {
-			return c, j
+		if c.run == nil {
+			if j := c.take(); j != nil {
+				return c, j, nil
+			}
 		}
 		pl.ready.pop()
 		pl.chunks.Add(-1)
+		if c.run != nil {
+			return nil, nil, c.run
+		}
 	}
-	return nil, nil
+	return nil, nil, nil
 }
 
 // wakeIfLeft wakes an idle worker when ready messages are left after this worker took one
@@ -128,6 +162,17 @@ func (pl *pool) takeLocked() (*chunk, *job) {
 // err only towards taking it.
 func (pl *pool) wakeIfLeft(c *chunk) {
 	if pl.idle.Load() == 0 || pl.waking.Load() > 0 || (!c.left() && pl.chunks.Load() <= 1) {
+		return
+	}
+	pl.mu.Lock()
+	pl.wakeLocked()
+	pl.mu.Unlock()
+}
+
+// wakeIfReady wakes an idle worker when anything is ready and no worker is already on its
+// way to it: a worker starting a run calls it, as one starting a message calls wakeIfLeft.
+func (pl *pool) wakeIfReady() {
+	if pl.idle.Load() == 0 || pl.waking.Load() > 0 || pl.chunks.Load() == 0 {
 		return
 	}
 	pl.mu.Lock()
@@ -169,6 +214,11 @@ func (pl *pool) pushReadyLocked(c *chunk) {
 // lane's next message, if one waits: the caller runs it next.
 func (pl *pool) done(ln *lane, size int64) *job {
 	pl.doneOne(size)
+	return pl.laneNext(ln)
+}
+
+// laneNext gives up a lane whose message is done and returns its next message, if one waits.
+func (pl *pool) laneNext(ln *lane) *job {
 	if ln == nil || ln.queued.Add(-1) == 0 {
 		return nil
 	}
@@ -178,7 +228,7 @@ func (pl *pool) done(ln *lane, size int64) *job {
 	next := ln.waiting.pop()
 	ln.mu.Unlock()
 	if pt := next.part; pt != nil {
-		pt.leftLane()
+		pt.leftLanes(1)
 	}
 	return next
 }
@@ -203,6 +253,18 @@ func (pl *pool) enterLanesLocked(js []*job) []*job {
 		pl.sweepLanesLocked()
 	}
 	return ready
+}
+
+// occupyLaneLocked counts a message in the lane named key, the one a spilled run's worker is
+// in (runs.go), so that the lane's next messages wait for it; pl.mu is held.
+func (pl *pool) occupyLaneLocked(key laneKey) *lane {
+	ln := pl.lanes[key]
+	if ln == nil {
+		ln = &lane{}
+		pl.lanes[key] = ln
+	}
+	ln.queued.Add(1)
+	return ln
 }
 
 // enter counts j in the lane and puts it in waiting when the lane already has a message in

@@ -157,14 +157,3 @@ func (l *pauseLog) due(now time.Time) (logged bool, unlogged int) {
 // hold, as Partition ordering makes one whenever its lane is fed faster than it runs, costs
 // no pause, and a long one is bounded by what sarama fetched before the pause.
 const holdBeforePause = 256
-
-// leftLane counts a message of the partition taken out of its lane to run, and wakes the
-// claim holding the partition back once few enough wait.
-func (pt *partition) leftLane() {
-	if pt.waiting.Add(-1) <= pt.resumeAt.Load() {
-		select {
-		case pt.room <- struct{}{}:
-		default:
-		}
-	}
-}

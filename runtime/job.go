@@ -29,6 +29,7 @@ type job struct {
 	key     laneKey // set by the pool, in Partition and Key ordering
 	lane    *lane   // set by the pool, in Partition and Key ordering
 	attempt int     // attempts started so far
+	spilled bool    // in the lanes, counted in its partition's run's inLanes (runs.go)
 
 	// out is the Message the handler gets (handler jobs); pm the message of a forward's first
 	// write (forward jobs). Both are made on first use and kept when the job is reused.
@@ -36,6 +37,14 @@ type job struct {
 	pm  *sarama.ProducerMessage
 	// The forwarded key and value, as the encoders of its writes (forwardMessage).
 	fwdKey, fwdValue bytesEncoder
+}
+
+// spilledRun is the run of j's partition when j is counted in its inLanes, else nil.
+func (j *job) spilledRun() *partRun {
+	if !j.spilled {
+		return nil
+	}
+	return j.part.run
 }
 
 // handlerOut is the Message a handler gets, refilled for every attempt, and room for its
@@ -54,9 +63,16 @@ type handlerOut struct {
 // finished it, so the handler must not keep it; a forward's, with its ProducerMessage, once
 // its first write was acknowledged (acks.go).
 func newJobs(pt *partition, ms []*sarama.ConsumerMessage, sizes []int64, now time.Time) []*job {
-	js := make([]*job, len(ms))
 	for i, m := range ms {
 		detach(m, sizes[i])
+	}
+	return admittedJobs(pt, ms, sizes, now)
+}
+
+// admittedJobs makes the jobs of messages detached already (newJobs).
+func admittedJobs(pt *partition, ms []*sarama.ConsumerMessage, sizes []int64, now time.Time) []*job {
+	js := make([]*job, len(ms))
+	for i, m := range ms {
 		j := jobPool.Get().(*job)
 		j.msg, j.part, j.start, j.size, j.offset = m, pt, now, sizes[i], m.Offset
 		js[i] = j

@@ -199,6 +199,9 @@ type byteGate struct {
 	limit   atomic.Int64 // lowered and raised by the decoded fetches' share (decoded.go)
 	used    atomic.Int64
 	waiters atomic.Int32
+	// onWait, if set, is called when an acquire starts to wait and no other waits: the
+	// inbound gate takes back the claims' credit then (inbound.go).
+	onWait func()
 
 	mu    sync.Mutex
 	queue []*struct{}   // waiters in order; only the first may take bytes
@@ -234,7 +237,9 @@ func (g *byteGate) acquire(n int64, stop, revoked <-chan struct{}) bool {
 		return true
 	}
 	me := &struct{}{}
-	g.waiters.Add(1)
+	if g.waiters.Add(1) == 1 && g.onWait != nil {
+		g.onWait()
+	}
 	defer g.waiters.Add(-1)
 	g.mu.Lock()
 	g.queue = append(g.queue, me)

@@ -39,6 +39,8 @@ type partition struct {
 	waiting  atomic.Int32
 	resumeAt atomic.Int32
 	room     chan struct{}
+	// run is the partition's run (runs.go), made by its claim on first use.
+	run *partRun
 	// holdLog limits the log lines of the claim's hold-back pauses; only the claim's
 	// goroutine (holdBack) uses it.
 	holdLog pauseLog

@@ -120,6 +120,9 @@ func (p *Pipeline) newPhase(runCtx, workCtx context.Context) *phase {
 	s := &p.set
 	ph := &phase{p: p, workCtx: workCtx, pool: newPool(s.ordering, s.buffer, s.poolSize, s.memory.pool),
 		bridging: p.bridge.Load()}
+	if s.forwardTopic == "" {
+		ph.pool.useRuns() // a handler's messages: the workers finish them themselves
+	}
 	ph.worker = &worker{set: s, handler: p.handler, log: p.log, metrics: p.metrics, ctx: workCtx}
 	ph.claims = &claims{set: s, pool: ph.pool, log: p.log, metrics: p.metrics, sessions: &p.sessions,
 		runCtx: runCtx, workCtx: workCtx, tel: newTelemetryWriter(replicaName(p.opts.instance), s.commitInterval, ph.pool)}

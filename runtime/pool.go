@@ -3,8 +3,11 @@ package runtime
 import (
 	"context"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/IBM/sarama"
 
 	kpipev1 "github.com/kpipe-io/kpipe/api/v1alpha1"
 )
@@ -15,6 +18,10 @@ import (
 // from the moment it is admitted until a worker is done with it, so the pool never holds
 // more messages, nor more bytes, than its configuration allows, whatever the lag. A message
 // larger than the pool's bytes is admitted alone, once the pool holds no bytes.
+//
+// A handler's messages in Partition and Key ordering go to their partition's run (runs.go),
+// which one worker at a time handles in order; a run that stalls in Key ordering spills into
+// lanes. Forwards and Unordered go to lanes directly.
 //
 // Ordering uses lanes. In Partition mode a lane is a partition, in Key mode a key of a
 // partition; Unordered has no lanes. A message whose lane is busy waits in the lane, not in
@@ -41,22 +48,29 @@ type pool struct {
 	idle      atomic.Int32 // workers waiting for work (changed under mu)
 	waking    atomic.Int32 // of them, signalled and not yet running (changed under mu)
 
-	mu         sync.Mutex
-	tickets    uint64            // given to consumers that wait, in order
-	serving    uint64            // the ticket whose consumer may take space next
-	gaveUp     map[uint64]bool   // tickets of consumers that stopped waiting
-	ready      fifo[*chunk]      // ready messages, in order; chunks all taken are dropped lazily
-	chunks     atomic.Int32      // chunks in ready (changed under mu)
-	lanes      map[laneKey]*lane // lanes that had messages; idle ones are swept now and then
-	sweepAt    int               // len(lanes) at which idle lanes are swept
-	seed       maphash.Seed      // of the key hashes in laneKey
-	stopped    bool              // the workers' context ended
-	workers    int               // started by start
-	finishing  []*completions    // each worker's finished messages not recorded yet (completions.go); only appended to
-	occupancy  occupancy         // idle worker time, for the telemetry's busy share (telemetry.go)
-	workReady  sync.Cond         // signalled when a message becomes ready or the workers stop
-	spaceFreed sync.Cond         // broadcast when slots are given back or a waiting consumer's ctx ends
-	wg         sync.WaitGroup
+	mu        sync.Mutex
+	tickets   uint64            // given to consumers that wait, in order
+	serving   uint64            // the ticket whose consumer may take space next
+	gaveUp    map[uint64]bool   // tickets of consumers that stopped waiting
+	ready     fifo[*chunk]      // ready messages, in order; chunks all taken are dropped lazily
+	chunks    atomic.Int32      // chunks in ready (changed under mu)
+	lanes     map[laneKey]*lane // lanes that had messages; idle ones are swept now and then
+	sweepAt   int               // len(lanes) at which idle lanes are swept
+	seed      maphash.Seed      // of the key hashes in laneKey
+	stopped   bool              // the workers' context ended
+	workers   int               // started by start
+	finishing []*completions    // each worker's finished messages not recorded yet (completions.go); only appended to
+	occupancy occupancy         // idle worker time, for the telemetry's busy share (telemetry.go)
+	// runs is set when a partition's messages go to its run (runs.go), not to lanes: a
+	// handler in Partition or Key ordering (useRuns). runSlots are the workers' runs, for
+	// the watchdog of Key ordering, which sleeps on watchWake while no worker is in a run.
+	runs        bool
+	runSlots    []*runSlot
+	watchAsleep atomic.Bool
+	watchWake   chan struct{}
+	workReady   sync.Cond // signalled when a message becomes ready or the workers stop
+	spaceFreed  sync.Cond // broadcast when slots are given back or a waiting consumer's ctx ends
+	wg          sync.WaitGroup
 }
 
 // laneKey names a lane: a partition and, in Key mode, a hash of the message's topic and
@@ -84,6 +98,19 @@ func newPool(ordering kpipev1.Ordering, buffer, workers int, capBytes int64) *po
 	return pl
 }
 
+// useRuns makes the claims hand a partition's messages to its run (runs.go) instead of to
+// lanes: for a handler, whose messages the workers finish themselves, in Partition or Key
+// ordering. Call it before start.
+func (pl *pool) useRuns() {
+	if pl.ordering == kpipev1.OrderingUnordered {
+		return
+	}
+	pl.runs = true
+	if pl.ordering == kpipev1.OrderingKey {
+		pl.watchWake = make(chan struct{}, 1)
+	}
+}
+
 // start runs n workers until ctx ends. process must not block past ctx.
 func (pl *pool) start(ctx context.Context, n int, process func(*job, *completions)) {
 	context.AfterFunc(ctx, func() {
@@ -93,15 +120,21 @@ func (pl *pool) start(ctx context.Context, n int, process func(*job, *completion
 		pl.workReady.Broadcast()
 	})
 	fins := make([]*completions, n)
+	slots := make([]*runSlot, n)
 	for i := range fins {
-		fins[i] = new(completions)
+		fins[i], slots[i] = new(completions), new(runSlot)
 	}
 	pl.mu.Lock()
+	watch := pl.watchWake != nil && len(pl.runSlots) == 0
 	pl.workers += n
 	pl.finishing = append(pl.finishing, fins...)
+	pl.runSlots = append(slices.Clip(pl.runSlots), slots...)
 	pl.mu.Unlock()
-	for _, c := range fins {
-		pl.wg.Go(func() { pl.work(ctx, c, process) })
+	for i, c := range fins {
+		pl.wg.Go(func() { pl.work(ctx, slots[i], c, process) })
+	}
+	if watch {
+		pl.wg.Go(func() { pl.watchRuns(ctx) })
 	}
 }
 
@@ -264,7 +297,7 @@ func (pl *pool) submitAll(js []*job) {
 	ordered := pl.ordering != kpipev1.OrderingUnordered
 	if ordered {
 		for _, j := range js {
-			j.key = pl.laneOf(j)
+			j.key = pl.laneOf(j.msg)
 		}
 	}
 	pl.mu.Lock()
@@ -279,13 +312,13 @@ func (pl *pool) submitAll(js []*job) {
 	pl.mu.Unlock()
 }
 
-func (pl *pool) laneOf(j *job) laneKey {
+func (pl *pool) laneOf(m *sarama.ConsumerMessage) laneKey {
 	var h maphash.Hash
 	h.SetSeed(pl.seed)
-	h.WriteString(j.msg.Topic)
+	h.WriteString(m.Topic)
 	if pl.ordering == kpipev1.OrderingKey {
 		h.WriteByte(0)
-		h.Write(j.msg.Key)
+		h.Write(m.Key)
 	}
-	return laneKey{partition: j.msg.Partition, hash: h.Sum64()}
+	return laneKey{partition: m.Partition, hash: h.Sum64()}
 }

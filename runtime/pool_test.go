@@ -29,11 +29,9 @@ func TestPoolLanes(t *testing.T) {
 	} {
 		t.Run(string(tt.ordering), func(t *testing.T) {
 			pl := newPool(tt.ordering, 4, 8, 1<<30)
+			check := newLaneCheck(t, tt.lane)
 			var (
 				mu        sync.Mutex
-				running   = map[string]bool{}
-				last      = map[string]int64{}
-				processed = map[[2]int64]int{}
 				maxAtOnce int
 				atOnce    int
 			)
@@ -44,25 +42,12 @@ func TestPoolLanes(t *testing.T) {
 				mu.Lock()
 				atOnce++
 				maxAtOnce = max(maxAtOnce, atOnce)
-				processed[[2]int64{int64(j.msg.Partition), j.msg.Offset}]++
-				var lane string
-				if tt.lane != nil {
-					lane = tt.lane(j.msg)
-					if running[lane] {
-						t.Errorf("lane %s runs two messages at once", lane)
-					}
-					if prev, ok := last[lane]; ok && j.msg.Offset < prev {
-						t.Errorf("lane %s: offset %d after %d", lane, j.msg.Offset, prev)
-					}
-					running[lane], last[lane] = true, j.msg.Offset
-				}
 				mu.Unlock()
+				lane := check.started(j.msg)
 				time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond)
+				check.ended(lane)
 				mu.Lock()
 				atOnce--
-				if tt.lane != nil {
-					running[lane] = false
-				}
 				mu.Unlock()
 				done.Done()
 			})
@@ -83,7 +68,7 @@ func TestPoolLanes(t *testing.T) {
 			done.Wait()
 			cancel()
 			pl.wait()
-			expectEachOnce(t, processed, partitions*perPartition)
+			expectEachOnce(t, check.processed, partitions*perPartition)
 			if n := pl.busyLanes(); n != 0 {
 				t.Errorf("%d lanes left busy", n)
 			}
@@ -283,6 +268,47 @@ func TestPoolHangingMessageHoldsOnlyItsLane(t *testing.T) {
 	pl.submitAll(js)
 	others.Wait() // hangs, and the test times out, if a message waits behind the hanging one
 	close(hang)
+}
+
+// laneCheck checks an ordering's promise as a pool's workers start and end messages: no
+// two messages of a lane at once, in offset order; it counts each message processed.
+type laneCheck struct {
+	t         *testing.T
+	lane      func(m *sarama.ConsumerMessage) string // a message's lane; nil in Unordered
+	mu        sync.Mutex
+	running   map[string]bool
+	last      map[string]int64
+	processed map[[2]int64]int
+}
+
+func newLaneCheck(t *testing.T, lane func(m *sarama.ConsumerMessage) string) *laneCheck {
+	return &laneCheck{t: t, lane: lane, running: map[string]bool{}, last: map[string]int64{}, processed: map[[2]int64]int{}}
+}
+
+// started checks m as a worker starts it and returns its lane.
+func (c *laneCheck) started(m *sarama.ConsumerMessage) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.processed[[2]int64{int64(m.Partition), m.Offset}]++
+	if c.lane == nil {
+		return ""
+	}
+	lane := c.lane(m)
+	if c.running[lane] {
+		c.t.Errorf("lane %s runs two messages at once", lane)
+	}
+	if prev, ok := c.last[lane]; ok && m.Offset < prev {
+		c.t.Errorf("lane %s: offset %d after %d", lane, m.Offset, prev)
+	}
+	c.running[lane], c.last[lane] = true, m.Offset
+	return lane
+}
+
+// ended records that the worker is done with the message of lane.
+func (c *laneCheck) ended(lane string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.running[lane] = false
 }
 
 // expectEachOnce checks that want distinct messages were processed, each exactly once.

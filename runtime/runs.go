@@ -1,0 +1,341 @@
+package runtime
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Runs: how a handler pipeline in Partition or Key ordering hands a partition's messages to
+// the workers.
+//
+// A claim hands the messages it admitted together to the pool as one batch of its
+// partition's run. A worker takes the run and handles its batches in order, one message at a
+// time; no other worker takes the run meanwhile. A partition's messages thus need no lane, no
+// job until a worker starts them, and no lock of the pool each: the claim and the worker
+// take the pool's lock at most once a batch. (Measured in
+// docs/benchmarks.md, "Runs of a partition's batches": lanes for every message cost more than
+// the handler's work for a fast handler.) A run keeps Partition ordering's promise as a lane
+// did.
+//
+// Key ordering promises more: a slow or failing message holds up only its key. In a run it
+// holds up the run, so a watchdog (watchRuns) spills a run whose worker finished no message
+// for runStallTicks ticks while messages wait behind it: the messages not started go to the
+// lanes (handoff.go), and the message in flight keeps its key's lane until its worker is done
+// with it (handover). The claim then submits the partition's messages to the lanes too, until
+// none of them is left there, and runs again. A slow handler thus runs its keys in parallel
+// within a few milliseconds; a fast one stays in runs.
+
+// runStallTick and runStallTicks: a run whose worker finished no message for runStallTicks
+// ticks, while messages wait behind it, is spilled into lanes (Key ordering).
+const (
+	runStallTick  = 2 * time.Millisecond
+	runStallTicks = 2
+)
+
+// watchIdleTicks is the ticks with no worker in a run after which the watchdog sleeps until
+// a worker starts one.
+const watchIdleTicks = 64
+
+// partRun is one partition's run: its batches admitted and not started, in order, and the
+// batch its worker is taking messages from.
+type partRun struct {
+	pt *partition
+
+	mu        sync.Mutex
+	queue     fifo[*runBatch] // admitted, not started
+	cur       *runBatch       // the batch the run's worker takes messages from
+	scheduled bool            // the run is in the ready queue or on a worker
+	// spilled is set when the run's messages went to the lanes (Key ordering): the claim
+	// submits to the lanes while the partition has messages there (inLanes).
+	spilled bool
+	// handover is the lane of the message the run's worker was in when the run spilled:
+	// the worker gives the lane up once it is done with the message.
+	handover *lane
+
+	// inLanes counts the partition's messages in the lanes since the run spilled, the one in
+	// flight during the spill included; workers count them down (laneJobDone).
+	inLanes atomic.Int32
+	// progress counts the messages the run's workers finished: the watchdog spills a run
+	// whose count stays put.
+	progress atomic.Uint32
+}
+
+// runBatch is messages of one partition admitted together; next is the index of the next
+// one to start, taken atomically by the run's worker (and, when the run spills, set past the
+// end by the watchdog, which takes the rest).
+type runBatch struct {
+	ms    []*sarama.ConsumerMessage
+	sizes []int64
+	start time.Time
+	next  atomic.Int32
+}
+
+// take returns the index of the batch's next message, or false when none is left.
+func (b *runBatch) take() (int, bool) {
+	i := int(b.next.Add(1)) - 1
+	return i, i < len(b.ms)
+}
+
+// runSlot is what the watchdog knows of one worker: the run it is in, if any.
+type runSlot struct{ run atomic.Pointer[partRun] }
+
+// submitRun hands messages of pt admitted together (each holding a slot and its size of the
+// pool's bytes) to the partition's run; to the lanes instead while the run's earlier
+// messages are there. Only pt's claim calls it. ms and sizes are the pool's from then on.
+func (pl *pool) submitRun(pt *partition, ms []*sarama.ConsumerMessage, sizes []int64, now time.Time) {
+	r := pt.run
+	if r == nil {
+		r = &partRun{pt: pt}
+		pt.run = r
+	}
+	r.mu.Lock()
+	if r.spilled && r.inLanes.Load() > 0 {
+		r.mu.Unlock()
+		js := newJobs(pt, ms, sizes, now)
+		pl.submitToLanes(r, js)
+		return
+	}
+	r.spilled = false
+	for i, m := range ms {
+		detach(m, sizes[i])
+	}
+	r.queue.push(&runBatch{ms: ms, sizes: sizes, start: now})
+	pt.waiting.Add(int32(len(ms)))
+	schedule := !r.scheduled
+	r.scheduled = true
+	r.mu.Unlock()
+	if schedule {
+		pl.pushRun(r)
+	}
+}
+
+// pushRun puts a run at the end of the ready queue.
+func (pl *pool) pushRun(r *partRun) {
+	pl.mu.Lock()
+	pl.pushReadyLocked(&chunk{run: r})
+	pl.wakeLocked()
+	pl.mu.Unlock()
+}
+
+// submitToLanes submits jobs of a spilled run's partition to the lanes, counted in inLanes.
+func (pl *pool) submitToLanes(r *partRun, js []*job) {
+	r.inLanes.Add(int32(len(js)))
+	for _, j := range js {
+		j.spilled = true
+	}
+	pl.submitAll(js)
+}
+
+// runPartition is a worker in run r, from the ready queue: it handles r's batches in order
+// until none is left, other work waits after a batch, or ctx ends. When r spilled while the
+// worker was in a message, it gives up the message's lane once done with it and returns the
+// lane's next message, which the caller runs next (as a lane's worker does).
+func (pl *pool) runPartition(ctx context.Context, r *partRun, slot *runSlot, fins *completions, process func(*job, *completions)) *job {
+	slot.run.Store(r)
+	defer slot.run.Store(nil)
+	pl.wakeWatchdog()
+	for started := 0; ; started++ {
+		b, handover := pl.nextBatch(r, started)
+		if handover != nil {
+			return pl.laneJobDone(r, handover)
+		}
+		if b == nil {
+			return nil
+		}
+		for i, ok := b.take(); ok; i, ok = b.take() {
+			if ctx.Err() != nil {
+				return nil
+			}
+			j := jobPool.Get().(*job)
+			j.msg, j.part, j.start, j.size, j.offset = b.ms[i], r.pt, b.start, b.sizes[i], b.ms[i].Offset
+			fins.recordBefore(j)
+			size := j.size // j may be reused once process finished it
+			process(j, fins)
+			pl.doneOne(size)
+			r.progress.Add(1)
+		}
+	}
+}
+
+// nextBatch ends the worker's batch in r and returns r's next one, nil when the worker leaves
+// the run: when none is left, or when started batches ran and other work is ready (the run
+// goes behind it); or the lane to hand over when r spilled while the worker was in a message.
+func (pl *pool) nextBatch(r *partRun, started int) (*runBatch, *lane) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cur = nil
+	if ln := r.handover; ln != nil {
+		r.handover, r.scheduled = nil, false
+		return nil, ln
+	}
+	if r.queue.len() == 0 {
+		r.scheduled = false
+		return nil, nil
+	}
+	if started > 0 && pl.chunks.Load() > 0 {
+		pl.pushRun(r)
+		return nil, nil
+	}
+	b := r.queue.pop()
+	r.cur = b
+	r.pt.leftLanes(int32(len(b.ms)))
+	return b, nil
+}
+
+// laneJobDone is the end of a message of a spilled run's partition in the lanes (the one its
+// worker was in when it spilled, or one submitted to the lanes): it gives up ln and returns
+// its next message, if one waits. The message's slot was given back.
+func (pl *pool) laneJobDone(r *partRun, ln *lane) *job {
+	next := pl.laneNext(ln)
+	r.inLanes.Add(-1)
+	return next
+}
+
+// spill moves the messages of r not started to the lanes (see above); the message its
+// worker is in keeps its key's lane until the worker is done with it.
+func (pl *pool) spill(r *partRun) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.spilled {
+		return // nothing enters the run until the claim runs it again
+	}
+	var (
+		rest     []*job
+		inFlight *sarama.ConsumerMessage
+	)
+	if b := r.cur; b != nil {
+		k := min(int(b.next.Swap(int32(len(b.ms)))), len(b.ms))
+		if k > 0 {
+			inFlight = b.ms[k-1]
+		}
+		rest = append(rest, admittedJobs(r.pt, b.ms[k:], b.sizes[k:], b.start)...)
+	}
+	for r.queue.len() > 0 {
+		b := r.queue.pop()
+		r.pt.leftLanes(int32(len(b.ms)))
+		rest = append(rest, admittedJobs(r.pt, b.ms, b.sizes, b.start)...)
+	}
+	if len(rest) == 0 {
+		return
+	}
+	r.spilled = true
+	for _, j := range rest {
+		j.spilled = true
+		j.key = pl.laneOf(j.msg)
+	}
+	r.inLanes.Add(int32(len(rest)))
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if inFlight != nil {
+		r.inLanes.Add(1)
+		r.handover = pl.occupyLaneLocked(pl.laneOf(inFlight))
+	}
+	if ready := pl.enterLanesLocked(rest); len(ready) > 0 {
+		pl.pushReadyLocked(&chunk{jobs: ready})
+		pl.wakeLocked()
+	}
+}
+
+// watchRuns is the watchdog of Key ordering's runs: every runStallTick it looks at the run
+// each worker is in, and spills one whose worker finished no message for runStallTicks ticks.
+// It sleeps while no worker is in a run.
+func (pl *pool) watchRuns(ctx context.Context) {
+	t := time.NewTicker(runStallTick)
+	defer t.Stop()
+	type seen struct {
+		run      *partRun
+		progress uint32
+		stalls   int
+	}
+	var (
+		last []seen
+		idle int
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		slots := pl.runSlotsNow()
+		last = append(last, make([]seen, len(slots)-len(last))...)
+		busy := false
+		for i, s := range slots {
+			r, w := s.run.Load(), &last[i]
+			if r == nil || r != w.run {
+				*w = seen{run: r}
+				if r != nil {
+					w.progress = r.progress.Load()
+				}
+				busy = busy || r != nil
+				continue
+			}
+			busy = true
+			if p := r.progress.Load(); p != w.progress {
+				w.progress, w.stalls = p, 0
+				continue
+			}
+			if w.stalls++; w.stalls >= runStallTicks {
+				pl.spill(r)
+				w.stalls = 0
+			}
+		}
+		idle++
+		if busy {
+			idle = 0
+		}
+		if idle >= watchIdleTicks && !pl.sleepWatchdog(ctx, slots) {
+			return
+		}
+	}
+}
+
+// runSlotsNow is the workers' slots, as the watchdog reads them.
+func (pl *pool) runSlotsNow() []*runSlot {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return pl.runSlots
+}
+
+// sleepWatchdog waits until a worker starts a run; false when ctx ended first. A worker that
+// started one before the watchdog said it sleeps is seen when it looks again.
+func (pl *pool) sleepWatchdog(ctx context.Context, slots []*runSlot) bool {
+	pl.watchAsleep.Store(true)
+	defer pl.watchAsleep.Store(false)
+	for _, s := range slots {
+		if s.run.Load() != nil {
+			return true
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-pl.watchWake:
+		return true
+	}
+}
+
+// wakeWatchdog wakes the watchdog when it sleeps: a worker starts a run.
+func (pl *pool) wakeWatchdog() {
+	if pl.watchWake != nil && pl.watchAsleep.Load() {
+		select {
+		case pl.watchWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// leftLanes counts n of the partition's messages taken out of the waiting to run, and wakes
+// the claim holding the partition back once few enough wait (holdback.go).
+func (pt *partition) leftLanes(n int32) {
+	if pt.waiting.Add(-n) <= pt.resumeAt.Load() {
+		select {
+		case pt.room <- struct{}{}:
+		default:
+		}
+	}
+}
