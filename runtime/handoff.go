@@ -75,7 +75,7 @@ func (pl *pool) work(ctx context.Context, slot *runSlot, fins *completions, proc
 		ln, size, r := j.lane, j.size, j.spilledRun() // j may be reused once process finished it
 		process(j, fins)
 		if j = pl.done(ln, size); r != nil {
-			r.inLanes.Add(-1)
+			pl.laneDone(r)
 		}
 		if j != nil {
 			if run++; run >= maxRun {

@@ -62,10 +62,12 @@ type pool struct {
 	finishing []*completions    // each worker's finished messages not recorded yet (completions.go); only appended to
 	occupancy occupancy         // idle worker time, for the telemetry's busy share (telemetry.go)
 	// runs is set when a partition's messages go to its run (runs.go), not to lanes: a
-	// handler in Partition or Key ordering (useRuns). runSlots are the workers' runs, for
-	// the watchdog of Key ordering, which sleeps on watchWake while no worker is in a run.
+	// handler in Partition or Key ordering (useRuns). runSlots are the workers' runs and
+	// heldRuns the runs held, for the watchdog of Key ordering, which sleeps on watchWake
+	// while no worker is in a run and none is held.
 	runs        bool
 	runSlots    []*runSlot
+	heldRuns    []*partRun // runs held while their messages are in the lanes (runs.go)
 	watchAsleep atomic.Bool
 	watchWake   chan struct{}
 	workReady   sync.Cond // signalled when a message becomes ready or the workers stop

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,9 +26,14 @@ import (
 // holds up the run, so a watchdog (watchRuns) spills a run whose worker finished no message
 // for runStallTicks ticks while messages wait behind it: the messages not started go to the
 // lanes (handoff.go), and the message in flight keeps its key's lane until its worker is done
-// with it (handover). The claim then submits the partition's messages to the lanes too, until
-// none of them is left there, and runs again. A slow handler thus runs its keys in parallel
-// within a few milliseconds; a fast one stays in runs.
+// with it (handover). While any of the partition's messages is in the lanes, the batches its
+// claim submits wait in the run (held): they may not overtake the lanes, and the run starts
+// again once the lanes are empty. The watchdog moves a held run's batches to the lanes too
+// when the lanes do not empty within runStallTicks ticks (a key still stalls there), so a
+// stalled key holds up only itself, and a run that spilled by chance (its worker kept off the
+// CPU for a few milliseconds) is back in a run within milliseconds, even while its partition
+// is consumed at full speed. A slow handler thus runs its keys in parallel within a few
+// milliseconds; a fast one stays in runs.
 
 // runStallTick and runStallTicks: a run whose worker finished no message for runStallTicks
 // ticks, while messages wait behind it, is spilled into lanes (Key ordering).
@@ -49,9 +55,13 @@ type partRun struct {
 	queue     fifo[*runBatch] // admitted, not started
 	cur       *runBatch       // the batch the run's worker takes messages from
 	scheduled bool            // the run is in the ready queue or on a worker
-	// spilled is set when the run's messages went to the lanes (Key ordering): the claim
-	// submits to the lanes while the partition has messages there (inLanes).
+	// spilled is set when the run's messages went to the lanes (Key ordering), until none
+	// of them is left there (inLanes): meanwhile the run's batches are held, not run.
 	spilled bool
+	// watched: the watchdog looks at the run while it is held; heldTicks counts its looks
+	// since it last moved the run's batches to the lanes.
+	watched   bool
+	heldTicks int
 	// handover is the lane of the message the run's worker was in when the run spilled:
 	// the worker gives the lane up once it is done with the message.
 	handover *lane
@@ -92,23 +102,46 @@ func (pl *pool) submitRun(pt *partition, ms []*sarama.ConsumerMessage, sizes []i
 		r = &partRun{pt: pt}
 		pt.run = r
 	}
-	r.mu.Lock()
-	if r.spilled && r.inLanes.Load() > 0 {
-		r.mu.Unlock()
-		js := newJobs(pt, ms, sizes, now)
-		pl.submitToLanes(r, js)
-		return
-	}
-	r.spilled = false
 	for i, m := range ms {
 		detach(m, sizes[i])
 	}
+	r.mu.Lock()
+	if r.spilled && r.inLanes.Load() == 0 {
+		r.spilled = false // the lanes emptied; unrunLocked has not looked yet
+	}
 	r.queue.push(&runBatch{ms: ms, sizes: sizes, start: now})
 	pt.waiting.Add(int32(len(ms)))
-	schedule := !r.scheduled
-	r.scheduled = true
+	schedule := !r.spilled && !r.scheduled
+	if schedule {
+		r.scheduled = true
+	}
+	watch := r.spilled && !r.watched
+	if watch {
+		r.watched, r.heldTicks = true, 0
+	}
 	r.mu.Unlock()
 	if schedule {
+		pl.pushRun(r)
+	}
+	if watch {
+		pl.watchHeld(r)
+	}
+}
+
+// laneDone counts down a message of r's partition done in the lanes, and starts the run
+// again once none is left there and batches were held.
+func (pl *pool) laneDone(r *partRun) {
+	if r.inLanes.Add(-1) != 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.spilled || r.inLanes.Load() != 0 {
+		return
+	}
+	r.spilled = false
+	if r.queue.len() > 0 && !r.scheduled {
+		r.scheduled = true
 		pl.pushRun(r)
 	}
 }
@@ -119,15 +152,6 @@ func (pl *pool) pushRun(r *partRun) {
 	pl.pushReadyLocked(&chunk{run: r})
 	pl.wakeLocked()
 	pl.mu.Unlock()
-}
-
-// submitToLanes submits jobs of a spilled run's partition to the lanes, counted in inLanes.
-func (pl *pool) submitToLanes(r *partRun, js []*job) {
-	r.inLanes.Add(int32(len(js)))
-	for _, j := range js {
-		j.spilled = true
-	}
-	pl.submitAll(js)
 }
 
 // runPartition is a worker in run r, from the ready queue: it handles r's batches in order
@@ -172,8 +196,8 @@ func (pl *pool) nextBatch(r *partRun, started int) (*runBatch, *lane) {
 		r.handover, r.scheduled = nil, false
 		return nil, ln
 	}
-	if r.queue.len() == 0 {
-		r.scheduled = false
+	if r.queue.len() == 0 || r.spilled {
+		r.scheduled = false // a held run starts again once the lanes are empty (laneDone)
 		return nil, nil
 	}
 	if started > 0 && pl.chunks.Load() > 0 {
@@ -186,12 +210,12 @@ func (pl *pool) nextBatch(r *partRun, started int) (*runBatch, *lane) {
 	return b, nil
 }
 
-// laneJobDone is the end of a message of a spilled run's partition in the lanes (the one its
-// worker was in when it spilled, or one submitted to the lanes): it gives up ln and returns
-// its next message, if one waits. The message's slot was given back.
+// laneJobDone is the end of the message a spilled run's worker was in when it spilled: it
+// gives up the message's lane ln and returns the lane's next message, if one waits. The
+// message's slot was given back.
 func (pl *pool) laneJobDone(r *partRun, ln *lane) *job {
 	next := pl.laneNext(ln)
-	r.inLanes.Add(-1)
+	pl.laneDone(r)
 	return next
 }
 
@@ -214,30 +238,91 @@ func (pl *pool) spill(r *partRun) {
 		}
 		rest = append(rest, admittedJobs(r.pt, b.ms[k:], b.sizes[k:], b.start)...)
 	}
+	rest = r.queuedJobsLocked(rest)
+	if len(rest) == 0 {
+		return
+	}
+	r.spilled = true
+	pl.toLanesLocked(r, rest, inFlight)
+}
+
+// queuedJobsLocked appends the jobs of r's batches not started to rest and empties its
+// queue; r.mu is held.
+func (r *partRun) queuedJobsLocked(rest []*job) []*job {
 	for r.queue.len() > 0 {
 		b := r.queue.pop()
 		r.pt.leftLanes(int32(len(b.ms)))
 		rest = append(rest, admittedJobs(r.pt, b.ms, b.sizes, b.start)...)
 	}
-	if len(rest) == 0 {
-		return
-	}
-	r.spilled = true
-	for _, j := range rest {
+	return rest
+}
+
+// toLanesLocked puts jobs of r's partition in the lanes, counted in inLanes, and, when the
+// run's worker is in a message (inFlight), that message in its key's lane until the worker
+// hands it over; r.mu is held.
+func (pl *pool) toLanesLocked(r *partRun, js []*job, inFlight *sarama.ConsumerMessage) {
+	for _, j := range js {
 		j.spilled = true
 		j.key = pl.laneOf(j.msg)
 	}
-	r.inLanes.Add(int32(len(rest)))
+	r.inLanes.Add(int32(len(js)))
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	if inFlight != nil {
 		r.inLanes.Add(1)
 		r.handover = pl.occupyLaneLocked(pl.laneOf(inFlight))
 	}
-	if ready := pl.enterLanesLocked(rest); len(ready) > 0 {
+	if ready := pl.enterLanesLocked(js); len(ready) > 0 {
 		pl.pushReadyLocked(&chunk{jobs: ready})
 		pl.wakeLocked()
 	}
+}
+
+// watchHeld has the watchdog look at held run r (see above).
+func (pl *pool) watchHeld(r *partRun) {
+	pl.mu.Lock()
+	pl.heldRuns = append(pl.heldRuns, r)
+	pl.mu.Unlock()
+	pl.wakeWatchdog()
+}
+
+// lookAtHeld is the watchdog's look at the held runs: a run whose batches were held for
+// runStallTicks looks has them moved to the lanes; one no longer held is forgotten. It
+// reports whether any run is still held.
+func (pl *pool) lookAtHeld() bool {
+	pl.mu.Lock()
+	held := slices.Clone(pl.heldRuns)
+	pl.mu.Unlock()
+	still := held[:0]
+	for _, r := range held {
+		if pl.lookAtHeldRun(r) {
+			still = append(still, r)
+		}
+	}
+	// Claims only append: the runs added since the look follow those looked at.
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	pl.heldRuns = append(still, pl.heldRuns[len(held):]...)
+	return len(pl.heldRuns) > 0
+}
+
+// lookAtHeldRun moves r's held batches to the lanes once they were held for runStallTicks
+// looks; false once r is no longer held.
+func (pl *pool) lookAtHeldRun(r *partRun) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.spilled {
+		r.watched = false
+		return false
+	}
+	if r.queue.len() == 0 {
+		return true
+	}
+	if r.heldTicks++; r.heldTicks >= runStallTicks {
+		r.heldTicks = 0
+		pl.toLanesLocked(r, r.queuedJobsLocked(nil), nil)
+	}
+	return true
 }
 
 // watchRuns is the watchdog of Key ordering's runs: every runStallTick it looks at the run
@@ -285,7 +370,7 @@ func (pl *pool) watchRuns(ctx context.Context) {
 			}
 		}
 		idle++
-		if busy {
+		if pl.lookAtHeld() || busy {
 			idle = 0
 		}
 		if idle >= watchIdleTicks && !pl.sleepWatchdog(ctx, slots) {
@@ -301,8 +386,8 @@ func (pl *pool) runSlotsNow() []*runSlot {
 	return pl.runSlots
 }
 
-// sleepWatchdog waits until a worker starts a run; false when ctx ended first. A worker that
-// started one before the watchdog said it sleeps is seen when it looks again.
+// sleepWatchdog waits until a worker starts a run or a claim holds one; false when ctx ended
+// first. One that did before the watchdog said it sleeps is seen when it looks again.
 func (pl *pool) sleepWatchdog(ctx context.Context, slots []*runSlot) bool {
 	pl.watchAsleep.Store(true)
 	defer pl.watchAsleep.Store(false)
@@ -310,6 +395,12 @@ func (pl *pool) sleepWatchdog(ctx context.Context, slots []*runSlot) bool {
 		if s.run.Load() != nil {
 			return true
 		}
+	}
+	pl.mu.Lock()
+	held := len(pl.heldRuns)
+	pl.mu.Unlock()
+	if held > 0 {
+		return true
 	}
 	select {
 	case <-ctx.Done():

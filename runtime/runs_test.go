@@ -171,7 +171,7 @@ func TestRunSpillsAroundAHangingKey(t *testing.T) {
 	g.Eventually(ranNow, 5*time.Second).Should(ConsistOf("a@0", "h@1", "b@2", "c@4"), "the other keys run while h hangs")
 	f.submit(ctx, t, 0, 5, "d", "h", "e")
 	g.Eventually(ranNow, 5*time.Second).Should(ConsistOf("a@0", "h@1", "b@2", "c@4", "d@5", "e@7"),
-		"a batch submitted while h hangs goes to the lanes: its other keys run too")
+		"a batch submitted while h hangs waits in the run, then goes to the lanes: its other keys run too")
 	g.Consistently(ranNow, 100*time.Millisecond).ShouldNot(ContainElement(BeElementOf("h@3", "h@6")), "h's later messages wait for the one in flight")
 	f.parts[0].run.mu.Lock()
 	g.Expect(f.parts[0].run.spilled).To(BeTrue())
@@ -246,4 +246,50 @@ func TestRunsTakeTurns(t *testing.T) {
 		return len(parts)
 	}, 5*time.Second).Should(Equal(7))
 	g.Expect(parts).To(Equal([]int32{0, 1, 0, 1, 0, 1, 0}), "one batch of a partition, then the other's")
+}
+
+// TestRunComesBackAfterAChanceSpill: a run that spilled because one message took a while
+// starts again once the lanes are empty, though its partition is fed without a pause and
+// the pool stays full: its claim's next batches wait in the run rather than join the lanes.
+// About 100 messages run in the lanes here (those around the slow one); a run that did not
+// come back would run all the rest there.
+func TestRunComesBackAfterAChanceSpill(t *testing.T) {
+	const n, batch = 20_000, 16
+	f := newRunFixture(kpipev1.OrderingKey, 64, 2, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer f.pl.wait()
+	defer cancel()
+	var (
+		done    sync.WaitGroup
+		spilled atomic.Int32
+	)
+	done.Add(n)
+	f.pl.start(ctx, 2, func(j *job, _ *completions) {
+		if j.spilled {
+			spilled.Add(1)
+		}
+		if j.msg.Offset == 100 {
+			time.Sleep(10 * time.Millisecond) // long enough to spill (4-6 ms), then done
+		} else {
+			for start := time.Now(); time.Since(start) < 20*time.Microsecond; {
+				// a handler slower than the feeding: the pool stays full
+			}
+		}
+		done.Done()
+	})
+	for from := 0; from < n; from += batch {
+		ks := make([]string, batch)
+		for i := range ks {
+			ks[i] = strconv.Itoa((from + i) % 50)
+		}
+		f.submit(ctx, t, 0, int64(from), ks...)
+	}
+	done.Wait()
+	t.Logf("%d of %d messages ran in the lanes", spilled.Load(), n)
+	if spilled.Load() == 0 {
+		t.Fatal("the slow message did not spill its run: the test covers nothing")
+	}
+	if spilled.Load() > n/20 {
+		t.Errorf("%d of %d messages ran in the lanes: the run did not come back", spilled.Load(), n)
+	}
 }
