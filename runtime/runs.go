@@ -82,8 +82,8 @@ func (b *runBatch) take() (int, bool) {
 type runSlot struct{ run atomic.Pointer[partRun] }
 
 // submitRun hands messages of pt admitted together (each holding a slot and its size of the
-// pool's bytes) to the partition's run; to the lanes instead while the run's earlier
-// messages are there. Only pt's claim calls it. ms and sizes are the pool's from then on.
+// pool's bytes) to the partition's run, held while the run's earlier messages are in the
+// lanes. Only pt's claim calls it. ms and sizes are the pool's from then on.
 func (pl *pool) submitRun(pt *partition, ms []*sarama.ConsumerMessage, sizes []int64, now time.Time) {
 	r := pt.run
 	if r == nil {
@@ -95,7 +95,7 @@ func (pl *pool) submitRun(pt *partition, ms []*sarama.ConsumerMessage, sizes []i
 	}
 	r.mu.Lock()
 	if r.spilled && r.inLanes.Load() == 0 {
-		r.spilled = false // the lanes emptied; unrunLocked has not looked yet
+		r.spilled = false // the lanes emptied; laneDone has not looked yet
 	}
 	r.queue.push(&runBatch{ms: ms, sizes: sizes, start: now})
 	pt.waiting.Add(int32(len(ms)))
