@@ -300,3 +300,35 @@ func spin(d time.Duration) (reads int) {
 	}
 	return reads
 }
+
+// TestSpilledRunHoldsNewBatches: while a spilled run's messages are in the lanes, the
+// batches its claim submits wait in the run, even those of keys that are free: they start
+// once the lanes are empty. Before, they went to the lanes too, and a partition fed
+// faster than the lanes emptied stayed in the lanes. The pool here has no watchdog: the test
+// spills the run itself, and nothing moves held batches to the lanes.
+func TestSpilledRunHoldsNewBatches(t *testing.T) {
+	g := NewWithT(t)
+	f := newRunFixture(kpipev1.OrderingKey, 32, 2, 1)
+	f.pl.watchWake = nil // no watchdog
+	ctx, rec := f.startRecording(t, 2, func(m *sarama.ConsumerMessage) string {
+		return string(m.Key) + "@" + strconv.FormatInt(m.Offset, 10)
+	}, "h@1")
+	f.submit(ctx, t, 0, 0, "a", "h", "b")
+	g.Eventually(rec.ranNow, 5*time.Second).Should(ContainElement("h@1"))
+	f.pl.spill(f.parts[0].run)
+	g.Eventually(rec.ranNow, 5*time.Second).Should(ConsistOf("a@0", "h@1", "b@2"), "b, not started, ran in the lanes")
+
+	f.submit(ctx, t, 0, 3, "c", "h", "d")
+	g.Consistently(rec.ranNow, 200*time.Millisecond).Should(HaveLen(3), "c and d wait in the run while h is in the lanes")
+	r := f.parts[0].run
+	r.mu.Lock()
+	g.Expect(r.queue.len()).To(Equal(1))
+	r.mu.Unlock()
+
+	rec.release()
+	g.Eventually(rec.ranNow, 5*time.Second).Should(HaveLen(6))
+	g.Expect(rec.ranNow()[3:]).To(Equal([]string{"c@3", "h@4", "d@5"}), "the held batch ran, in order, once h was done")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	g.Expect(r.spilled).To(BeFalse())
+}
