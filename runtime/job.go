@@ -63,10 +63,15 @@ type handlerOut struct {
 // finished it, so the handler must not keep it; a forward's, with its ProducerMessage, once
 // its first write was acknowledged (acks.go).
 func newJobs(pt *partition, ms []*sarama.ConsumerMessage, sizes []int64, now time.Time) []*job {
+	detachAll(ms, sizes)
+	return admittedJobs(pt, ms, sizes, now)
+}
+
+// detachAll detaches admitted messages (sizes are their bytes) from their fetch response.
+func detachAll(ms []*sarama.ConsumerMessage, sizes []int64) {
 	for i, m := range ms {
 		detach(m, sizes[i])
 	}
-	return admittedJobs(pt, ms, sizes, now)
 }
 
 // admittedJobs makes the jobs of messages detached already (newJobs).

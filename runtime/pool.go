@@ -298,9 +298,7 @@ func (pl *pool) wakeConsumers() {
 func (pl *pool) submitAll(js []*job) {
 	ordered := pl.ordering != kpipev1.OrderingUnordered
 	if ordered {
-		for _, j := range js {
-			j.key = pl.laneOf(j.msg)
-		}
+		pl.nameLanes(js)
 	}
 	pl.mu.Lock()
 	ready := js
@@ -312,6 +310,13 @@ func (pl *pool) submitAll(js []*job) {
 		pl.wakeLocked()
 	}
 	pl.mu.Unlock()
+}
+
+// nameLanes sets the lane of each job (j.key).
+func (pl *pool) nameLanes(js []*job) {
+	for _, j := range js {
+		j.key = pl.laneOf(j.msg)
+	}
 }
 
 func (pl *pool) laneOf(m *sarama.ConsumerMessage) laneKey {

@@ -90,9 +90,7 @@ func (pl *pool) submitRun(pt *partition, ms []*sarama.ConsumerMessage, sizes []i
 		r = &partRun{pt: pt}
 		pt.run = r
 	}
-	for i, m := range ms {
-		detach(m, sizes[i])
-	}
+	detachAll(ms, sizes)
 	r.mu.Lock()
 	if r.spilled && r.inLanes.Load() == 0 {
 		r.spilled = false // the lanes emptied; laneDone has not looked yet

@@ -22,7 +22,7 @@ const (
 // a worker starts one.
 const watchIdleTicks = 64
 
-// spill moves the messages of r not started to the lanes (see above); the message its
+// spill moves the messages of r not started to the lanes (runs.go); the message its
 // worker is in keeps its key's lane until the worker is done with it.
 func (pl *pool) spill(r *partRun) {
 	r.mu.Lock()
@@ -66,8 +66,8 @@ func (r *partRun) queuedJobsLocked(rest []*job) []*job {
 func (pl *pool) toLanesLocked(r *partRun, js []*job, inFlight *sarama.ConsumerMessage) {
 	for _, j := range js {
 		j.spilled = true
-		j.key = pl.laneOf(j.msg)
 	}
+	pl.nameLanes(js)
 	r.inLanes.Add(int32(len(js)))
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
@@ -81,7 +81,7 @@ func (pl *pool) toLanesLocked(r *partRun, js []*job, inFlight *sarama.ConsumerMe
 	}
 }
 
-// watchHeld has the watchdog look at held run r (see above).
+// watchHeld has the watchdog look at held run r (runs.go).
 func (pl *pool) watchHeld(r *partRun) {
 	pl.mu.Lock()
 	pl.heldRuns = append(pl.heldRuns, r)
@@ -94,6 +94,10 @@ func (pl *pool) watchHeld(r *partRun) {
 // reports whether any run is still held.
 func (pl *pool) lookAtHeld() bool {
 	pl.mu.Lock()
+	if len(pl.heldRuns) == 0 {
+		pl.mu.Unlock()
+		return false
+	}
 	held := slices.Clone(pl.heldRuns)
 	pl.mu.Unlock()
 	still := held[:0]
@@ -213,7 +217,7 @@ func (pl *pool) sleepWatchdog(ctx context.Context, slots []*runSlot) bool {
 	}
 }
 
-// wakeWatchdog wakes the watchdog when it sleeps: a worker starts a run.
+// wakeWatchdog wakes the watchdog when it sleeps: a worker starts a run, or a claim holds one.
 func (pl *pool) wakeWatchdog() {
 	if pl.watchWake != nil && pl.watchAsleep.Load() {
 		select {
