@@ -47,9 +47,12 @@ type partRun struct {
 	// of them is left there (inLanes): meanwhile the run's batches are held, not run.
 	spilled bool
 	// watched: the watchdog looks at the run while it is held; heldTicks counts its looks
-	// since it last moved the run's batches to the lanes.
+	// since it last moved the run's batches to the lanes. direct is set once it moved them:
+	// a key stalls in the lanes, and until they are empty the claim submits to them directly,
+	// so that the partition's other keys are not held up a few milliseconds a batch.
 	watched   bool
 	heldTicks int
+	direct    bool
 	// handover is the lane of the message the run's worker was in when the run spilled:
 	// the worker gives the lane up once it is done with the message.
 	handover *lane
@@ -90,11 +93,16 @@ func (pl *pool) submitRun(pt *partition, ms []*sarama.ConsumerMessage, sizes []i
 		r = &partRun{pt: pt}
 		pt.run = r
 	}
-	detachAll(ms, sizes)
 	r.mu.Lock()
 	if r.spilled && r.inLanes.Load() == 0 {
-		r.spilled = false // the lanes emptied; laneDone has not looked yet
+		r.spilled, r.direct = false, false // the lanes emptied; laneDone has not looked yet
 	}
+	if r.direct {
+		pl.toLanesLocked(r, newJobs(pt, ms, sizes, now), nil)
+		r.mu.Unlock()
+		return
+	}
+	detachAll(ms, sizes)
 	r.queue.push(&runBatch{ms: ms, sizes: sizes, start: now})
 	pt.waiting.Add(int32(len(ms)))
 	schedule := !r.spilled && !r.scheduled
@@ -125,7 +133,7 @@ func (pl *pool) laneDone(r *partRun) {
 	if !r.spilled || r.inLanes.Load() != 0 {
 		return
 	}
-	r.spilled = false
+	r.spilled, r.direct = false, false
 	if r.queue.len() > 0 && !r.scheduled {
 		r.scheduled = true
 		pl.pushRun(r)

@@ -126,7 +126,7 @@ func (pl *pool) lookAtHeldRun(r *partRun) bool {
 		return true
 	}
 	if r.heldTicks++; r.heldTicks >= runStallTicks {
-		r.heldTicks = 0
+		r.heldTicks, r.direct = 0, true
 		pl.toLanesLocked(r, r.queuedJobsLocked(nil), nil)
 	}
 	return true
